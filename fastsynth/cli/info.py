@@ -1,0 +1,36 @@
+"""fastsynth info: what a model is."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("info", help="describe a model (resolution, modes, training data, size)")
+    p.add_argument("--model", default=None, help="model folder or training run folder (default: bundled)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..models import load_model, resolve_model_dir
+    from ..models.denoiser import WEIGHTS_NAME
+
+    d = resolve_model_dir(args.model)
+    net, meta = load_model(d)
+    cfg = net.config
+    t = meta.get("training", {})
+    info = {
+        "path": str(d), "resolution": cfg.resolution, "modes": meta.get("modes", ["pairs", "from-masks", "inpaint"]),
+        "parameters": net.num_parameters(), "file_mb": round((d / WEIGHTS_NAME).stat().st_size / 2**20, 2),
+        "patch_size": cfg.patch_size, "block_out_channels": list(cfg.block_out_channels),
+        "beta_schedule": cfg.beta_schedule, "prediction_type": cfg.prediction_type,
+        "training_data": t.get("data"), "n_train": t.get("n_train"), "steps_trained": t.get("steps_done"),
+        "wall_time_s": t.get("wall_time_s"), "hardware": t.get("hardware"), "command": t.get("command"),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k:>18}: {v}")
+    return 0

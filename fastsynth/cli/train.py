@@ -1,0 +1,56 @@
+"""fastsynth train: train a joint image+mask denoiser on a folder of pairs."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def add_parser(sub) -> None:
+    from ..config import PRESETS, TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a model on image/mask pairs",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Train the joint RGB+mask denoiser. Several GPUs: "
+                                   "accelerate launch -m fastsynth train ...")
+    p.add_argument("--data", required=True, help="folder with images/ and masks/ (same stems), "
+                   "or a Hugging Face dataset on disk with image and mask columns")
+    p.add_argument("--out", required=True, help="run folder (config, split, checkpoints, model/)")
+    p.add_argument("--resolution", type=int, default=d.resolution, help="training resolution (square)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=d.preset, help="network size")
+    p.add_argument("--steps", type=int, default=d.steps, help="total optimisation steps")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
+    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="EMA decay of the saved model")
+    p.add_argument("--test-fraction", type=float, default=d.test_fraction, help="held-out fraction (by stem)")
+    p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the train/test split")
+    p.add_argument("--seed", type=int, default=d.seed, help="training seed")
+    p.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default=d.mixed_precision,
+                   help="auto: bf16/fp16 on GPU, fp32 on CPU")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
+    p.add_argument("--time-limit", type=float, default=None, metavar="MIN",
+                   help="stop cleanly (with a checkpoint) after this many minutes")
+    p.add_argument("--skip-bad", action="store_true", help="skip bad pairs and list them instead of stopping")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..config import TrainConfig
+    from ..errors import FastsynthError
+    from ..training import train
+
+    if args.steps < 1 or args.batch_size < 1:
+        raise FastsynthError("--steps and --batch-size must be at least 1")
+    cfg = TrainConfig(data=args.data, out=args.out, preset=args.preset, resolution=args.resolution,
+                      steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
+                      test_fraction=args.test_fraction, split_seed=args.split_seed, seed=args.seed,
+                      mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,
+                      skip_bad=args.skip_bad)
+    command = "fastsynth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["train"] else ""
+    train(cfg, resume=args.resume, time_limit_min=args.time_limit, command=command,
+          progress=not args.no_progress)
+    return 0

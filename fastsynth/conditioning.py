@@ -1,0 +1,42 @@
+"""Conditioning of the three modes as (known values, per-channel indicator) tensor pairs.
+
+x is [N, 4, H, W]: RGB in [-1, 1] + mask channel in {-1, +1}. ``indicator`` is 1 where a value is given.
+- pairs:      nothing known -> a new image and a new mask;
+- from-masks: the mask channel known everywhere -> an image that fits the given mask;
+- inpaint:    all four channels known outside ``region`` -> a new polyp (image + mask) inside it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .sampling.masks import binary_dilation
+
+
+def cond_pairs(n: int, resolution: int, channels: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    z = torch.zeros(n, channels, resolution, resolution)
+    return z, z.clone()
+
+
+def cond_from_masks(mask_channel: torch.Tensor, channels: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    n, _, h, w = mask_channel.shape
+    known = torch.zeros(n, channels, h, w, dtype=mask_channel.dtype)
+    known[:, channels - 1:] = mask_channel
+    indicator = torch.zeros_like(known)
+    indicator[:, channels - 1:] = 1.0
+    return known, indicator
+
+
+def cond_inpaint(x0: torch.Tensor, region01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep x0 outside ``region01`` ([N, 1, H, W], 1 = regenerate)."""
+    indicator = (1.0 - region01).expand_as(x0).contiguous()
+    return x0 * indicator, indicator
+
+
+def inpaint_region(mask_channel: torch.Tensor, dilate_px: int) -> torch.Tensor:
+    """The region to regenerate: the real mask dilated by ``dilate_px`` (20 px at 256x256 in the paper)."""
+    return binary_dilation((mask_channel > 0).float(), dilate_px)
+
+
+def dilate_px_for(resolution: int, px_at_256: int) -> int:
+    return max(0, int(round(px_at_256 * resolution / 256)))

@@ -1,0 +1,281 @@
+"""Scanning, validating and loading image/mask pairs.
+
+Layouts read:
+- a folder with ``images/`` and ``masks/`` holding files with the same stem (jpg/jpeg/png/tif/tiff/bmp);
+- a Hugging Face dataset on disk (``save_to_disk`` folder, or a folder of parquet shards such as a
+  fastsynth output) with ``image`` and ``mask`` columns.
+
+Every problem is reported as a :class:`DataError` naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ..errors import DataError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+# a mask is "binary-like" when at most this fraction of pixels lie far from both 0 and 255
+MAX_GREY_FRACTION = 0.05
+GREY_BAND = (32, 223)
+
+
+@dataclass
+class PairSource:
+    """Where pairs come from: ``items`` maps stem -> (image ref, mask ref)."""
+
+    root: str
+    kind: str  # "folder" | "hf"
+    items: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)  # (stem/file, reason)
+    _hf: object = None
+
+    @property
+    def stems(self) -> list[str]:
+        return sorted(self.items)
+
+
+def _list_images(folder: Path) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or not p.is_file():
+            continue
+        if p.suffix.lower() not in IMAGE_EXTS:
+            raise DataError(
+                f"{p}: not an image file (expected one of {', '.join(IMAGE_EXTS)}); move it out of {folder}"
+            )
+        if p.stem in out:
+            raise DataError(f"{p}: two files share the stem {p.stem!r} ({out[p.stem].name} and {p.name})")
+        out[p.stem] = p
+    return out
+
+
+def scan_pairs(root: str | os.PathLike, skip_bad: bool = False) -> PairSource:
+    """Find the pairs under ``root`` without decoding them (fast); see :func:`load_pairs`."""
+    rootp = Path(root)
+    if not rootp.exists():
+        raise DataError(f"{rootp}: no such folder")
+    if not rootp.is_dir():
+        raise DataError(f"{rootp}: not a folder (expected images/ and masks/ inside, or a dataset folder)")
+    if (rootp / "images").is_dir() and (rootp / "masks").is_dir():
+        src = PairSource(str(rootp), "folder")
+        try:
+            images = _list_images(rootp / "images")
+            masks = _list_images(rootp / "masks")
+        except DataError:
+            if not skip_bad:
+                raise
+            images, masks = _lenient_list(rootp / "images", src), _lenient_list(rootp / "masks", src)
+        for stem in sorted(set(images) | set(masks)):
+            if stem not in masks:
+                msg = f"{images[stem]}: no mask with the same stem in {rootp / 'masks'}"
+            elif stem not in images:
+                msg = f"{masks[stem]}: no image with the same stem in {rootp / 'images'}"
+            else:
+                src.items[stem] = (images[stem], masks[stem])
+                continue
+            if not skip_bad:
+                raise DataError(msg)
+            src.skipped.append((stem, msg))
+        if not src.items:
+            raise DataError(f"{rootp}: no image/mask pairs found in images/ and masks/")
+        return src
+    return _scan_hf(rootp)
+
+
+def _lenient_list(folder: Path, src: PairSource) -> dict[str, Path]:
+    out = {}
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or not p.is_file():
+            continue
+        if p.suffix.lower() not in IMAGE_EXTS:
+            src.skipped.append((str(p), "not an image file"))
+            continue
+        out.setdefault(p.stem, p)
+    return out
+
+
+def _scan_hf(rootp: Path) -> PairSource:
+    has_arrow = (rootp / "dataset_info.json").exists() or (rootp / "state.json").exists() or (
+        rootp / "dataset_dict.json").exists()
+    parquet = sorted(rootp.rglob("*.parquet"))
+    if not has_arrow and not parquet:
+        raise DataError(
+            f"{rootp}: not a pair folder: expected images/ and masks/ subfolders (Kvasir-SEG layout), "
+            "or a Hugging Face dataset on disk with image and mask columns"
+        )
+    import datasets  # heavy: only for this input kind
+
+    try:
+        if has_arrow:
+            ds = datasets.load_from_disk(str(rootp))
+            if isinstance(ds, datasets.DatasetDict):
+                ds = ds["train"] if "train" in ds else ds[next(iter(ds))]
+        else:
+            ds = datasets.load_dataset("parquet", data_files=[str(p) for p in parquet], split="train")
+    except Exception as exc:  # datasets raises many types for a corrupt folder
+        raise DataError(f"{rootp}: could not read it as a Hugging Face dataset ({exc})") from None
+    missing = [c for c in ("image", "mask") if c not in ds.column_names]
+    if missing:
+        raise DataError(f"{rootp}: dataset has no {missing} column(s); it has {ds.column_names}")
+    if len(ds) == 0:
+        raise DataError(f"{rootp}: dataset is empty")
+    key = "id" if "id" in ds.column_names else ("index" if "index" in ds.column_names else None)
+    stems = [str(v) for v in ds[key]] if key else [f"{i:08d}" for i in range(len(ds))]
+    if len(set(stems)) != len(stems):
+        stems = [f"{i:08d}" for i in range(len(ds))]
+    src = PairSource(str(rootp), "hf")
+    src.items = {s: (i, i) for i, s in enumerate(stems)}
+    src._hf = ds
+    return src
+
+
+def _open(path_or_img, what: str):
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(path_or_img, (str, os.PathLike)):
+        img = path_or_img
+        img.load()
+        return img
+    try:
+        img = Image.open(path_or_img)
+        img.load()  # forces decode: catches truncated files
+        return img
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path_or_img}: unreadable or truncated {what} ({exc})") from None
+
+
+def read_image(path_or_img, name: str) -> np.ndarray:
+    """An RGB image as uint8 [H, W, 3]; rejects 16-bit, RGBA and palette images with a clear reason."""
+    img = _open(path_or_img, "image")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        raise DataError(f"{name}: {img.mode} image (16-bit or float); convert it to 8-bit RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        raise DataError(f"{name}: image has an alpha channel ({img.mode}); save it as RGB without transparency")
+    if img.mode == "P":
+        raise DataError(f"{name}: palette image (mode P); save it as RGB")
+    if img.mode not in ("RGB", "L", "CMYK", "YCbCr"):
+        raise DataError(f"{name}: unsupported image mode {img.mode}; save it as 8-bit RGB")
+    return np.asarray(img.convert("RGB"))
+
+
+def read_mask(path_or_img, name: str) -> np.ndarray:
+    """A binary mask as uint8 {0, 255} [H, W]. Accepts 8-bit grey or RGB masks (binarised at 128) and {0, 1}."""
+    img = _open(path_or_img, "mask")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        raise DataError(f"{name}: {img.mode} mask (16-bit or float); save it as 8-bit grey with values 0/255")
+    if img.mode in ("RGBA", "LA", "PA"):
+        raise DataError(f"{name}: mask has an alpha channel ({img.mode}); save it as 8-bit grey")
+    if img.mode == "P":
+        raise DataError(f"{name}: palette mask (mode P); save it as 8-bit grey with values 0/255")
+    if img.mode == "1":
+        img = img.convert("L")
+    if img.mode not in ("L", "RGB"):
+        raise DataError(f"{name}: unsupported mask mode {img.mode}; save it as 8-bit grey")
+    a = np.asarray(img)
+    if a.ndim == 3:
+        a = a.max(axis=2)
+    if a.max() <= 1:  # {0, 1} masks
+        a = a * 255
+    grey = np.count_nonzero((a > GREY_BAND[0]) & (a < GREY_BAND[1])) / a.size
+    if grey > MAX_GREY_FRACTION:
+        raise DataError(
+            f"{name}: not a binary mask ({grey:.0%} of pixels are grey, between {GREY_BAND[0]} and "
+            f"{GREY_BAND[1]}); expected black/white values"
+        )
+    return np.where(a >= 128, 255, 0).astype(np.uint8)
+
+
+def center_crop_resize(img: "Image.Image", size: int, resample) -> "Image.Image":
+    w, h = img.size
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    img = img.crop((left, top, left + s, top + s))
+    if s != size:
+        img = img.resize((size, size), resample=resample, reducing_gap=None)
+    return img
+
+
+def prepare_pair(image: np.ndarray, mask: np.ndarray, size: int, name: str) -> np.ndarray:
+    """Centre-crop to square, resize, and stack to uint8 [4, size, size] (RGB + mask {0, 255})."""
+    from PIL import Image
+
+    if image.shape[:2] != mask.shape[:2]:
+        raise DataError(
+            f"{name}: image is {image.shape[1]}x{image.shape[0]} but its mask is {mask.shape[1]}x{mask.shape[0]}"
+        )
+    im = center_crop_resize(Image.fromarray(image), size, Image.BICUBIC)
+    mk = center_crop_resize(Image.fromarray(mask), size, Image.BILINEAR)
+    m = np.where(np.asarray(mk) >= 128, 255, 0).astype(np.uint8)
+    return np.concatenate([np.asarray(im).transpose(2, 0, 1), m[None]], axis=0)
+
+
+def load_pairs(
+    src: PairSource,
+    size: int,
+    stems: Iterable[str] | None = None,
+    skip_bad: bool = False,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """Decode, validate and resize pairs to uint8 [N, 4, size, size]. Returns (stems kept, array)."""
+    stems = list(src.stems if stems is None else stems)
+    it = progress(stems) if progress else stems
+    kept, arrays = [], []
+    for stem in it:
+        img_ref, mask_ref = src.items[stem]
+        try:
+            if src.kind == "hf":
+                row = src._hf[img_ref]
+                name = f"{src.root}[{stem}]"
+                arr = prepare_pair(read_image(row["image"], name), read_mask(row["mask"], name + " mask"), size, name)
+            else:
+                arr = prepare_pair(read_image(img_ref, str(img_ref)), read_mask(mask_ref, str(mask_ref)), size,
+                                   f"{img_ref} / {mask_ref}")
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            src.skipped.append((stem, str(exc)))
+            continue
+        kept.append(stem)
+        arrays.append(arr)
+    if not arrays:
+        raise DataError(f"{src.root}: no usable pairs (all {len(stems)} were skipped)")
+    return kept, np.stack(arrays)
+
+
+def _load_folder(folder: str | os.PathLike, reader, size: int, resample, what: str):
+    from PIL import Image
+
+    p = Path(folder)
+    if not p.is_dir():
+        raise DataError(f"{p}: no such folder of {what}")
+    files = _list_images(p)
+    if not files:
+        raise DataError(f"{p}: no {what} found")
+    stems, out = [], []
+    for stem, f in files.items():
+        a = reader(f, str(f))
+        im = center_crop_resize(Image.fromarray(a), size, resample)
+        stems.append(stem)
+        out.append(np.asarray(im))
+    return stems, np.stack(out)
+
+
+def load_mask_folder(folder, size: int) -> tuple[list[str], np.ndarray]:
+    """Masks for mask->image generation: uint8 {0, 255} [N, size, size], sorted by stem."""
+    from PIL import Image
+
+    stems, arr = _load_folder(folder, read_mask, size, Image.BILINEAR, "masks")
+    return stems, np.where(arr >= 128, 255, 0).astype(np.uint8)
+
+
+def load_image_folder(folder, size: int) -> tuple[list[str], np.ndarray]:
+    """Images for inpainting: uint8 [N, size, size, 3], sorted by stem."""
+    from PIL import Image
+
+    return _load_folder(folder, read_image, size, Image.BICUBIC, "images")

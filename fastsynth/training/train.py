@@ -1,0 +1,321 @@
+"""train(): the joint image+mask DDPM objective, with EMA, checkpoints that resume exactly, and accelerate.
+
+All randomness of step k (batch indices, flips, conditioning mode, regions, noise, timesteps) comes from one
+generator seeded by (seed, k, process index), so a resumed run repeats the uninterrupted one without saving
+any RNG state (as EDM does with per-sample seeds).
+
+Run dir layout:
+  config.json        the resolved TrainConfig
+  split.json         the train/test split by stem (evaluation never trains on test images)
+  log.jsonl          one line per log step (step, loss, it/s, lr)
+  checkpoint/        the latest training state: model/ema safetensors, optimizer.pt, state.json
+  model/             the EMA model, ready for ``fastsynth generate --model RUN_DIR``
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import __version__
+from ..conditioning import cond_from_masks, cond_inpaint, dilate_px_for, inpaint_region
+from ..config import TrainConfig, model_config_for, to_dict, from_dict
+from ..data import load_pairs, make_split, scan_pairs
+from ..errors import FastsynthError
+from ..models import Denoiser, save_model
+from ..models.denoiser import WEIGHTS_NAME
+
+
+def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    ss = np.random.SeedSequence([seed, step, rank])
+    return torch.Generator().manual_seed(int(ss.generate_state(1, np.uint64)[0] & ((1 << 63) - 1)))
+
+
+def _random_boxes(n: int, res: int, g: torch.Generator) -> torch.Tensor:
+    """Random rectangles covering 10-50 % of each side, as {0,1} [n, 1, res, res]."""
+    out = torch.zeros(n, 1, res, res)
+    lo, hi = max(2, res // 8), max(3, res // 2)
+    for i in range(n):
+        h, w = (int(v) for v in torch.randint(lo, hi + 1, (2,), generator=g))
+        y, x = int(torch.randint(0, res - h + 1, (1,), generator=g)), int(torch.randint(0, res - w + 1, (1,), generator=g))
+        out[i, :, y:y + h, x:x + w] = 1.0
+    return out
+
+
+def make_batch(data_u8: torch.Tensor, cfg: TrainConfig, g: torch.Generator, batch_size: int, dilate_px: int):
+    """One training batch: (x0, known, indicator) with the conditioning mode drawn per example."""
+    n_data = data_u8.shape[0]
+    idx = torch.randint(0, n_data, (batch_size,), generator=g)
+    u8 = data_u8[idx]
+    x0 = torch.cat([u8[:, :3].float().div(127.5).sub(1.0), torch.where(u8[:, 3:] >= 128, 1.0, -1.0)], dim=1)
+    if cfg.hflip:
+        flip = torch.rand(batch_size, generator=g) < 0.5
+        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+    if cfg.vflip:
+        flip = torch.rand(batch_size, generator=g) < 0.5
+        x0 = torch.where(flip[:, None, None, None], x0.flip(-2), x0)
+    res = x0.shape[-1]
+    u = torch.rand(batch_size, generator=g)
+    total = cfg.p_pairs + cfg.p_from_masks + cfg.p_inpaint
+    is_fm = (u >= cfg.p_pairs / total) & (u < (cfg.p_pairs + cfg.p_from_masks) / total)
+    is_ip = u >= (cfg.p_pairs + cfg.p_from_masks) / total
+    known = torch.zeros_like(x0)
+    indicator = torch.zeros_like(x0)
+    if is_fm.any():
+        k, ind = cond_from_masks(x0[is_fm, 3:])
+        known[is_fm], indicator[is_fm] = k, ind
+    if is_ip.any():
+        xs = x0[is_ip]
+        region = inpaint_region(xs[:, 3:], dilate_px)
+        # a third of the regions are random boxes, and empty masks always get one
+        use_box = (torch.rand(xs.shape[0], generator=g) < 1 / 3) | (region.flatten(1).amax(1) == 0)
+        if use_box.any():
+            region[use_box] = _random_boxes(int(use_box.sum()), res, g)
+        k, ind = cond_inpaint(xs, region)
+        known[is_ip], indicator[is_ip] = k, ind
+    return x0, known, indicator
+
+
+class EMA:
+    """Exponential moving average of parameters with the usual warm-up: decay_k = min(d, (1+k)/(10+k))."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, warmup: bool = True):
+        self.decay, self.warmup = decay, warmup
+        self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                self.shadow[k].lerp_(v.detach().float(), 1 - d)
+            else:
+                self.shadow[k].copy_(v)
+
+
+def _atomic_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _save_checkpoint(ck: Path, unet_state: dict, ema: EMA, opt, sched, step: int, elapsed: float) -> None:
+    from safetensors.torch import save_file
+
+    ck.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in unet_state.items()}, str(ck / "model.safetensors.tmp"))
+    save_file({k: v.contiguous() for k, v in ema.shadow.items()}, str(ck / "ema.safetensors.tmp"))
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, ck / "optimizer.pt.tmp")
+    for name in ("model.safetensors", "ema.safetensors", "optimizer.pt"):
+        os.replace(ck / (name + ".tmp"), ck / name)
+    _atomic_json(ck / "state.json", {"step": step, "elapsed_s": elapsed})  # written last: marks it complete
+
+
+def _model_card(meta: dict) -> str:
+    t = meta["training"]
+    return f"""---
+library_name: fastsynth
+license: cc-by-4.0
+tags: [diffusion, medical-imaging, synthetic-data, segmentation, polyp]
+---
+# fastsynth joint image+mask denoiser
+
+A pixel-space DDPM (diffusers UNet2DModel, {meta['parameters'] / 1e6:.2f} M parameters) over RGB + a binary mask
+channel at {meta['resolution']}x{meta['resolution']}, conditioned on known values so one network makes new
+pairs, images from given masks, and new polyps inpainted into real images.
+
+- Training data: `{t['data']}` ({t['n_train']} training pairs; {t['n_test']} held out in split.json)
+- Steps trained: {t['steps_done']} at batch size {t['batch_size']} (preset `{t['preset']}`)
+- Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}
+- Command: `{t['command']}`
+- fastsynth {meta['fastsynth_version']}, torch {t['torch']}
+"""
+
+
+def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None = None,
+          command: str = "", progress: bool = True) -> Path:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    out = Path(cfg.out)
+    ck = out / "checkpoint"
+    if out.exists() and (out / "config.json").exists():
+        saved = json.loads((out / "config.json").read_text())
+        if not resume:
+            raise FastsynthError(f"{out} already holds a training run; add --resume to continue it, "
+                                 "or choose another --out")
+        old = from_dict(TrainConfig, saved, where=str(out / "config.json"))
+        keep = ("steps", "checkpoint_every", "log_every", "sample_every", "num_workers")
+        diff = {k: (getattr(old, k), getattr(cfg, k)) for k in to_dict(cfg)
+                if k not in keep and getattr(old, k) != getattr(cfg, k)}
+        if diff:
+            raise FastsynthError(f"--resume with different settings than {out / 'config.json'}: {diff}")
+    model_cfg = model_config_for(cfg.preset, cfg.resolution)
+
+    mp = cfg.mixed_precision
+    if mp == "auto":
+        mp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "no"
+    accelerator = Accelerator(mixed_precision=mp)
+    set_seed(cfg.seed)
+    is_main = accelerator.is_main_process
+
+    # data: scan, split by stem, decode the train split once into memory (uint8)
+    src = scan_pairs(cfg.data, skip_bad=cfg.skip_bad)
+    if resume and (out / "split.json").exists():
+        split = json.loads((out / "split.json").read_text())
+    else:
+        split = make_split(src.stems, cfg.test_fraction, cfg.split_seed)
+    bar = (lambda it: tqdm(it, desc="loading data", unit="pair", disable=not (progress and is_main)))
+    stems, arr = load_pairs(src, cfg.resolution, split["train"], skip_bad=cfg.skip_bad, progress=bar)
+    data_u8 = torch.from_numpy(arr)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_json(out / "config.json", to_dict(cfg))
+        _atomic_json(out / "split.json", split)
+        if src.skipped:
+            _atomic_json(out / "skipped.json", [{"item": a, "reason": b} for a, b in src.skipped])
+            print(f"skipped {len(src.skipped)} bad item(s); listed in {out / 'skipped.json'}")
+
+    model = Denoiser(model_cfg)
+    from diffusers import DDPMScheduler
+
+    noise_sched = DDPMScheduler(num_train_timesteps=model_cfg.num_train_timesteps,
+                                beta_schedule=model_cfg.beta_schedule, prediction_type=model_cfg.prediction_type)
+    alphas_cumprod = noise_sched.alphas_cumprod.float()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / max(1, cfg.warmup_steps)))
+    ema = EMA(model.unet, cfg.ema_decay, cfg.ema_warmup)
+
+    step, elapsed_before = 0, 0.0
+    if resume and (ck / "state.json").exists():
+        from safetensors.torch import load_file
+
+        st = json.loads((ck / "state.json").read_text())
+        step, elapsed_before = int(st["step"]), float(st.get("elapsed_s", 0.0))
+        model.unet.load_state_dict(load_file(str(ck / "model.safetensors")))
+        ema.shadow = load_file(str(ck / "ema.safetensors"))
+        blob = torch.load(ck / "optimizer.pt", map_location="cpu", weights_only=True)
+        opt.load_state_dict(blob["optimizer"])
+        sched.load_state_dict(blob["scheduler"])
+        if is_main:
+            print(f"resuming {out} from step {step}")
+    elif resume and is_main:
+        print(f"no checkpoint in {ck}; starting from step 0")
+
+    model, opt = accelerator.prepare(model, opt)
+    device = accelerator.device
+    alphas_cumprod = alphas_cumprod.to(device)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    per_proc = max(1, cfg.batch_size // world)
+    dilate_px = dilate_px_for(cfg.resolution, 20)
+
+    stop = {"flag": False}
+
+    def _on_signal(signum, frame):  # finish the step, checkpoint, exit cleanly
+        stop["flag"] = True
+
+    old_handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    t_start = time.perf_counter()
+    deadline = t_start + time_limit_min * 60 if time_limit_min else None
+    pbar = tqdm(total=cfg.steps, initial=step, desc="training", unit="it", disable=not (progress and is_main))
+    log_f = open(out / "log.jsonl", "a") if is_main else None
+    unwrapped = accelerator.unwrap_model(model)
+    last_log_t, last_log_step, loss_acc, n_acc = time.perf_counter(), step, 0.0, 0
+
+    def checkpoint():
+        accelerator.wait_for_everyone()
+        if not is_main:
+            return
+        elapsed = elapsed_before + time.perf_counter() - t_start
+        state = {k: v.detach().cpu() for k, v in unwrapped.unet.state_dict().items()}
+        _save_checkpoint(ck, state, ema, opt, sched, step, elapsed)
+        export_model(elapsed)
+
+    def export_model(elapsed):
+        ema_net = Denoiser(model_cfg)
+        ema_net.unet.load_state_dict({k: v.to(torch.float32) for k, v in ema.shadow.items()})
+        meta = {
+            "fastsynth_version": __version__,
+            "resolution": cfg.resolution,
+            "modes": ["pairs", "from-masks", "inpaint"],
+            "parameters": ema_net.num_parameters(),
+            "training": {
+                "data": str(cfg.data), "n_train": len(stems), "n_test": len(split["test"]),
+                "split_seed": cfg.split_seed, "test_fraction": cfg.test_fraction,
+                "steps_done": step, "steps_planned": cfg.steps, "batch_size": cfg.batch_size,
+                "preset": cfg.preset, "lr": cfg.lr, "ema_decay": cfg.ema_decay,
+                "wall_time_s": round(elapsed, 1), "command": command,
+                "hardware": _hardware(accelerator), "torch": torch.__version__, "mixed_precision": mp,
+            },
+        }
+        save_model(ema_net, out / "model", meta=meta, card=_model_card(meta))
+        _atomic_json(out / "model" / "split.json", split)
+
+    try:
+        while step < cfg.steps and not stop["flag"]:
+            g = _step_generator(cfg.seed, step, rank)
+            x0, known, indicator = make_batch(data_u8, cfg, g, per_proc, dilate_px)
+            noise = torch.randn(x0.shape, generator=g)
+            t = torch.randint(0, model_cfg.num_train_timesteps, (per_proc,), generator=g)
+            x0, known, indicator, noise, t = (v.to(device) for v in (x0, known, indicator, noise, t))
+            a = alphas_cumprod[t].view(-1, 1, 1, 1)
+            x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+            cond = torch.cat([known * indicator, indicator], dim=1)
+            with accelerator.autocast():
+                pred = model(x_t, t, cond)
+            loss = F.mse_loss(pred.float(), noise)
+            accelerator.backward(loss)
+            if cfg.grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            ema.update(unwrapped.unet, step)
+            step += 1
+            loss_acc += float(loss.detach())
+            n_acc += 1
+            pbar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                now = time.perf_counter()
+                rate = (step - last_log_step) / max(1e-9, now - last_log_t)
+                rec = {"step": step, "loss": loss_acc / max(1, n_acc), "it_per_s": rate, "lr": sched.get_last_lr()[0]}
+                pbar.set_postfix(loss=f"{rec['loss']:.4f}", it_s=f"{rate:.2f}")
+                if log_f:
+                    log_f.write(json.dumps(rec) + "\n")
+                    log_f.flush()
+                last_log_t, last_log_step, loss_acc, n_acc = now, step, 0.0, 0
+                if not math.isfinite(rec["loss"]):
+                    raise FastsynthError(f"training diverged at step {step} (loss {rec['loss']}); lower --lr")
+            if step % cfg.checkpoint_every == 0:
+                checkpoint()
+            if deadline and time.perf_counter() > deadline:
+                if is_main:
+                    print(f"\ntime limit reached at step {step}")
+                break
+        checkpoint()
+    finally:
+        pbar.close()
+        if log_f:
+            log_f.close()
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+    if is_main:
+        print(f"trained to step {step}; model in {out / 'model'}")
+    return out
+
+
+def _hardware(accelerator) -> str:
+    if torch.cuda.is_available():
+        return f"{accelerator.num_processes}x {torch.cuda.get_device_name(0)}"
+    return f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
