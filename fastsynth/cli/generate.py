@@ -1,3 +1,70 @@
-def add_parser(sub):
-    p = sub.add_parser("generate", help="generate a synthetic dataset")
-    p.set_defaults(func=lambda a: 0)
+"""fastsynth generate: a synthetic image+mask dataset from a model (the bundled one by default)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def add_parser(sub) -> None:
+    from ..config import MODES, GenerateConfig
+    from ..runtime import BACKENDS, PRECISIONS
+    from ..sampling import DEFAULT_STEPS
+
+    d = GenerateConfig()
+    p = sub.add_parser(
+        "generate", help="generate a synthetic image+mask dataset",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Generate N image+mask pairs into a Hugging Face dataset folder (parquet shards + card). "
+                    "Re-running the same command resumes an interrupted run; a larger --n extends it. "
+                    "Several GPUs: accelerate launch -m fastsynth generate ...")
+    p.add_argument("--n", type=int, default=d.n, help="number of pairs")
+    p.add_argument("--model", default=None, help="model folder or training run folder (default: the bundled model)")
+    p.add_argument("--out", default=None, help="output folder (default: fastsynth-out/MODE)")
+    p.add_argument("--mode", choices=MODES, default=d.mode,
+                   help="pairs: new image and mask; from-masks: images for given masks; "
+                        "inpaint: a new polyp in each real image's dilated mask region")
+    p.add_argument("--masks", default=None, help="folder of mask images (for --mode from-masks)")
+    p.add_argument("--images", default=None, help="folder with images/ and masks/ (for --mode inpaint)")
+    p.add_argument("--sampler", choices=tuple(DEFAULT_STEPS), default=d.sampler,
+                   help="dpmpp (DPM-Solver++ 2M, fast default), unipc, ddim, ddpm (slow reference)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps = network evaluations (default per sampler: "
+                        + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="pairs per network call")
+    p.add_argument("--seed", type=int, default=d.seed, help="base seed (pair i uses a seed derived from it and i)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--backend", choices=BACKENDS, default=d.backend, help="runtime backend")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="network precision (auto: bf16/fp16 on GPU, fp32 on CPU)")
+    p.add_argument("--format", choices=("parquet", "png"), default=d.format,
+                   help="parquet shards (a Hugging Face dataset) or images/ + masks/ PNG folders")
+    p.add_argument("--shard-size", type=int, default=d.shard_size, help="rows per shard (the unit of resume)")
+    p.add_argument("--opening-px", type=int, default=d.opening_px_at_256,
+                   help="mask opening kernel at 256x256 (scaled with resolution); 0 turns it off")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..config import GenerateConfig
+    from ..pipeline import default_out_dir, generate
+    from ..sampling import DEFAULT_STEPS
+
+    steps = args.steps if args.steps is not None else DEFAULT_STEPS[args.sampler]
+    cfg = GenerateConfig(n=args.n, mode=args.mode, sampler=args.sampler, steps=steps,
+                         batch_size=args.batch_size, seed=args.seed, shard_size=args.shard_size,
+                         opening_px_at_256=args.opening_px, format=args.format, precision=args.precision,
+                         backend=args.backend)
+    out = args.out or str(default_out_dir(args.mode))
+    if args.out is None:
+        print(f"writing to {out} (no --out given)", file=sys.stderr)
+    command = "fastsynth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["generate"] else ""
+    s = generate(cfg, out, model=args.model, masks=args.masks, images=args.images, device=args.device,
+                 progress=not args.no_progress, command=command)
+    rate = f"{s['pairs_per_s']:.1f} pairs/s" if s["pairs_per_s"] else "nothing left to generate"
+    state = "complete" if s["complete"] else "incomplete (other processes still writing)"
+    print(f"generated {s['pairs']} pairs in {s['seconds']:.1f} s ({rate}) on {s['device']}; "
+          f"dataset {state}: {s['total']} pairs in {s['out']}")
+    return 0

@@ -12,6 +12,7 @@ scheduler step. The scheduler object is created per call (they are stateful), th
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Sequence
 
 import torch
@@ -50,10 +51,12 @@ def sample(
     generators: Sequence[torch.Generator] | None = None,
 ) -> torch.Tensor:
     """Integrate from x_T = noise to x_0. ``generators`` (one per sample) drive any stochastic step."""
+    scheduler = scheduler.__class__.from_config(scheduler.config)  # schedulers are stateful: a fresh one
     scheduler.set_timesteps(steps)
     x = noise * scheduler.init_noise_sigma
     n = x.shape[0]
-    gens = list(generators) if generators is not None else None
+    stochastic = "generator" in inspect.signature(scheduler.step).parameters
+    gens = list(generators) if generators is not None and stochastic else None
     for t in scheduler.timesteps:
         x_in = scheduler.scale_model_input(x, t)
         eps = eps_fn(x_in, t.expand(n), cond)

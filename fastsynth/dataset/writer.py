@@ -1,0 +1,167 @@
+"""The synthetic dataset on disk: the contract every later stage reads.
+
+Layout (``--format parquet``, the default):
+  data/train-00000.parquet ...   shard k holds rows [k*S, min((k+1)*S, n)); columns image, mask (Image
+                                 features, PNG), index, seed, mode, source
+  fastsynth.json                 the manifest: settings, model fingerprint, n, shard size
+  README.md                      the dataset card (YAML metadata + provenance)
+
+``--format png``: images/{index:08d}.png, masks/{index:08d}.png, and shards/{k:05d}.jsonl holding the rows'
+metadata (written last, so a shard is complete exactly when its .jsonl exists).
+
+Every file is written to a temporary name and renamed into place, so a shard is either complete or absent,
+and a killed run is completed by running the same command again.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FastsynthError
+
+MANIFEST = "fastsynth.json"
+# settings that must match to resume or extend an existing folder
+IDENTITY_KEYS = ("model_sha256", "mode", "sampler", "steps", "seed", "resolution", "shard_size", "format",
+                 "mask_threshold", "opening_px", "dilate_px", "source_fingerprint", "precision")
+
+
+def features():
+    import datasets
+
+    return datasets.Features({
+        "image": datasets.Image(),
+        "mask": datasets.Image(),
+        "index": datasets.Value("int64"),
+        "seed": datasets.Value("int64"),
+        "mode": datasets.Value("string"),
+        "source": datasets.Value("string"),
+    })
+
+
+def encode_png(arr: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+@dataclass
+class Rows:
+    """One shard's content: uint8 images [n, H, W, 3], masks [n, H, W] in {0, 255}, and per-row metadata."""
+
+    index: np.ndarray
+    seed: np.ndarray
+    images: np.ndarray
+    masks: np.ndarray
+    mode: str
+    source: list
+
+
+class DatasetWriter:
+    def __init__(self, out: str | os.PathLike, fmt: str = "parquet"):
+        if fmt not in ("parquet", "png"):
+            raise FastsynthError(f"--format {fmt!r}: choose parquet or png")
+        self.out = Path(out)
+        self.fmt = fmt
+
+    # --- shards -------------------------------------------------------------------------------------
+    def shard_path(self, k: int) -> Path:
+        if self.fmt == "parquet":
+            return self.out / "data" / f"train-{k:05d}.parquet"
+        return self.out / "shards" / f"{k:05d}.jsonl"
+
+    def shard_rows(self, k: int) -> int | None:
+        """Rows in a complete shard k, or None when it is absent or unreadable."""
+        p = self.shard_path(k)
+        if not p.exists():
+            return None
+        try:
+            if self.fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                return pq.ParquetFile(p).metadata.num_rows
+            return sum(1 for line in p.read_text().splitlines() if line.strip())
+        except Exception:
+            return None
+
+    def write_shard(self, k: int, rows: Rows) -> None:
+        p = self.shard_path(k)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            feats = features()
+            table = pa.table({
+                "image": [{"bytes": encode_png(im), "path": None} for im in rows.images],
+                "mask": [{"bytes": encode_png(m), "path": None} for m in rows.masks],
+                "index": pa.array(rows.index, pa.int64()),
+                "seed": pa.array(rows.seed, pa.int64()),
+                "mode": [rows.mode] * len(rows.index),
+                "source": list(rows.source),
+            }, schema=feats.arrow_schema)
+            pq.write_table(table, tmp)
+        else:
+            (self.out / "images").mkdir(parents=True, exist_ok=True)
+            (self.out / "masks").mkdir(parents=True, exist_ok=True)
+            lines = []
+            for i, s, im, m, src in zip(rows.index, rows.seed, rows.images, rows.masks, rows.source):
+                for sub, arr in (("images", im), ("masks", m)):
+                    f = self.out / sub / f"{int(i):08d}.png"
+                    ftmp = f.with_name(f.name + ".tmp")
+                    ftmp.write_bytes(encode_png(arr))
+                    os.replace(ftmp, f)
+                lines.append(json.dumps({"index": int(i), "seed": int(s), "mode": rows.mode, "source": src,
+                                         "image": f"images/{int(i):08d}.png", "mask": f"masks/{int(i):08d}.png"}))
+            tmp.write_text("\n".join(lines) + "\n")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+
+    def clean_partials(self) -> None:
+        """Remove temporaries left by a killed run."""
+        for sub in ("data", "shards", "images", "masks"):
+            d = self.out / sub
+            if d.is_dir():
+                for f in d.glob("*.tmp"):
+                    f.unlink(missing_ok=True)
+
+    # --- manifest -----------------------------------------------------------------------------------
+    def read_manifest(self) -> dict | None:
+        p = self.out / MANIFEST
+        if not p.exists():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise FastsynthError(f"{p}: corrupt manifest ({exc}); remove the folder or choose another --out")
+
+    def write_manifest(self, manifest: dict) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        p = self.out / MANIFEST
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, p)
+
+    def write_card(self, text: str) -> None:
+        p = self.out / "README.md"
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, p)
+
+
+def check_compatible(existing: dict, wanted: dict, out: Path) -> None:
+    diff = {k: (existing.get(k), wanted.get(k)) for k in IDENTITY_KEYS if existing.get(k) != wanted.get(k)}
+    if diff:
+        desc = "; ".join(f"{k}: existing {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+        raise FastsynthError(
+            f"{out} already holds a dataset made with other settings ({desc}). Use the same settings to "
+            "resume or extend it, or choose another --out")

@@ -1,0 +1,261 @@
+"""generate(): seeds -> batches -> pairs -> shards. Knows nothing of the backends' internals.
+
+Pair i depends only on (model, settings, seed, i): its noise and any stochastic sampler step come from a
+generator seeded with ``row_seed(seed, i)``. Work is cut into fixed shards of ``shard_size`` rows; a shard is
+written atomically by a background thread while the next one is sampled, so memory stays flat and a killed
+run resumes where it stopped. Several processes (``accelerate launch`` / torchrun, or RANK and WORLD_SIZE in
+the environment) take shards k with k % world == rank and write the same dataset a single process would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shlex
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .conditioning import cond_from_masks, cond_inpaint, cond_pairs, dilate_px_for, inpaint_region
+from .config import GenerateConfig, MODES, to_dict
+from .data.codec import image_to_tensor, mask_to_channel, tensor_to_image
+from .dataset import DatasetWriter, Rows, render_card
+from .dataset.writer import check_compatible
+from .errors import FastsynthError
+from .sampling import DEFAULT_STEPS, decode_mask, make_scheduler, opening_size, sample
+
+
+def row_seed(seed: int, index: int) -> int:
+    """The seed of row ``index``: a 63-bit hash of (seed, index), stored in the dataset's ``seed`` column."""
+    ss = np.random.SeedSequence([int(seed), int(index)])
+    return int(ss.generate_state(1, np.uint64)[0] & np.uint64((1 << 63) - 1))
+
+
+def file_sha256(path: Path, _cache: dict = {}) -> str:
+    key = (str(path), path.stat().st_mtime_ns, path.stat().st_size)
+    if key not in _cache:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _cache[key] = h.hexdigest()
+    return _cache[key]
+
+
+@dataclass
+class Conditioning:
+    """Per-row conditioning source: row i uses item i % len(stems)."""
+
+    mode: str
+    stems: list
+    data: torch.Tensor | None  # [M, 4, H, W] float (inpaint) or [M, 1, H, W] mask channel (from-masks)
+    fingerprint: str
+
+    def batch(self, indices: np.ndarray, resolution: int, dilate_px: int):
+        n = len(indices)
+        if self.mode == "pairs":
+            known, indicator = cond_pairs(n, resolution)
+            return known, indicator, [""] * n
+        j = torch.as_tensor(indices % len(self.stems))
+        src = [self.stems[int(k)] for k in j]
+        if self.mode == "from-masks":
+            known, indicator = cond_from_masks(self.data[j])
+            return known, indicator, src
+        x0 = self.data[j]
+        known, indicator = cond_inpaint(x0, inpaint_region(x0[:, 3:], dilate_px))
+        return known, indicator, src
+
+
+def load_conditioning(mode: str, resolution: int, masks: str | None, images: str | None) -> Conditioning:
+    from .data import load_mask_folder, load_pairs, scan_pairs
+
+    if mode not in MODES:
+        raise FastsynthError(f"--mode {mode!r}: choose one of {', '.join(MODES)}")
+    if mode == "pairs":
+        if masks or images:
+            raise FastsynthError("--masks/--images are for --mode from-masks / inpaint, not pairs")
+        return Conditioning("pairs", [], None, "")
+    if mode == "from-masks":
+        if not masks:
+            raise FastsynthError("--mode from-masks needs --masks DIR (a folder of binary mask images)")
+        stems, arr = load_mask_folder(masks, resolution)
+        data = mask_to_channel(torch.from_numpy(arr))[:, None]
+    else:
+        if not images:
+            raise FastsynthError("--mode inpaint needs --images DIR (a folder with images/ and masks/: each "
+                                 "real mask, dilated, is the region where a new polyp is generated)")
+        src = scan_pairs(images)
+        stems, arr = load_pairs(src, resolution)
+        t = torch.from_numpy(arr)
+        data = torch.cat([image_to_tensor(t[:, :3]), mask_to_channel(t[:, 3:])], dim=1)
+    fp = hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16] + f"-{len(stems)}"
+    return Conditioning(mode, stems, data, fp)
+
+
+def _dist_info() -> tuple[int, int]:
+    rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    return rank, world
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() \
+            else torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FastsynthError(f"--device {device}: no CUDA GPU is available here; use --device cpu or auto")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise FastsynthError(f"--device {device!r}: choose auto, cpu or cuda[:N]")
+    return torch.device(device)
+
+
+def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = None,
+             masks: str | None = None, images: str | None = None, device: str = "auto",
+             progress: bool = True, command: str | None = None) -> dict:
+    """Generate (or resume, or extend) the dataset in ``out``. Returns a summary dict."""
+    from tqdm.auto import tqdm
+
+    from .models import load_model, resolve_model_dir
+    from .models.denoiser import WEIGHTS_NAME
+    from .runtime import make_eps_fn
+
+    if cfg.n < 1:
+        raise FastsynthError(f"--n {cfg.n}: must be at least 1")
+    if cfg.batch_size < 1 or cfg.shard_size < 1:
+        raise FastsynthError("--batch-size and --shard-size must be at least 1")
+    if cfg.sampler not in DEFAULT_STEPS:
+        raise FastsynthError(f"--sampler {cfg.sampler!r}: choose one of {', '.join(DEFAULT_STEPS)}")
+    if cfg.steps < 1:
+        raise FastsynthError(f"--steps {cfg.steps}: must be at least 1")
+    out = Path(out)
+    dev = resolve_device(device)
+    model_dir = resolve_model_dir(model)
+    net, meta = load_model(model_dir)
+    res = net.config.resolution
+    cond_src = load_conditioning(cfg.mode, res, masks, images)
+    dilate_px = dilate_px_for(res, cfg.inpaint_dilate_px_at_256)
+    opening = opening_size(res, cfg.opening_px_at_256)
+
+    writer = DatasetWriter(out, cfg.format)
+    manifest = {
+        "fastsynth_version": __version__,
+        "n": cfg.n,
+        "mode": cfg.mode, "sampler": cfg.sampler, "steps": cfg.steps, "seed": cfg.seed,
+        "resolution": res, "shard_size": cfg.shard_size, "format": cfg.format,
+        "mask_threshold": cfg.mask_threshold, "opening_px": opening, "dilate_px": dilate_px,
+        "precision": cfg.precision,
+        "source_fingerprint": cond_src.fingerprint, "source_dir": masks or images or "",
+        "model_sha256": file_sha256(model_dir / WEIGHTS_NAME),
+        "model": {"path": "bundled" if model is None else str(model), "training": meta.get("training", {})},
+        "command": command or "",
+    }
+    rank, world = _dist_info()
+    existing = writer.read_manifest()
+    if existing is not None:
+        check_compatible(existing, manifest, out)
+        if existing["n"] > cfg.n:
+            raise FastsynthError(f"{out} already holds {existing['n']} pairs; --n {cfg.n} would shrink it. "
+                                 f"Use --n {existing['n']} or more, or another --out")
+    elif out.exists() and any(out.iterdir()):
+        raise FastsynthError(f"{out} exists and is not a fastsynth dataset folder; choose an empty or new --out")
+    if rank == 0:
+        writer.clean_partials()
+        # the manifest is written before any shard, so a killed run always finds it
+        writer.write_manifest({**manifest, "complete": False})
+
+    n_shards = (cfg.n + cfg.shard_size - 1) // cfg.shard_size
+    spans = [(k * cfg.shard_size, min((k + 1) * cfg.shard_size, cfg.n)) for k in range(n_shards)]
+    todo = [k for k in range(n_shards) if k % world == rank and writer.shard_rows(k) != spans[k][1] - spans[k][0]]
+    done_rows = sum(spans[k][1] - spans[k][0] for k in range(n_shards) if k % world == rank and k not in todo)
+
+    eps_fn = make_eps_fn(net, backend=cfg.backend, device=dev, precision=cfg.precision,
+                         batch_size=cfg.batch_size)
+    scheduler = make_scheduler(cfg.sampler, net.config.num_train_timesteps, net.config.beta_schedule,
+                               net.config.prediction_type)
+
+    t0 = time.perf_counter()
+    made = 0
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastsynth-writer")
+    pending: list[Future] = []
+    bar = tqdm(total=sum(spans[k][1] - spans[k][0] for k in range(n_shards) if k % world == rank),
+               initial=done_rows, unit="pair", desc=f"generating ({cfg.mode}, {cfg.sampler} x{cfg.steps})",
+               disable=not progress, dynamic_ncols=True, smoothing=0.1)
+    try:
+        for k in todo:
+            lo, hi = spans[k]
+            idx = np.arange(lo, hi)
+            seeds = np.array([row_seed(cfg.seed, i) for i in idx], dtype=np.int64)
+            images, masks_out, sources = [], [], []
+            for b in range(0, len(idx), cfg.batch_size):
+                bi, bs = idx[b:b + cfg.batch_size], seeds[b:b + cfg.batch_size]
+                im, mk, src = _sample_batch(eps_fn, scheduler, cfg, cond_src, bi, bs, res, dilate_px, opening, dev)
+                images.append(im)
+                masks_out.append(mk)
+                sources += src
+                bar.update(len(bi))
+                made += len(bi)
+            rows = Rows(idx, seeds, np.concatenate(images), np.concatenate(masks_out), cfg.mode, sources)
+            # overlap PNG encoding + writing with the next shard's sampling; keep at most one in flight
+            while pending:
+                pending.pop(0).result()
+            pending.append(pool.submit(writer.write_shard, k, rows))
+        while pending:
+            pending.pop(0).result()
+    finally:
+        bar.close()
+        pool.shutdown(wait=True)
+    elapsed = time.perf_counter() - t0
+
+    complete = all(writer.shard_rows(k) == spans[k][1] - spans[k][0] for k in range(n_shards))
+    if rank == 0 and world > 1 and not complete:
+        complete = _wait_for_shards(writer, spans)
+    if rank == 0 and complete:
+        final = {**manifest, "complete": True}
+        writer.write_manifest(final)
+        writer.write_card(render_card(final))
+    summary = {"pairs": made, "total": cfg.n, "seconds": round(elapsed, 2),
+               "pairs_per_s": round(made / elapsed, 2) if elapsed > 0 and made else None,
+               "out": str(out), "complete": complete, "device": str(dev)}
+    return summary
+
+
+def _wait_for_shards(writer: DatasetWriter, spans, timeout_s: float = 24 * 3600) -> bool:
+    t_end = time.time() + timeout_s
+    while time.time() < t_end:
+        if all(writer.shard_rows(k) == hi - lo for k, (lo, hi) in enumerate(spans)):
+            return True
+        time.sleep(2.0)
+    return False
+
+
+@torch.inference_mode()
+def _sample_batch(eps_fn, scheduler, cfg: GenerateConfig, cond_src: Conditioning, indices, seeds, res: int,
+                  dilate_px: int, opening: int, device: torch.device):
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    noise = torch.stack([torch.randn(4, res, res, generator=g) for g in gens])
+    known, indicator, src = cond_src.batch(indices, res, dilate_px)
+    cond = torch.cat([known * indicator, indicator], dim=1)
+    x0 = sample(eps_fn, scheduler, noise.to(device), cond.to(device), cfg.steps,
+                generators=gens if cfg.sampler == "ddpm" else None).float().cpu()
+    if not torch.isfinite(x0).all():
+        raise FastsynthError("the sampler produced NaN/inf values (try --precision fp32); nothing was written "
+                             "for this shard")
+    mask_u8 = decode_mask(x0[:, 3:], cfg.mask_threshold, opening)
+    rgb = x0[:, :3]
+    if cfg.mode != "pairs":
+        # known values are given, not generated: paste them back exactly
+        rgb = torch.where(indicator[:, :3] > 0, known[:, :3], rgb)
+        known_mask = torch.where(known[:, 3] > 0, 255, 0).to(torch.uint8)
+        mask_u8 = torch.where(indicator[:, 3] > 0, known_mask, mask_u8)
+    return tensor_to_image(rgb), mask_u8.numpy(), src
+
+
+def default_out_dir(mode: str) -> Path:
+    return Path(f"fastsynth-out/{mode}")

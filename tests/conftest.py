@@ -1,0 +1,49 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kvasir-seg"
+
+
+def make_pair_folder(root: Path, n: int = 6, size=(40, 48), seed: int = 0, ext: str = ".png") -> Path:
+    """A tiny Kvasir-SEG-like folder: reddish images with a brighter disc, and the disc as the mask."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    h, w = size
+    yy, xx = np.mgrid[:h, :w]
+    for i in range(n):
+        cy, cx, r = rng.integers(10, h - 10), rng.integers(10, w - 10), rng.integers(4, 9)
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        img = np.stack([np.full((h, w), 150), np.full((h, w), 60), np.full((h, w), 50)], -1).astype(np.int32)
+        img += rng.integers(-20, 20, size=img.shape)
+        img[disc] += 60
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "images" / f"case{i:03d}{ext}")
+        Image.fromarray((disc * 255).astype(np.uint8)).save(root / "masks" / f"case{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def pair_folder(tmp_path) -> Path:
+    return make_pair_folder(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny 16x16 model trained for a few steps on generated pairs (seconds): enough for plumbing."""
+    from fastsynth.config import TrainConfig
+    from fastsynth.training import train
+
+    root = tmp_path_factory.mktemp("tiny")
+    data = make_pair_folder(root / "data", n=8)
+    cfg = TrainConfig(data=str(data), out=str(root / "run"), preset="tiny", resolution=16, steps=40,
+                      batch_size=8, lr=1e-3, warmup_steps=5, checkpoint_every=1000, test_fraction=0.0)
+    train(cfg, progress=False)
+    return root / "run" / "model"

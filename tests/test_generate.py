@@ -1,0 +1,163 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fastsynth.config import GenerateConfig
+from fastsynth.errors import FastsynthError
+from fastsynth.pipeline import generate
+
+from conftest import make_pair_folder
+
+
+def _cfg(**kw):
+    base = dict(n=10, steps=3, batch_size=4, shard_size=4, seed=7)
+    base.update(kw)
+    return GenerateConfig(**base)
+
+
+def _rows(out: Path):
+    import datasets
+
+    # a fresh cache per load: datasets' cache key for a local folder ignores file contents
+    import tempfile
+
+    return datasets.load_dataset(str(out), split="train", cache_dir=tempfile.mkdtemp(dir=out.parent))
+
+
+def _arrays(out: Path):
+    ds = _rows(out)
+    ims = np.stack([np.array(r) for r in ds["image"]])
+    mks = np.stack([np.array(r) for r in ds["mask"]])
+    return ds, ims, mks
+
+
+def test_pairs_dataset_contract(tiny_model_dir, tmp_path):
+    s = generate(_cfg(), tmp_path / "out", model=str(tiny_model_dir), progress=False)
+    assert s["complete"] and s["pairs"] == 10
+    ds, ims, mks = _arrays(tmp_path / "out")
+    assert ds.num_rows == 10 and ds["index"] == list(range(10))
+    assert len(set(ds["seed"])) == 10
+    assert ds.features["image"].__class__.__name__ == "Image"
+    assert ds[0]["image"].mode == "RGB" and ds[0]["mask"].mode == "L"
+    assert ims.shape == (10, 16, 16, 3) and mks.shape == (10, 16, 16)
+    assert set(np.unique(mks)) <= {0, 255}
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert card.startswith("---\n") and "task_categories" in card and "dpmpp" in card
+    manifest = json.loads((tmp_path / "out" / "fastsynth.json").read_text())
+    assert manifest["complete"] and manifest["n"] == 10
+    assert sorted(p.name for p in (tmp_path / "out" / "data").iterdir()) == [
+        "train-00000.parquet", "train-00001.parquet", "train-00002.parquet"]
+
+
+@pytest.mark.parametrize("sampler", ["dpmpp", "ddpm"])
+def test_per_sample_determinism_across_batch_sizes(tiny_model_dir, tmp_path, sampler):
+    steps = 3 if sampler == "dpmpp" else 20
+    generate(_cfg(batch_size=1, sampler=sampler, steps=steps), tmp_path / "a", model=str(tiny_model_dir), progress=False)
+    generate(_cfg(batch_size=3, sampler=sampler, steps=steps, shard_size=5), tmp_path / "b",
+             model=str(tiny_model_dir), progress=False)
+    _, ia, ma = _arrays(tmp_path / "a")
+    db, ib, mb = _arrays(tmp_path / "b")
+    assert np.abs(ia.astype(int) - ib.astype(int)).max() <= 1  # float reductions may differ in the last bit
+    assert (ma != mb).mean() < 1e-3
+    assert not np.array_equal(ia[0], ia[1])  # different rows really differ
+
+
+def test_seed_changes_output(tiny_model_dir, tmp_path):
+    generate(_cfg(seed=1), tmp_path / "a", model=str(tiny_model_dir), progress=False)
+    generate(_cfg(seed=2), tmp_path / "b", model=str(tiny_model_dir), progress=False)
+    da, ia, _ = _arrays(tmp_path / "a")
+    db, ib, _ = _arrays(tmp_path / "b")
+    assert da["seed"] != db["seed"]
+    assert not np.array_equal(ia, ib)
+
+
+def test_resume_after_partial_run_is_identical(tiny_model_dir, tmp_path):
+    generate(_cfg(), tmp_path / "ref", model=str(tiny_model_dir), progress=False)
+    generate(_cfg(), tmp_path / "cut", model=str(tiny_model_dir), progress=False)
+    data = tmp_path / "cut" / "data"
+    (data / "train-00001.parquet").unlink()  # as if killed before shard 1 landed
+    (data / "train-00002.parquet").rename(data / "train-00002.parquet.tmp")  # a half-written temporary
+    s = generate(_cfg(), tmp_path / "cut", model=str(tiny_model_dir), progress=False)
+    assert s["pairs"] == 6  # only the missing shards were made
+    assert not list(data.glob("*.tmp"))
+    _, ia, ma = _arrays(tmp_path / "ref")
+    _, ib, mb = _arrays(tmp_path / "cut")
+    assert np.array_equal(ia, ib) and np.array_equal(ma, mb)
+
+
+def test_extend_dataset(tiny_model_dir, tmp_path):
+    generate(_cfg(n=6), tmp_path / "ext", model=str(tiny_model_dir), progress=False)
+    s = generate(_cfg(n=10), tmp_path / "ext", model=str(tiny_model_dir), progress=False)
+    assert s["pairs"] == 6  # the partial last shard (rows 4-5) is redone as rows 4-7, then 8-9
+    generate(_cfg(n=10), tmp_path / "ref", model=str(tiny_model_dir), progress=False)
+    d1, ia, _ = _arrays(tmp_path / "ext")
+    _, ib, _ = _arrays(tmp_path / "ref")
+    assert d1["index"] == list(range(10)) and np.array_equal(ia, ib)
+    with pytest.raises(FastsynthError, match="would shrink it"):
+        generate(_cfg(n=5), tmp_path / "ext", model=str(tiny_model_dir), progress=False)
+
+
+def test_other_settings_refused(tiny_model_dir, tmp_path):
+    generate(_cfg(n=4), tmp_path / "o", model=str(tiny_model_dir), progress=False)
+    with pytest.raises(FastsynthError, match="other settings.*steps"):
+        generate(_cfg(n=4, steps=5), tmp_path / "o", model=str(tiny_model_dir), progress=False)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x.txt").write_text("mine")
+    with pytest.raises(FastsynthError, match="not a fastsynth dataset"):
+        generate(_cfg(n=4), tmp_path / "busy", model=str(tiny_model_dir), progress=False)
+
+
+def test_from_masks_keeps_the_given_masks(tiny_model_dir, tmp_path):
+    data = make_pair_folder(tmp_path / "d", n=3, size=(32, 32))
+    generate(_cfg(n=5, mode="from-masks"), tmp_path / "fm", model=str(tiny_model_dir),
+             masks=str(data / "masks"), progress=False)
+    ds, ims, mks = _arrays(tmp_path / "fm")
+    assert ds["source"] == ["case000", "case001", "case002", "case000", "case001"]
+    for i, stem in enumerate(ds["source"]):
+        ref = np.array(Image.open(data / "masks" / f"{stem}.png").resize((16, 16), Image.BILINEAR))
+        assert np.array_equal(mks[i], np.where(ref >= 128, 255, 0))
+    assert not np.array_equal(ims[0], ims[3])  # same mask, different seed: different image
+
+
+def test_inpaint_keeps_outside_of_region(tiny_model_dir, tmp_path):
+    from fastsynth.data import load_pairs, scan_pairs
+
+    data = make_pair_folder(tmp_path / "d", n=2, size=(32, 32))
+    generate(_cfg(n=2, mode="inpaint"), tmp_path / "ip", model=str(tiny_model_dir), images=str(data),
+             progress=False)
+    ds, ims, mks = _arrays(tmp_path / "ip")
+    _, real = load_pairs(scan_pairs(data), 16)
+    for i in range(2):
+        outside = real[i, 3] == 0
+        # dilated region is a few pixels around the polyp; far corners must be untouched
+        assert np.array_equal(ims[i][0, 0], real[i, :3, 0, 0])
+        assert (mks[i][outside] == 255).mean() < 0.5
+        changed = (ims[i] != real[i, :3].transpose(1, 2, 0)).any(-1)
+        assert changed[real[i, 3] == 255].mean() > 0.5  # the polyp region was regenerated
+        assert not changed[0:2, 0:2].any()
+
+
+def test_mode_argument_errors(tiny_model_dir, tmp_path):
+    with pytest.raises(FastsynthError, match="needs --masks"):
+        generate(_cfg(mode="from-masks"), tmp_path / "x", model=str(tiny_model_dir), progress=False)
+    with pytest.raises(FastsynthError, match="needs --images"):
+        generate(_cfg(mode="inpaint"), tmp_path / "x", model=str(tiny_model_dir), progress=False)
+    assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_png_format(tiny_model_dir, tmp_path):
+    generate(_cfg(n=5, format="png"), tmp_path / "png", model=str(tiny_model_dir), progress=False)
+    assert len(list((tmp_path / "png" / "images").glob("*.png"))) == 5
+    assert len(list((tmp_path / "png" / "masks").glob("*.png"))) == 5
+    generate(_cfg(n=5), tmp_path / "pq", model=str(tiny_model_dir), progress=False)
+    _, ims, mks = _arrays(tmp_path / "pq")
+    assert np.array_equal(np.array(Image.open(tmp_path / "png" / "images" / "00000003.png")), ims[3])
+    assert np.array_equal(np.array(Image.open(tmp_path / "png" / "masks" / "00000003.png")), mks[3])

@@ -1,0 +1,63 @@
+import json
+
+import pytest
+import torch
+
+from fastsynth.config import ModelConfig, from_dict, model_config_for
+from fastsynth.errors import FastsynthError
+from fastsynth.models import Denoiser, load_model, save_model
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(1)
+    net = Denoiser(model_config_for("tiny", 16)).eval()
+    save_model(net, tmp_path / "m", meta={"hello": 1})
+    loaded, meta = load_model(tmp_path / "m")
+    x, c = torch.randn(2, 4, 16, 16), torch.randn(2, 8, 16, 16)
+    t = torch.tensor([10, 900])
+    with torch.no_grad():
+        assert torch.equal(net(x, t, c), loaded(x, t, c))
+    assert meta["hello"] == 1
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {"config.json", "model.safetensors", "fastsynth.json"}
+
+
+def test_fp16_save_is_half_the_size_and_close(tmp_path):
+    torch.manual_seed(1)
+    net = Denoiser(model_config_for("tiny", 16)).eval()
+    save_model(net, tmp_path / "a")
+    save_model(net, tmp_path / "b", dtype=torch.float16)
+    sa = (tmp_path / "a" / "model.safetensors").stat().st_size
+    sb = (tmp_path / "b" / "model.safetensors").stat().st_size
+    assert sb < 0.6 * sa
+    lb, _ = load_model(tmp_path / "b")
+    x, c, t = torch.randn(1, 4, 16, 16), torch.randn(1, 8, 16, 16), torch.tensor([500])
+    with torch.no_grad():
+        assert (net(x, t, c) - lb(x, t, c)).abs().max() < 1e-2
+
+
+def test_patchified_model_shapes():
+    net = Denoiser(model_config_for("small", 32))
+    out = net(torch.randn(1, 4, 32, 32), torch.tensor([3]), torch.zeros(1, 8, 32, 32))
+    assert out.shape == (1, 4, 32, 32)
+
+
+def test_config_rejects_unknown_keys_and_bad_resolution():
+    with pytest.raises(FastsynthError, match="unknown key"):
+        from_dict(ModelConfig, {"resolution": 64, "chanels": 3})
+    with pytest.raises(FastsynthError, match="multiple of 16"):
+        model_config_for("small", 40)
+    with pytest.raises(FastsynthError, match="unknown preset"):
+        model_config_for("huge", 64)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FastsynthError, match="no such folder"):
+        load_model(tmp_path / "missing")
+    (tmp_path / "m").mkdir()
+    with pytest.raises(FastsynthError, match="expected config.json and model.safetensors"):
+        load_model(tmp_path / "m")
+    net = Denoiser(model_config_for("tiny", 16))
+    save_model(net, tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(FastsynthError, match="unreadable safetensors"):
+        load_model(tmp_path / "m")

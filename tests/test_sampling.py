@@ -1,0 +1,59 @@
+import torch
+
+from fastsynth.sampling import binary_dilation, binary_opening, decode_mask, ellipse_kernel, opening_size
+from fastsynth.sampling.samplers import SAMPLER_NAMES, make_scheduler, sample
+
+
+def test_opening_size_scales_with_resolution():
+    assert opening_size(256) == 16 and opening_size(64) == 4 and opening_size(128) == 8
+    assert opening_size(64, 0) == 0
+
+
+def test_opening_removes_specks_and_keeps_blobs():
+    m = torch.zeros(1, 1, 32, 32)
+    m[0, 0, 8:20, 8:20] = 1  # a blob larger than the kernel
+    m[0, 0, 28, 3] = 1  # a speck
+    m[0, 0, 2:4, 25:27] = 1  # 2x2: smaller than a 4x4 ellipse
+    out = binary_opening(m, 4)
+    assert out[0, 0, 28, 3] == 0 and out[0, 0, 2:4, 25:27].sum() == 0
+    assert torch.equal(out[0, 0, 9:19, 9:19], torch.ones(10, 10))
+    assert out[0, 0, 8, 8] == 0  # a disc cannot fit into a square's corner: opening rounds it
+    assert out.sum() >= 0.95 * 144 and out.sum() <= 144
+
+
+def test_opening_fixes_the_kernel_shape_itself():
+    for k in (3, 4, 5, 16):
+        kern = ellipse_kernel(k)
+        m = torch.zeros(1, 1, 40, 40)
+        m[0, 0, 10:10 + k, 12:12 + k] = kern
+        assert torch.equal(binary_opening(m, k), m), k
+
+
+def test_dilation_grows_by_radius():
+    m = torch.zeros(1, 1, 21, 21)
+    m[0, 0, 10, 10] = 1
+    d = binary_dilation(m, 3)
+    assert d[0, 0, 10, 13] == 1 and d[0, 0, 10, 14] == 0 and d[0, 0, 13, 10] == 1
+
+
+def test_decode_mask_threshold_and_dtype():
+    ch = torch.tensor([[[[-0.5, 0.2], [0.0, 1.0]]]])
+    out = decode_mask(ch, 0.0, opening=0)
+    assert out.dtype == torch.uint8 and out.tolist() == [[[0, 255], [0, 255]]]
+
+
+def test_every_sampler_denoises_a_known_gaussian():
+    """With the exact eps of a point mass at x0, every sampler must land on x0."""
+    x0 = torch.full((2, 4, 4, 4), 0.3)
+    for name in SAMPLER_NAMES:
+        sch = make_scheduler(name)
+        ac = sch.alphas_cumprod
+
+        def eps_fn(x_t, t, cond):
+            a = ac[t].view(-1, 1, 1, 1).float()
+            return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+        gens = [torch.Generator().manual_seed(i) for i in range(2)]
+        steps = 50 if name == "ddpm" else 8
+        out = sample(eps_fn, sch, torch.randn(2, 4, 4, 4), torch.zeros(2, 8, 4, 4), steps, generators=gens)
+        assert (out - x0).abs().max() < 0.05, name
