@@ -176,7 +176,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     done_rows = sum(spans[k][1] - spans[k][0] for k in range(n_shards) if k % world == rank and k not in todo)
 
     eps_fn = make_eps_fn(net, backend=cfg.backend, device=dev, precision=cfg.precision,
-                         batch_size=cfg.batch_size)
+                         batch_size=cfg.batch_size, model_sha=manifest["model_sha256"])
     scheduler = make_scheduler(cfg.sampler, net.config.num_train_timesteps, net.config.beta_schedule,
                                net.config.prediction_type)
 

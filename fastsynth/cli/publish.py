@@ -1,0 +1,36 @@
+"""fastsynth publish: validate a dataset folder and upload it to the Hugging Face Hub."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "publish", help="upload a synthetic dataset folder to the Hugging Face Hub",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Validates the folder (manifest, shards, card metadata, loads with `datasets`) and uploads "
+                    "the card, manifest, parquet shards and evaluation plots as a dataset repo. The token comes "
+                    "from `hf auth login` or HF_TOKEN and is never printed or stored.")
+    p.add_argument("dir", metavar="DIR", help="the dataset folder written by `fastsynth generate`")
+    p.add_argument("--repo-id", required=True, metavar="ORG/NAME", help="the dataset repository")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--revision", default=None, help="branch to upload to (created if missing; default main)")
+    p.add_argument("--dry-run", action="store_true", help="validate and list what would be uploaded; send nothing")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..publish.hub import publish
+
+    plan = publish(args.dir, args.repo_id, private=args.private, revision=args.revision, dry_run=args.dry_run)
+    mb = plan["bytes"] / 1e6
+    head = "would upload" if plan["dry_run"] else "uploaded"
+    print(f"{head} {len(plan['files'])} files ({mb:.1f} MB, {plan['validation']['rows']} pairs) to "
+          f"datasets/{plan['repo_id']}@{plan['revision']}{' (private)' if plan['private'] else ''}")
+    if plan["dry_run"]:
+        for f in plan["files"]:
+            print(f"  {f['path']}  {f['bytes']} B")
+    else:
+        print(plan["url"])
+    return 0

@@ -1,0 +1,177 @@
+"""Reading what evaluation compares: a fastsynth dataset folder and a real reference set.
+
+A real reference is a pair folder (``images/`` + ``masks/`` or a Hugging Face dataset on disk), or a training
+run / model folder holding ``split.json``: then the data folder it was trained on is read and its split is
+kept, so metrics compare against held-out test images and the memorization audit searches the training images.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError, FastsynthError
+
+MANIFEST = "fastsynth.json"
+
+
+@dataclass
+class SynthSet:
+    root: Path
+    manifest: dict
+    images: np.ndarray  # uint8 [N, H, W, 3]
+    masks: np.ndarray  # uint8 [N, H, W] {0, 255}
+    index: np.ndarray
+    source: list
+
+
+@dataclass
+class RealSet:
+    root: str
+    split_from: str | None  # the split.json used, if any
+    train_stems: list
+    test_stems: list
+    train: np.ndarray | None = None  # uint8 [N, 4, H, W]
+    test: np.ndarray | None = None
+    notes: list = field(default_factory=list)
+
+
+def _decode(b: bytes, what: str):
+    from PIL import Image
+
+    try:
+        im = Image.open(io.BytesIO(b))
+        im.load()
+        return im
+    except Exception as exc:
+        raise DataError(f"{what}: undecodable image ({exc})") from None
+
+
+def read_manifest(root: Path) -> dict:
+    p = root / MANIFEST
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder")
+    if not p.is_file():
+        raise DataError(f"{root}: not a fastsynth dataset (no {MANIFEST}); give the folder written by "
+                        "`fastsynth generate --out DIR`")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}: corrupt manifest ({exc})") from None
+
+
+def shard_files(root: Path, manifest: dict) -> list[Path]:
+    if manifest.get("format", "parquet") == "parquet":
+        return sorted((root / "data").glob("train-*.parquet"))
+    return sorted((root / "shards").glob("*.jsonl"))
+
+
+def load_synthetic(root: str | Path, limit: int | None = None, seed: int = 0) -> SynthSet:
+    """Decode a fastsynth dataset folder (parquet or png format). ``limit``: a seeded subset of rows."""
+    from PIL import Image
+
+    root = Path(root)
+    m = read_manifest(root)
+    files = shard_files(root, m)
+    if not files:
+        raise DataError(f"{root}: the manifest is there but no shards are (generation not run or not finished?)")
+    index, source, im_refs, mk_refs = [], [], [], []
+    if m.get("format", "parquet") == "parquet":
+        import pyarrow.parquet as pq
+
+        for f in files:
+            t = pq.read_table(f)
+            missing = [c for c in ("image", "mask", "index") if c not in t.column_names]
+            if missing:
+                raise DataError(f"{f}: not a fastsynth shard (missing column(s) {missing})")
+            d = t.to_pydict()
+            index += d["index"]
+            source += d.get("source", [""] * t.num_rows)
+            im_refs += [(x or {}).get("bytes") for x in d["image"]]
+            mk_refs += [(x or {}).get("bytes") for x in d["mask"]]
+    else:
+        for f in files:
+            for line in f.read_text().splitlines():
+                if line.strip():
+                    r = json.loads(line)
+                    index.append(r["index"])
+                    source.append(r.get("source", ""))
+                    im_refs.append(root / r["image"])
+                    mk_refs.append(root / r["mask"])
+    order = np.argsort(index, kind="stable")
+    if limit is not None and limit < len(order):
+        rng = np.random.default_rng(seed)
+        order = np.sort(rng.choice(order, limit, replace=False))
+    imgs, masks = [], []
+    for i in order:
+        what = f"{root} row {index[i]}"
+        if im_refs[i] is None or mk_refs[i] is None:
+            raise DataError(f"{what}: image or mask missing")
+        im = Image.open(im_refs[i]) if isinstance(im_refs[i], Path) else _decode(im_refs[i], what)
+        mk = Image.open(mk_refs[i]) if isinstance(mk_refs[i], Path) else _decode(mk_refs[i], what + " mask")
+        a, b = np.asarray(im.convert("RGB")), np.asarray(mk.convert("L"))
+        if a.shape[:2] != b.shape:
+            raise DataError(f"{what}: image {a.shape[:2]} and mask {b.shape} differ in size")
+        if imgs and a.shape != imgs[0].shape:
+            raise DataError(f"{what}: image size {a.shape[:2]} differs from row {index[order[0]]}'s "
+                            f"{imgs[0].shape[:2]}; a dataset must have one resolution")
+        imgs.append(a)
+        masks.append(np.where(b >= 128, 255, 0).astype(np.uint8))
+    return SynthSet(root, m, np.stack(imgs), np.stack(masks), np.asarray(index)[order],
+                    [source[i] for i in order])
+
+
+def resolve_real(path: str | Path, heldout_fraction: float = 0.2, split_seed: int = 0) -> tuple:
+    """(PairSource, RealSet without arrays). A run/model folder with split.json: its data and split;
+    a plain pair folder: a seeded split (``heldout_fraction`` held out) noted in ``notes``."""
+    from ..data import make_split, scan_pairs
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"--real {path}: no such folder")
+    split_file = next((c for c in (p / "split.json", p / "model" / "split.json") if c.is_file()), None)
+    if split_file is not None:
+        split = json.loads(split_file.read_text())
+        data = None
+        for cfg_file in (p / "config.json", split_file.parent / "fastsynth.json", p / "model" / "fastsynth.json"):
+            if cfg_file.is_file():
+                c = json.loads(cfg_file.read_text())
+                data = c.get("data") or c.get("training", {}).get("data")
+                if data:
+                    break
+        if not data:
+            raise FastsynthError(f"{split_file}: found a split but not the data folder it refers to "
+                                 "(config.json 'data' or fastsynth.json training.data)")
+        cands = [Path(data), p / data, p.parent / data]
+        data_dir = next((c for c in cands if c.exists()), None)
+        if data_dir is None:
+            raise DataError(f"{p}: its training data {data!r} is not found (tried {', '.join(map(str, cands))}); "
+                            "pass the data folder itself as --real")
+        src = scan_pairs(data_dir)
+        have = set(src.stems)
+        train = [s for s in split["train"] if s in have]
+        test = [s for s in split["test"] if s in have]
+        rs = RealSet(str(data_dir), str(split_file), train, test)
+        if not test:
+            rs.notes.append(f"{split_file} holds no test stems present in {data_dir}; metrics use the "
+                            "training images as reference")
+        return src, rs
+    src = scan_pairs(p)
+    sp = make_split(src.stems, heldout_fraction, split_seed)
+    rs = RealSet(str(p), None, sp["train"], sp["test"])
+    rs.notes.append(f"{p} has no split.json: a seeded split ({heldout_fraction:.0%} held out, seed {split_seed}) "
+                    "is used for the downstream benchmark; if the generator saw these images, held-out scores "
+                    "are optimistic")
+    return src, rs
+
+
+def load_test_set(path: str | Path, size: int) -> tuple[list[str], np.ndarray]:
+    """An extra real test set (all its pairs), resized to ``size``; missing masks are an error."""
+    from ..data import load_pairs, scan_pairs
+
+    src = scan_pairs(path)  # raises DataError naming an image without a mask
+    return load_pairs(src, size)

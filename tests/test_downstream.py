@@ -1,0 +1,105 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+pytest.importorskip("segmentation_models_pytorch")
+
+from fastsynth.errors import FastsynthError
+from fastsynth.metrics import downstream as ds
+
+TINY = ds.SegConfig(arch="unet", encoder="resnet18", encoder_weights=None, encoder_depth=3,
+                    decoder_channels=(16, 8, 4), resolution=32, steps=6, batch_size=4, lr=3e-3, seed=0)
+
+
+def _pairs(n: int, seed: int, res: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    a = np.zeros((n, 4, res, res), np.uint8)
+    a[:, :3] = rng.integers(0, 120, (n, 3, res, res))
+    for i in range(n):
+        y, x = rng.integers(6, res - 6, 2)
+        a[i, :3, y - 5:y + 5, x - 5:x + 5] = 220
+        a[i, 3, y - 5:y + 5, x - 5:x + 5] = 255
+    return a
+
+
+def test_example_stream_selects_the_protocols_data():
+    rng = np.random.default_rng(0)
+    real_only = ds.example_stream(100, np.arange(10), 0, 0.5, None, rng)
+    assert (real_only[:, 0] == 0).all() and set(real_only[:, 1]) == set(range(10))
+    syn_only = ds.example_stream(50, None, 7, 0.5, None, rng)
+    assert (syn_only[:, 0] == 1).all() and set(syn_only[:, 1]) == set(range(7))
+    sub = np.array([2, 5, 7])
+    mixed = ds.example_stream(3000, sub, 40, 0.5, None, rng)
+    assert set(mixed[mixed[:, 0] == 0, 1]) == {2, 5, 7}  # only the chosen real images
+    frac = (mixed[:, 0] == 1).mean()
+    assert abs(frac - 0.5 / 1.5) < 0.03  # each real image joined with probability alpha
+    # with links: a real image is only ever joined by its own synthetic samples
+    links = ds.synthetic_links(["a", "b", "c"], ["b", "a", "", "b", "x"])
+    assert [v.tolist() for v in links] == [[1], [0, 3], []]
+    lm = ds.example_stream(600, np.arange(3), 5, 0.5, links, rng)
+    after = lm[1:][lm[1:, 0] == 1]
+    prev = lm[:-1][lm[1:, 0] == 1]
+    for (_, s), (_, r) in zip(after, prev):
+        assert s in links[r]
+    assert not (lm[:, 1][lm[:, 0] == 1] == 2).any() and not (lm[:, 1][lm[:, 0] == 1] == 4).any()
+
+
+def test_low_data_subsets_are_nested_and_seeded():
+    a16, a32 = ds.low_data_subset(200, 16, 0), ds.low_data_subset(200, 32, 0)
+    assert len(set(a16)) == 16 and set(a16) <= set(a32)
+    assert np.array_equal(a16, ds.low_data_subset(200, 16, 0))
+    assert not np.array_equal(a16, ds.low_data_subset(200, 16, 1))
+    plan = ds.protocol_plan(["real", "synthetic", "real+synthetic", "low-data"], (16, 32, 500), 200, True, 0)
+    assert [p["name"] for p in plan] == ["real", "synthetic", "real+synthetic", "low-data-16",
+                                         "low-data-16+synthetic", "low-data-32", "low-data-32+synthetic"]
+    with pytest.raises(FastsynthError, match="needs synthetic"):
+        ds.protocol_plan(["synthetic"], (), 10, False, 0)
+    with pytest.raises(FastsynthError, match="unknown protocol"):
+        ds.protocol_plan(["bogus"], (), 10, True, 0)
+
+
+def test_dice_iou_from_counts():
+    t = np.zeros((3, 4, 4), bool)
+    p = np.zeros((3, 4, 4), bool)
+    t[0, :2] = True
+    p[0, :1] = True  # tp 4, fn 4, fp 0
+    t[1, 0, 0] = True  # prediction empty: 0
+    dice, iou = ds.dice_iou(p, t)  # image 2: both empty -> 1
+    assert dice.tolist() == [pytest.approx(8 / 12), 0.0, 1.0]
+    assert iou.tolist() == [pytest.approx(0.5), 0.0, 1.0]
+
+
+def test_unknown_arch_lists_valid_names():
+    with pytest.raises(FastsynthError, match="unetplusplus, unet, fpn, deeplabv3plus"):
+        ds.build_model(dataclasses.replace(TINY, arch="segformer9"))
+
+
+def test_training_is_deterministic_and_saved_models_reload(tmp_path):
+    real, syn, test = _pairs(12, 0), _pairs(8, 1), _pairs(6, 2)
+    m1, i1 = ds.train_segmenter(TINY, real, syn, np.arange(12))
+    m2, i2 = ds.train_segmenter(TINY, real, syn, np.arange(12))
+    s1, s2 = ds.score(m1, test), ds.score(m2, test)
+    assert s1 == s2 and i1["final_loss"] == i2["final_loss"]
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert np.array_equal(a.numpy(), b.numpy())
+    m3, i3 = ds.train_segmenter(dataclasses.replace(TINY, seed=1), real, syn, np.arange(12))
+    assert i3["final_loss"] != i1["final_loss"]
+    assert i1["encoder_weights_used"] is None and i1["n_examples_synthetic"] > 0
+    out = ds.save_segmenter(m1, TINY, tmp_path / "seg", {"protocol": "real+synthetic", "scores": {"t": s1}})
+    assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors", "fastsynth.json", "README.md"}
+    m4, cfg4, meta = ds.load_segmenter(out)
+    assert cfg4 == TINY and meta["protocol"] == "real+synthetic"
+    assert np.array_equal(ds.predict(m4, test[:, :3]), ds.predict(m1, test[:, :3]))
+
+
+@pytest.mark.slow
+def test_benchmark_learns_on_easy_data(tmp_path):
+    real, syn, test = _pairs(24, 0), _pairs(24, 1), _pairs(8, 2)
+    cfg = dataclasses.replace(TINY, steps=60)
+    r = ds.run_benchmark(cfg, real, [f"r{i}" for i in range(24)], syn, [""] * 24, {"held": test},
+                         ("real", "synthetic", "real+synthetic"), save_dir=tmp_path)
+    assert set(r["runs"]) == {"real", "synthetic", "real+synthetic"}
+    assert r["runs"]["real"]["test"]["held"]["dice"] > 0.5  # bright squares are easy
+    assert r["summary"]["held"]["synthetic_over_real_dice"] is not None
+    assert (tmp_path / "real_plus_synthetic" / "model.safetensors").is_file()
