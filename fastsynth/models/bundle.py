@@ -1,0 +1,46 @@
+"""Replace the bundled default model with a training run's EMA model, stored as fp16 safetensors.
+
+    python -m fastsynth.models.bundle runs/kvasir64 [--notes benchmarks/bundled_model_notes.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from .denoiser import BUNDLED_MODEL_DIR, load_model, save_model
+
+
+def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = "") -> Path:
+    net, meta = load_model(run_or_model)
+    meta = {k: v for k, v in meta.items() if k != "path"}
+    meta["stored_dtype"] = "float16"
+    src = Path(run_or_model)
+    src_model = src / "model" if (src / "model").is_dir() else src
+    card = (src_model / "README.md").read_text() if (src_model / "README.md").exists() else ""
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(net, tmp, meta=meta, dtype=torch.float16, card=card + extra_card)
+    if (src_model / "split.json").exists():
+        shutil.copy(src_model / "split.json", tmp / "split.json")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("run", help="training run folder or model folder")
+    ap.add_argument("--notes", default=None, help="markdown file appended to the model card")
+    a = ap.parse_args()
+    extra = Path(a.notes).read_text() if a.notes else ""
+    d = bundle(a.run, extra_card=extra)
+    print(f"bundled {a.run} -> {d} ({(d / 'model.safetensors').stat().st_size / 2**20:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
