@@ -59,7 +59,9 @@ class ModelConfig:
     # diffusion process
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
-    prediction_type: str = "epsilon"
+    # v-prediction (Salimans & Ho 2022): with eps-prediction the x0 estimate at t~T divides by
+    # sqrt(alpha_bar_T) ~ 0 under the cosine schedule and few-step data-prediction solvers blow up
+    prediction_type: str = "v_prediction"
 
     @property
     def in_channels(self) -> int:
@@ -158,4 +160,4 @@ class GenerateConfig:
     inpaint_dilate_px_at_256: int = 20
     format: str = "parquet"  # parquet | png
     precision: str = "fp32"  # fp32 | bf16 | fp16 | auto
-    backend: str = "eager"
+    backend: str = "auto"  # auto: onnx on CPU when onnxruntime is installed, else eager

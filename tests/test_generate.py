@@ -18,7 +18,7 @@ from conftest import make_pair_folder
 
 
 def _cfg(**kw):
-    base = dict(n=10, steps=3, batch_size=4, shard_size=4, seed=7)
+    base = dict(n=10, steps=3, batch_size=4, shard_size=4, seed=7, backend="eager")
     base.update(kw)
     return GenerateConfig(**base)
 

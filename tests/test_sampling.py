@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from fastsynth.sampling import binary_dilation, binary_opening, decode_mask, ellipse_kernel, opening_size
@@ -42,18 +43,20 @@ def test_decode_mask_threshold_and_dtype():
     assert out.dtype == torch.uint8 and out.tolist() == [[[0, 255], [0, 255]]]
 
 
-def test_every_sampler_denoises_a_known_gaussian():
-    """With the exact eps of a point mass at x0, every sampler must land on x0."""
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_every_sampler_denoises_a_point_mass(prediction_type):
+    """With the exact model output for a point mass at x0, every sampler must land on x0."""
     x0 = torch.full((2, 4, 4, 4), 0.3)
     for name in SAMPLER_NAMES:
-        sch = make_scheduler(name)
+        sch = make_scheduler(name, prediction_type=prediction_type)
         ac = sch.alphas_cumprod
 
-        def eps_fn(x_t, t, cond):
+        def model_fn(x_t, t, cond):
             a = ac[t].view(-1, 1, 1, 1).float()
-            return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+            eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+            return eps if prediction_type == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
 
         gens = [torch.Generator().manual_seed(i) for i in range(2)]
         steps = 50 if name == "ddpm" else 8
-        out = sample(eps_fn, sch, torch.randn(2, 4, 4, 4), torch.zeros(2, 8, 4, 4), steps, generators=gens)
+        out = sample(model_fn, sch, torch.randn(2, 4, 4, 4), torch.zeros(2, 8, 4, 4), steps, generators=gens)
         assert (out - x0).abs().max() < 0.05, name

@@ -274,7 +274,11 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
             cond = torch.cat([known * indicator, indicator], dim=1)
             with accelerator.autocast():
                 pred = model(x_t, t, cond)
-            loss = F.mse_loss(pred.float(), noise)
+            if model_cfg.prediction_type == "v_prediction":
+                target = a.sqrt() * noise - (1 - a).sqrt() * x0
+            else:
+                target = noise
+            loss = F.mse_loss(pred.float(), target)
             accelerator.backward(loss)
             if cfg.grad_clip > 0:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
