@@ -39,7 +39,7 @@ def main() -> None:
     from fastsynth.metrics.masks import compare, mask_stats
     from fastsynth.models import load_model, resolve_model_dir
     from fastsynth.pipeline import Conditioning, row_seed, sample_pairs
-    from fastsynth.runtime import make_eps_fn
+    from fastsynth.runtime import make_model_fn
     from fastsynth.sampling import make_scheduler, opening_size
 
     mdir = resolve_model_dir(a.model)
@@ -55,7 +55,7 @@ def main() -> None:
     real_feats, info = reference_features(real_img, ext)
     print(f"real features: {len(real_feats)} images ({time.perf_counter() - t0:.0f}s, cache hit {info['cache_hit']})")
     real_ms = mask_stats(real_masks)
-    eps_fn = make_eps_fn(net, a.backend, "cpu")
+    model_fn = make_model_fn(net, a.backend, "cpu")
     cond = Conditioning("pairs", [], None, "")
     records = []
     for part in a.grid.split(";"):
@@ -70,7 +70,7 @@ def main() -> None:
             for s in range(0, n, a.batch_size):
                 idx = np.arange(s, min(n, s + a.batch_size))
                 seeds = np.array([row_seed(0, i) for i in idx])
-                im, mk, _ = sample_pairs(eps_fn, sch, cfg, cond, idx, seeds, res, 0, opening_size(res), torch.device("cpu"))
+                im, mk, _ = sample_pairs(model_fn, sch, cfg, cond, idx, seeds, res, 0, opening_size(res), torch.device("cpu"))
                 ims.append(im)
                 mks.append(mk)
             gen_s = time.perf_counter() - t0

@@ -27,13 +27,13 @@ def main() -> None:
     from fastsynth.metrics.plots import sample_grid
     from fastsynth.models import load_model
     from fastsynth.pipeline import Conditioning, row_seed, sample_pairs
-    from fastsynth.runtime import make_eps_fn
+    from fastsynth.runtime import make_model_fn
     from fastsynth.sampling import DEFAULT_STEPS, make_scheduler, opening_size
 
     net, _ = load_model(a.model)
     res = net.config.resolution
     steps = a.steps or DEFAULT_STEPS[a.sampler]
-    fn = make_eps_fn(net, "eager", "cpu")
+    fn = make_model_fn(net, "eager", "cpu")
     sch = make_scheduler(a.sampler, net.config.num_train_timesteps, net.config.beta_schedule,
                          net.config.prediction_type)
     idx = np.arange(a.n)

@@ -126,7 +126,7 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
     from .models import load_model, resolve_model_dir
     from .models.denoiser import WEIGHTS_NAME
     from .pipeline import file_sha256, resolve_device
-    from .runtime import make_eps_fn
+    from .runtime import make_model_fn
     from .sampling import DEFAULT_STEPS, decode_mask, make_scheduler, sample
     from .dataset.writer import encode_png
     from .data.codec import tensor_to_image
@@ -168,7 +168,7 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
             net, _ = load_model(mdir)
             t0 = time.perf_counter()
             try:
-                fn = make_eps_fn(net, backend, dev, precision, batch_size=b, model_sha=sha)
+                fn = make_model_fn(net, backend, dev, precision, batch_size=b, model_sha=sha)
                 x, t, c = inputs(b)
                 first = time.perf_counter()
                 fn(x, t, c)  # first call: compile / engine build happens here for lazy backends

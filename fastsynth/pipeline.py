@@ -124,7 +124,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
 
     from .models import load_model, resolve_model_dir
     from .models.denoiser import WEIGHTS_NAME
-    from .runtime import make_eps_fn, resolve_backend
+    from .runtime import make_model_fn, resolve_backend
 
     if cfg.n < 1:
         raise FastsynthError(f"--n {cfg.n}: must be at least 1")
@@ -176,7 +176,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     done_rows = sum(spans[k][1] - spans[k][0] for k in range(n_shards) if k % world == rank and k not in todo)
 
     backend = resolve_backend(cfg.backend, dev, cfg.precision)
-    eps_fn = make_eps_fn(net, backend=backend, device=dev, precision=cfg.precision,
+    model_fn = make_model_fn(net, backend=backend, device=dev, precision=cfg.precision,
                          batch_size=cfg.batch_size, model_sha=manifest["model_sha256"])
     scheduler = make_scheduler(cfg.sampler, net.config.num_train_timesteps, net.config.beta_schedule,
                                net.config.prediction_type)
@@ -196,7 +196,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
             images, masks_out, sources = [], [], []
             for b in range(0, len(idx), cfg.batch_size):
                 bi, bs = idx[b:b + cfg.batch_size], seeds[b:b + cfg.batch_size]
-                im, mk, src = sample_pairs(eps_fn, scheduler, cfg, cond_src, bi, bs, res, dilate_px, opening, dev)
+                im, mk, src = sample_pairs(model_fn, scheduler, cfg, cond_src, bi, bs, res, dilate_px, opening, dev)
                 images.append(im)
                 masks_out.append(mk)
                 sources += src
@@ -237,13 +237,13 @@ def _wait_for_shards(writer: DatasetWriter, spans, timeout_s: float = 24 * 3600)
 
 
 @torch.inference_mode()
-def sample_pairs(eps_fn, scheduler, cfg: GenerateConfig, cond_src: Conditioning, indices, seeds, res: int,
+def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditioning, indices, seeds, res: int,
                   dilate_px: int, opening: int, device: torch.device):
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     noise = torch.stack([torch.randn(4, res, res, generator=g) for g in gens])
     known, indicator, src = cond_src.batch(indices, res, dilate_px)
     cond = torch.cat([known * indicator, indicator], dim=1)
-    x0 = sample(eps_fn, scheduler, noise.to(device), cond.to(device), cfg.steps,
+    x0 = sample(model_fn, scheduler, noise.to(device), cond.to(device), cfg.steps,
                 generators=gens if cfg.sampler == "ddpm" else None).float().cpu()
     if not torch.isfinite(x0).all():
         raise FastsynthError("the sampler produced NaN/inf values (try --precision fp32); nothing was written "

@@ -10,7 +10,7 @@ from fastsynth.config import GenerateConfig
 from fastsynth.errors import FastsynthError
 from fastsynth.models import load_model
 from fastsynth.pipeline import generate
-from fastsynth.runtime import make_eps_fn
+from fastsynth.runtime import make_model_fn
 from fastsynth.runtime.export import parity
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnxscript") is not None
@@ -32,7 +32,7 @@ def test_onnx_parity_and_export_report(tiny_model_dir, tmp_path):
     assert (tmp_path / "exp" / "denoiser.onnx").exists() and (tmp_path / "exp" / "parity.json").exists()
     # dynamic batch: another batch size runs too
     net, _ = load_model(tiny_model_dir)
-    f = make_eps_fn(net, "onnx", "cpu", model_sha="x" * 64)
+    f = make_model_fn(net, "onnx", "cpu", model_sha="x" * 64)
     assert f(torch.randn(5, 4, 16, 16), torch.arange(5), torch.zeros(5, 8, 16, 16)).shape == (5, 4, 16, 16)
 
 
@@ -55,8 +55,8 @@ def test_generate_with_onnx_matches_eager(tiny_model_dir, tmp_path):
 @pytest.mark.slow
 def test_compile_parity(tiny_model_dir):
     net, _ = load_model(tiny_model_dir)
-    ref = make_eps_fn(load_model(tiny_model_dir)[0], "eager", "cpu")
-    comp = make_eps_fn(net, "compile", "cpu", batch_size=4)
+    ref = make_model_fn(load_model(tiny_model_dir)[0], "eager", "cpu")
+    comp = make_model_fn(net, "compile", "cpu", batch_size=4)
     rep = parity(ref, comp, 16, batch_size=3, n_inputs=2)  # 3 < 4 exercises the padding path
     assert rep["ok"], rep
 
@@ -64,9 +64,9 @@ def test_compile_parity(tiny_model_dir):
 def test_unknown_backend_and_precision(tiny_model_dir):
     net, _ = load_model(tiny_model_dir)
     with pytest.raises(FastsynthError, match="--backend 'fast'"):
-        make_eps_fn(net, "fast", "cpu")
+        make_model_fn(net, "fast", "cpu")
     with pytest.raises(FastsynthError, match="fp16 is not supported on CPU"):
-        make_eps_fn(net, "eager", "cpu", precision="fp16")
+        make_model_fn(net, "eager", "cpu", precision="fp16")
 
 
 def test_tensorrt_without_gpu_is_a_clear_error(tiny_model_dir, tmp_path):
@@ -80,8 +80,8 @@ def test_tensorrt_without_gpu_is_a_clear_error(tiny_model_dir, tmp_path):
 
 def test_bf16_eager_close_to_fp32(tiny_model_dir):
     net, _ = load_model(tiny_model_dir)
-    ref = make_eps_fn(load_model(tiny_model_dir)[0], "eager", "cpu")
-    bf = make_eps_fn(net, "eager", "cpu", precision="bf16")
+    ref = make_model_fn(load_model(tiny_model_dir)[0], "eager", "cpu")
+    bf = make_model_fn(net, "eager", "cpu", precision="bf16")
     rep = parity(ref, bf, 16, batch_size=2, n_inputs=1, tol=5e-2)
     assert rep["ok"], rep
 
@@ -93,6 +93,6 @@ def test_gpu_backends_parity(tiny_model_dir, backend):
     if backend == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
         pytest.skip("tensorrt not installed")
     net, _ = load_model(tiny_model_dir)
-    ref = make_eps_fn(load_model(tiny_model_dir)[0], "eager", "cpu")
-    f = make_eps_fn(net, backend, "cuda", precision="fp32", batch_size=4, model_sha="g" * 64)
+    ref = make_model_fn(load_model(tiny_model_dir)[0], "eager", "cpu")
+    f = make_model_fn(net, backend, "cuda", precision="fp32", batch_size=4, model_sha="g" * 64)
     assert parity(ref, f, 16, batch_size=4, n_inputs=2, tol=1e-2)["ok"]

@@ -1,6 +1,6 @@
 """The joint image+mask denoiser.
 
-A diffusers ``UNet2DModel`` predicts the noise of the 4-channel state x_t (RGB + mask channel). Its input is
+A diffusers ``UNet2DModel`` predicts v (or the noise, per ``prediction_type``) of the 4-channel state x_t (RGB + mask channel). Its input is
 ``[x_t | known * indicator | indicator]``: the known values of the conditioning and a per-channel,
 per-pixel indicator of which values are known. Unconditional pairs have an all-zero indicator; mask->image
 has the mask channel known; inpainting has all four channels known outside the region to regenerate.
@@ -47,7 +47,7 @@ def build_unet(cfg: ModelConfig):
 
 
 class Denoiser(nn.Module):
-    """eps_theta(x_t, t | known, indicator). Plain tensors in and out (compile/export friendly)."""
+    """v_theta (or eps_theta) of (x_t, t | known, indicator). Plain tensors in and out (compile/export friendly)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()

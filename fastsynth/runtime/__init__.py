@@ -1,6 +1,6 @@
-"""Runtime backends: each turns a Denoiser into ``eps = f(x_t, t, cond)`` (float32 in, float32 out).
+"""Runtime backends: each turns a Denoiser into ``out = f(x_t, t, cond)`` (the model output: v or eps) (float32 in, float32 out).
 
-One file per backend; heavy packages are imported inside them. ``make_eps_fn`` is the registry.
+One file per backend; heavy packages are imported inside them. ``make_model_fn`` is the registry.
 """
 
 from __future__ import annotations
@@ -37,29 +37,29 @@ def resolve_backend(backend: str, device: torch.device, precision: str = "fp32")
     return "eager"
 
 
-def make_eps_fn(model, backend: str = "eager", device: torch.device | str = "cpu", precision: str = "fp32",
+def make_model_fn(model, backend: str = "eager", device: torch.device | str = "cpu", precision: str = "fp32",
                 batch_size: int | None = None, model_sha: str | None = None):
-    """``eps = f(x_t, t, cond)`` for ``model`` on ``device`` with the named backend."""
+    """``out = f(x_t, t, cond)`` for ``model`` on ``device`` with the named backend."""
     device = torch.device(device)
     dtype = resolve_precision(precision, device)
     backend = resolve_backend(backend, device, precision)
     if backend == "eager":
-        from .eager import eager_eps_fn
+        from .eager import eager_model_fn
 
-        return eager_eps_fn(model, device, dtype)
+        return eager_model_fn(model, device, dtype)
     if backend == "compile":
-        from .compile import compile_eps_fn
+        from .compile import compile_model_fn
 
-        return compile_eps_fn(model, device, dtype, batch_size or 64)
+        return compile_model_fn(model, device, dtype, batch_size or 64)
     if backend in ("onnx", "tensorrt"):
-        from .onnx import cache_dir, cached_onnx, onnx_eps_fn
+        from .onnx import cache_dir, cached_onnx, onnx_model_fn
 
         sha = model_sha or "unhashed"
         path = cached_onnx(model, sha)
         trt_cache = None
         if backend == "tensorrt":  # engines depend on weights, shape profile, precision and TensorRT version
             trt_cache = cache_dir() / "tensorrt" / f"{sha[:16]}-b{batch_size}-{precision}-trt{_trt_version()}"
-        return onnx_eps_fn(path, device, precision, tensorrt=backend == "tensorrt", trt_cache=trt_cache)
+        return onnx_model_fn(path, device, precision, tensorrt=backend == "tensorrt", trt_cache=trt_cache)
     raise FastsynthError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
 
 

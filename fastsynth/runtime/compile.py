@@ -6,13 +6,13 @@ from __future__ import annotations
 import torch
 
 
-def compile_eps_fn(model, device: torch.device, dtype: torch.dtype, batch_size: int):
+def compile_model_fn(model, device: torch.device, dtype: torch.dtype, batch_size: int):
     net = model.to(device=device, dtype=dtype).eval().to(memory_format=torch.channels_last)
     mode = "max-autotune" if device.type == "cuda" else "default"
     compiled = torch.compile(net, mode=mode, dynamic=False, fullgraph=True)
 
     @torch.inference_mode()
-    def eps_fn(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def model_fn(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         n = x_t.shape[0]
         if n < batch_size:  # pad to the compiled shape
             pad = batch_size - n
@@ -20,10 +20,10 @@ def compile_eps_fn(model, device: torch.device, dtype: torch.dtype, batch_size: 
             cond = torch.cat([cond, cond[-1:].expand(pad, *cond.shape[1:])])
             t = torch.cat([t, t[-1:].expand(pad)])
         elif n > batch_size:
-            return torch.cat([eps_fn(x_t[i:i + batch_size], t[i:i + batch_size], cond[i:i + batch_size])
+            return torch.cat([model_fn(x_t[i:i + batch_size], t[i:i + batch_size], cond[i:i + batch_size])
                               for i in range(0, n, batch_size)])
         out = compiled(x_t.to(dtype).contiguous(memory_format=torch.channels_last), t,
                        cond.to(dtype).contiguous(memory_format=torch.channels_last))
         return out[:n].float().clone()
 
-    return eps_fn
+    return model_fn

@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 
 
-def eager_eps_fn(model, device: torch.device, dtype: torch.dtype):
+def eager_model_fn(model, device: torch.device, dtype: torch.dtype):
     net = model.to(device=device, dtype=dtype).eval()
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
-    def eps_fn(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def model_fn(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return net(x_t.to(dtype), t, cond.to(dtype)).float()
 
-    return eps_fn
+    return model_fn

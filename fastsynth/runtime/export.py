@@ -14,9 +14,9 @@ from .. import __version__
 from ..errors import FastsynthError
 
 
-def parity(eps_ref, eps_test, resolution: int, channels: int = 4, batch_size: int = 4, n_inputs: int = 3,
+def parity(ref_fn, test_fn, resolution: int, channels: int = 4, batch_size: int = 4, n_inputs: int = 3,
            seed: int = 0, tol: float = 1e-3) -> dict:
-    """Max abs / relative error of ``eps_test`` vs ``eps_ref`` on fresh random inputs (all timestep ranges)."""
+    """Max abs / relative error of ``test_fn`` vs ``ref_fn`` on fresh random inputs (all timestep ranges)."""
     g = torch.Generator().manual_seed(seed)
     max_abs, max_rel = 0.0, 0.0
     for _ in range(n_inputs):
@@ -24,7 +24,7 @@ def parity(eps_ref, eps_test, resolution: int, channels: int = 4, batch_size: in
         c = torch.cat([torch.randn(batch_size, channels, resolution, resolution, generator=g),
                        (torch.rand(batch_size, channels, resolution, resolution, generator=g) > 0.5).float()], 1)
         t = torch.randint(0, 1000, (batch_size,), generator=g)
-        a, b = eps_ref(x, t, c).float().cpu(), eps_test(x, t, c).float().cpu()
+        a, b = ref_fn(x, t, c).float().cpu(), test_fn(x, t, c).float().cpu()
         err = (a - b).abs()
         max_abs = max(max_abs, err.max().item())
         max_rel = max(max_rel, (err.max() / a.abs().max().clamp_min(1e-12)).item())
@@ -39,7 +39,7 @@ def export_artifact(model: str | None, fmt: str, out: str | os.PathLike, device:
     from ..models import load_model, resolve_model_dir
     from ..models.denoiser import WEIGHTS_NAME
     from ..pipeline import file_sha256, resolve_device
-    from . import make_eps_fn
+    from . import make_model_fn
     from .onnx import export_onnx
 
     dev = resolve_device(device)
@@ -51,16 +51,16 @@ def export_artifact(model: str | None, fmt: str, out: str | os.PathLike, device:
     sha = file_sha256(mdir / WEIGHTS_NAME)
     net, meta = load_model(mdir)
     onnx_path = export_onnx(net, out / "denoiser.onnx")
-    ref_fn = make_eps_fn(load_model(mdir)[0], "eager", dev, "fp32")
+    ref_fn = make_model_fn(load_model(mdir)[0], "eager", dev, "fp32")
     if fmt == "onnx":
-        from .onnx import onnx_eps_fn
+        from .onnx import onnx_model_fn
 
-        test_fn = onnx_eps_fn(onnx_path, dev, "fp32")
+        test_fn = onnx_model_fn(onnx_path, dev, "fp32")
         tol = 1e-3
     else:
-        from .onnx import onnx_eps_fn
+        from .onnx import onnx_model_fn
 
-        test_fn = onnx_eps_fn(onnx_path, dev, precision, tensorrt=True, trt_cache=out / "engines")
+        test_fn = onnx_model_fn(onnx_path, dev, precision, tensorrt=True, trt_cache=out / "engines")
         tol = 1e-3 if precision == "fp32" else 3e-2
     rep = parity(ref_fn, test_fn, net.config.resolution, batch_size=batch_size, tol=tol)
 
@@ -75,7 +75,7 @@ def export_artifact(model: str | None, fmt: str, out: str | os.PathLike, device:
         "onnx": str(onnx_path), "model": str(mdir), "model_sha256": sha,
         "inputs": {"x_t": ["batch", 4, net.config.resolution, net.config.resolution], "t": ["batch"],
                    "cond": ["batch", 8, net.config.resolution, net.config.resolution]},
-        "outputs": {"eps": ["batch", 4, net.config.resolution, net.config.resolution]},
+        "outputs": {"model_output": ["batch", 4, net.config.resolution, net.config.resolution]},
         "precision": precision if fmt == "tensorrt" else "fp32", "device": str(dev),
         "versions": {"fastsynth": __version__, "torch": torch.__version__, "onnx": v("onnx"),
                      "onnxruntime": v("onnxruntime") or v("onnxruntime-gpu"), "tensorrt": v("tensorrt"),

@@ -18,6 +18,7 @@ import torch
 from ..errors import FastsynthError, require
 
 OPSET = 18
+GRAPH_FORMAT = 2  # bump when the exported graph's inputs/outputs change (part of the cache key)
 
 
 def cache_dir() -> Path:
@@ -38,7 +39,7 @@ def export_onnx(model, path: str | os.PathLike, batch_size: int = 2) -> Path:
     batch = torch.export.Dim("batch", min=1, max=4096)
     tmp = path.with_name(path.stem + ".tmp.onnx")
     with torch.no_grad():
-        torch.onnx.export(net, (x, t, c), str(tmp), input_names=["x_t", "t", "cond"], output_names=["eps"],
+        torch.onnx.export(net, (x, t, c), str(tmp), input_names=["x_t", "t", "cond"], output_names=["model_output"],
                           dynamic_shapes={"x_t": {0: batch}, "t": {0: batch}, "cond": {0: batch}},
                           opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
     os.replace(tmp, path)
@@ -46,7 +47,7 @@ def export_onnx(model, path: str | os.PathLike, batch_size: int = 2) -> Path:
 
 
 def cached_onnx(model, model_sha: str) -> Path:
-    key = f"{model_sha[:16]}-r{model.config.resolution}-opset{OPSET}-torch{torch.__version__.split('+')[0]}"
+    key = f"{model_sha[:16]}-r{model.config.resolution}-g{GRAPH_FORMAT}-opset{OPSET}-torch{torch.__version__.split('+')[0]}"
     p = cache_dir() / "onnx" / f"{key}.onnx"
     if not p.exists():
         export_onnx(model, p)
@@ -74,7 +75,7 @@ def _providers(device: torch.device, tensorrt: bool, precision: str, trt_cache: 
     return ["CPUExecutionProvider"]
 
 
-def onnx_eps_fn(onnx_path: Path, device: torch.device, precision: str = "fp32", tensorrt: bool = False,
+def onnx_model_fn(onnx_path: Path, device: torch.device, precision: str = "fp32", tensorrt: bool = False,
                 trt_cache: Path | None = None):
     ort = require("onnxruntime", "onnx", "The onnx backend")
     if precision not in ("fp32", "auto") and not tensorrt:
@@ -89,7 +90,7 @@ def onnx_eps_fn(onnx_path: Path, device: torch.device, precision: str = "fp32", 
     sess = ort.InferenceSession(str(onnx_path), so, providers=_providers(device, tensorrt, precision, trt_cache))
 
     if device.type == "cuda":
-        def eps_fn(x_t, t, cond):
+        def model_fn(x_t, t, cond):
             x_t, cond = x_t.float().contiguous(), cond.float().contiguous()
             t = t.to(device=device, dtype=torch.long).contiguous()
             out = torch.empty_like(x_t)
@@ -97,13 +98,13 @@ def onnx_eps_fn(onnx_path: Path, device: torch.device, precision: str = "fp32", 
             for name, v in (("x_t", x_t), ("t", t), ("cond", cond)):
                 io.bind_input(name, "cuda", device.index or 0, {torch.float32: np.float32, torch.long: np.int64}[v.dtype],
                               tuple(v.shape), v.data_ptr())
-            io.bind_output("eps", "cuda", device.index or 0, np.float32, tuple(out.shape), out.data_ptr())
+            io.bind_output("model_output", "cuda", device.index or 0, np.float32, tuple(out.shape), out.data_ptr())
             sess.run_with_iobinding(io)
             return out
     else:
-        def eps_fn(x_t, t, cond):
+        def model_fn(x_t, t, cond):
             feed = {"x_t": x_t.float().contiguous().numpy(), "t": t.to(torch.long).contiguous().numpy(),
                     "cond": cond.float().contiguous().numpy()}
-            return torch.from_numpy(sess.run(["eps"], feed)[0])
-    eps_fn.session = sess
-    return eps_fn
+            return torch.from_numpy(sess.run(["model_output"], feed)[0])
+    model_fn.session = sess
+    return model_fn

@@ -1,8 +1,9 @@
 """Sampling loops using diffusers' noise schedulers.
 
-``sample`` is one plain function: draw x_T, then for each timestep ask the denoiser for eps and let the
+``sample`` is one plain function: draw x_T, then for each timestep ask the denoiser for its output and let the
 scheduler step. The scheduler object is created per call (they are stateful), the denoiser is any callable
-``eps = f(x_t, t, cond)``, so every runtime backend (eager, compile, ONNX Runtime, TensorRT) plugs in.
+``out = f(x_t, t, cond)`` (v or eps, as the model was trained), so every runtime backend (eager,
+compile, ONNX Runtime, TensorRT) plugs in.
 
 - ``dpmpp``: DPM-Solver++(2M), Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of DPMs".
 - ``unipc``: UniPC-bh2, Zhao et al. 2023, "UniPC: A Unified Predictor-Corrector Framework".
@@ -25,7 +26,7 @@ DEFAULT_STEPS = {"dpmpp": 10, "unipc": 10, "ddim": 50, "ddpm": 1000}
 
 
 def make_scheduler(name: str, num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2",
-                   prediction_type: str = "epsilon"):
+                   prediction_type: str = "v_prediction"):
     import diffusers
 
     common = dict(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
@@ -43,7 +44,7 @@ def make_scheduler(name: str, num_train_timesteps: int = 1000, beta_schedule: st
 
 
 def sample(
-    eps_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    model_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
     scheduler,
     noise: torch.Tensor,
     cond: torch.Tensor,
@@ -59,9 +60,9 @@ def sample(
     gens = list(generators) if generators is not None and stochastic else None
     for t in scheduler.timesteps:
         x_in = scheduler.scale_model_input(x, t)
-        eps = eps_fn(x_in, t.expand(n), cond)
+        out = model_fn(x_in, t.expand(n), cond)
         if gens is not None and n > 0:
-            x = scheduler.step(eps, t, x, generator=gens, return_dict=False)[0]
+            x = scheduler.step(out, t, x, generator=gens, return_dict=False)[0]
         else:
-            x = scheduler.step(eps, t, x, return_dict=False)[0]
+            x = scheduler.step(out, t, x, return_dict=False)[0]
     return x

@@ -1,0 +1,26 @@
+"""fastsynth filter: keep pairs whose mask agrees with a segmenter trained on real data."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("filter", help="keep pairs whose mask agrees with a real-data segmenter",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("synth_dir", metavar="SYNTH_DIR", help="a dataset written by fastsynth generate")
+    p.add_argument("--segmenter", required=True, help="a segmenter folder (saved by fastsynth evaluate --downstream)")
+    p.add_argument("--min-dice", type=float, default=0.5, help="keep pairs with Dice(mask, prediction) >= this")
+    p.add_argument("--out", required=True, help="output dataset folder (an `agreement` column is added)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..metrics.filter import filter_dataset
+
+    info = filter_dataset(args.synth_dir, args.segmenter, args.out, args.min_dice, args.device,
+                          progress=not args.no_progress)
+    print(f"kept {info['kept']} of {info['total']} pairs (Dice >= {info['min_dice']}) in {args.out}")
+    return 0
