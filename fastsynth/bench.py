@@ -127,7 +127,7 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
     from .models.denoiser import WEIGHTS_NAME
     from .pipeline import file_sha256, resolve_device
     from .runtime import make_model_fn
-    from .sampling import DEFAULT_STEPS, decode_mask, make_scheduler, sample
+    from .sampling import DEFAULT_STEPS, decode_mask, make_scheduler, opening_size, sample
     from .dataset.writer import encode_png
     from .data.codec import tensor_to_image
 
@@ -184,7 +184,12 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
             times = time_calls(lambda: fn(x, t, c), dev, repeats)
             med = statistics.median(times)
             per_eval[(backend, b)] = med
-            mem = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
+            if dev.type == "cuda":
+                mem = torch.cuda.max_memory_allocated(dev)
+            else:  # the process's peak resident set so far (an upper bound for this configuration)
+                import resource
+
+                mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             rec(scenario="per_eval", backend=backend, batch_size=b, ms_per_eval=1000 * med,
                 evals_per_s=b / med, build_s=build_s, first_call_s=first_call_s, repeats=repeats,
                 times_s=times, peak_memory_bytes=mem)
@@ -195,7 +200,7 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
 
                 def e2e():
                     x0 = sample(fn, sch, noise, c, steps).float().cpu()
-                    m = decode_mask(x0[:, 3:], 0.0, 4)
+                    m = decode_mask(x0[:, 3:], 0.0, opening_size(res))
                     for im, mk in zip(tensor_to_image(x0[:, :3]), m.numpy()):
                         encode_png(im), encode_png(mk)
 

@@ -40,3 +40,15 @@ def inpaint_region(mask_channel: torch.Tensor, dilate_px: int) -> torch.Tensor:
 
 def dilate_px_for(resolution: int, px_at_256: int) -> int:
     return max(0, int(round(px_at_256 * resolution / 256)))
+
+
+def random_boxes(n: int, res: int, g: torch.Generator) -> torch.Tensor:
+    """Random rectangles covering 1/8 to 1/2 of each side, as {0,1} [n, 1, res, res]."""
+    out = torch.zeros(n, 1, res, res)
+    lo, hi = max(2, res // 8), max(3, res // 2)
+    for i in range(n):
+        h, w = (int(v) for v in torch.randint(lo, hi + 1, (2,), generator=g))
+        y = int(torch.randint(0, res - h + 1, (1,), generator=g))
+        x = int(torch.randint(0, res - w + 1, (1,), generator=g))
+        out[i, :, y:y + h, x:x + w] = 1.0
+    return out

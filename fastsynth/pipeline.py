@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .conditioning import cond_from_masks, cond_inpaint, cond_pairs, dilate_px_for, inpaint_region
+from .conditioning import cond_from_masks, cond_inpaint, cond_pairs, dilate_px_for, inpaint_region, random_boxes
 from .config import GenerateConfig, MODES, to_dict
 from .data.codec import image_to_tensor, mask_to_channel, tensor_to_image
 from .dataset import DatasetWriter, Rows, render_card
@@ -58,7 +58,7 @@ class Conditioning:
     data: torch.Tensor | None  # [M, 4, H, W] float (inpaint) or [M, 1, H, W] mask channel (from-masks)
     fingerprint: str
 
-    def batch(self, indices: np.ndarray, resolution: int, dilate_px: int):
+    def batch(self, indices: np.ndarray, seeds: np.ndarray, resolution: int, dilate_px: int):
         n = len(indices)
         if self.mode == "pairs":
             known, indicator = cond_pairs(n, resolution)
@@ -69,7 +69,13 @@ class Conditioning:
             known, indicator = cond_from_masks(self.data[j])
             return known, indicator, src
         x0 = self.data[j]
-        known, indicator = cond_inpaint(x0, inpaint_region(x0[:, 3:], dilate_px))
+        region = inpaint_region(x0[:, 3:], dilate_px)
+        for r in torch.nonzero(region.flatten(1).amax(1) == 0).flatten().tolist():
+            # an empty real mask would leave nothing to generate (a verbatim copy of a real image):
+            # regenerate a box drawn from the row's own seed instead, as in training
+            g = torch.Generator().manual_seed(int(seeds[r]) ^ 0x5DEECE66D)
+            region[r] = random_boxes(1, resolution, g)[0]
+        known, indicator = cond_inpaint(x0, region)
         return known, indicator, src
 
 
@@ -100,8 +106,14 @@ def load_conditioning(mode: str, resolution: int, masks: str | None, images: str
 
 
 def _dist_info() -> tuple[int, int]:
-    rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
-    world = int(os.environ.get("WORLD_SIZE", 1))
+    """(rank, world size) from the environment that accelerate launch / torchrun set."""
+    try:
+        rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
+        world = int(os.environ.get("WORLD_SIZE", 1))
+    except ValueError:
+        raise FastsynthError("RANK / WORLD_SIZE must be integers") from None
+    if world < 1 or not 0 <= rank < world:
+        raise FastsynthError(f"RANK={rank} WORLD_SIZE={world}: need 0 <= RANK < WORLD_SIZE")
     return rank, world
 
 
@@ -111,6 +123,10 @@ def resolve_device(device: str) -> torch.device:
             else torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise FastsynthError(f"--device {device}: no CUDA GPU is available here; use --device cpu or auto")
+    if device.startswith("cuda:"):
+        idx = device.split(":", 1)[1]
+        if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
+            raise FastsynthError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise FastsynthError(f"--device {device!r}: choose auto, cpu or cuda[:N]")
     return torch.device(device)
@@ -130,18 +146,32 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         raise FastsynthError(f"--n {cfg.n}: must be at least 1")
     if cfg.batch_size < 1 or cfg.shard_size < 1:
         raise FastsynthError("--batch-size and --shard-size must be at least 1")
+    if cfg.seed < 0:
+        raise FastsynthError(f"--seed {cfg.seed}: must be a non-negative integer")
     if cfg.sampler not in DEFAULT_STEPS:
         raise FastsynthError(f"--sampler {cfg.sampler!r}: choose one of {', '.join(DEFAULT_STEPS)}")
-    if cfg.steps < 1:
-        raise FastsynthError(f"--steps {cfg.steps}: must be at least 1")
+    if cfg.format not in ("parquet", "png"):
+        raise FastsynthError(f"--format {cfg.format!r}: choose parquet or png")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FastsynthError(f"--out {out}: exists and is not a folder")
     dev = resolve_device(device)
+    rank, world = _dist_info()
     model_dir = resolve_model_dir(model)
     net, meta = load_model(model_dir)
     res = net.config.resolution
+    if not 1 <= cfg.steps <= net.config.num_train_timesteps:
+        raise FastsynthError(f"--steps {cfg.steps}: must be between 1 and {net.config.num_train_timesteps}")
+    scheduler = make_scheduler(cfg.sampler, net.config.num_train_timesteps, net.config.beta_schedule,
+                               net.config.prediction_type)
+    try:
+        scheduler.__class__.from_config(scheduler.config).set_timesteps(cfg.steps)
+    except ValueError as exc:
+        raise FastsynthError(f"--steps {cfg.steps} with --sampler {cfg.sampler}: {exc}") from None
     cond_src = load_conditioning(cfg.mode, res, masks, images)
     dilate_px = dilate_px_for(res, cfg.inpaint_dilate_px_at_256)
     opening = opening_size(res, cfg.opening_px_at_256)
+    backend = resolve_backend(cfg.backend, dev, cfg.precision)
 
     writer = DatasetWriter(out, cfg.format)
     manifest = {
@@ -150,36 +180,44 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         "mode": cfg.mode, "sampler": cfg.sampler, "steps": cfg.steps, "seed": cfg.seed,
         "resolution": res, "shard_size": cfg.shard_size, "format": cfg.format,
         "mask_threshold": cfg.mask_threshold, "opening_px": opening, "dilate_px": dilate_px,
-        "precision": cfg.precision,
+        "precision": cfg.precision, "backend": backend, "device": dev.type,
         "source_fingerprint": cond_src.fingerprint, "source_dir": masks or images or "",
         "model_sha256": file_sha256(model_dir / WEIGHTS_NAME),
         "model": {"path": "bundled" if model is None else str(model), "training": meta.get("training", {})},
         "command": command or "",
     }
-    rank, world = _dist_info()
-    existing = writer.read_manifest()
-    if existing is not None:
-        check_compatible(existing, manifest, out)
-        if existing["n"] > cfg.n:
-            raise FastsynthError(f"{out} already holds {existing['n']} pairs; --n {cfg.n} would shrink it. "
-                                 f"Use --n {existing['n']} or more, or another --out")
-    elif out.exists() and any(out.iterdir()):
-        raise FastsynthError(f"{out} exists and is not a fastsynth dataset folder; choose an empty or new --out")
-    if rank == 0:
-        writer.clean_partials()
-        # the manifest is written before any shard, so a killed run always finds it
-        writer.write_manifest({**manifest, "complete": False})
-
     n_shards = (cfg.n + cfg.shard_size - 1) // cfg.shard_size
     spans = [(k * cfg.shard_size, min((k + 1) * cfg.shard_size, cfg.n)) for k in range(n_shards)]
+    if rank > 0:  # rank 0 checks the folder and writes the manifest; the others wait for it
+        existing = _wait_for_manifest(writer)
+    else:
+        existing = writer.read_manifest()
+    if existing is not None:
+        if not writer.any_shard():  # nothing generated yet: the earlier attempt failed before sampling
+            existing = None
+        else:
+            check_compatible(existing, manifest, out)
+            if existing["n"] > cfg.n:
+                raise FastsynthError(f"{out} already holds {existing['n']} pairs; --n {cfg.n} would shrink it. "
+                                     f"Use --n {existing['n']} or more, or another --out")
+            for key in ("backend", "device"):
+                if existing.get(key) not in (None, manifest[key]):
+                    print(f"warning: {out} was started with {key} {existing[key]!r}, continuing with "
+                          f"{manifest[key]!r}; rows may differ in the last bit from a single-{key} run",
+                          file=sys.stderr)
+    elif rank == 0 and out.exists() and any(out.iterdir()):
+        raise FastsynthError(f"{out} exists and is not a fastsynth dataset folder; choose an empty or new --out")
+
+    model_fn = make_model_fn(net, backend=backend, device=dev, precision=cfg.precision,
+                             batch_size=cfg.batch_size, model_sha=manifest["model_sha256"])
+    if rank == 0:
+        if world == 1:
+            writer.clean_partials()
+        # the manifest is written before any shard (and after all validation), so a killed run finds it
+        writer.write_manifest({**manifest, "complete": False})
+
     todo = [k for k in range(n_shards) if k % world == rank and writer.shard_rows(k) != spans[k][1] - spans[k][0]]
     done_rows = sum(spans[k][1] - spans[k][0] for k in range(n_shards) if k % world == rank and k not in todo)
-
-    backend = resolve_backend(cfg.backend, dev, cfg.precision)
-    model_fn = make_model_fn(net, backend=backend, device=dev, precision=cfg.precision,
-                         batch_size=cfg.batch_size, model_sha=manifest["model_sha256"])
-    scheduler = make_scheduler(cfg.sampler, net.config.num_train_timesteps, net.config.beta_schedule,
-                               net.config.prediction_type)
 
     t0 = time.perf_counter()
     made = 0
@@ -215,9 +253,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     elapsed = time.perf_counter() - t0
 
     complete = all(writer.shard_rows(k) == spans[k][1] - spans[k][0] for k in range(n_shards))
-    if rank == 0 and world > 1 and not complete:
-        complete = _wait_for_shards(writer, spans)
-    if rank == 0 and complete:
+    if complete:  # whichever process finishes last writes the final manifest and card (same content)
         final = {**manifest, "complete": True}
         writer.write_manifest(final)
         writer.write_card(render_card(final))
@@ -227,13 +263,15 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     return summary
 
 
-def _wait_for_shards(writer: DatasetWriter, spans, timeout_s: float = 24 * 3600) -> bool:
+def _wait_for_manifest(writer: DatasetWriter, timeout_s: float = 600.0) -> dict | None:
     t_end = time.time() + timeout_s
     while time.time() < t_end:
-        if all(writer.shard_rows(k) == hi - lo for k, (lo, hi) in enumerate(spans)):
-            return True
-        time.sleep(2.0)
-    return False
+        m = writer.read_manifest()
+        if m is not None:
+            return m
+        time.sleep(0.5)
+    raise FastsynthError(f"{writer.out}: process 0 wrote no manifest within {timeout_s:.0f} s; "
+                         "is it running with the same --out?")
 
 
 @torch.inference_mode()
@@ -241,7 +279,7 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
                   dilate_px: int, opening: int, device: torch.device):
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     noise = torch.stack([torch.randn(4, res, res, generator=g) for g in gens])
-    known, indicator, src = cond_src.batch(indices, res, dilate_px)
+    known, indicator, src = cond_src.batch(indices, seeds, res, dilate_px)
     cond = torch.cat([known * indicator, indicator], dim=1)
     x0 = sample(model_fn, scheduler, noise.to(device), cond.to(device), cfg.steps,
                 generators=gens if cfg.sampler == "ddpm" else None).float().cpu()

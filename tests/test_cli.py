@@ -13,6 +13,14 @@ import pytest
 from fastsynth.cli import main
 
 
+def _arrays(p: Path):
+    """(index, images, masks) of a generated dataset, loaded with a private cache."""
+    import datasets
+
+    ds = datasets.load_dataset(str(p), split="train", cache_dir=str(p.parent / f"cache-{p.name}"))
+    return ds["index"], np.stack([np.array(x) for x in ds["image"]]), np.stack([np.array(x) for x in ds["mask"]])
+
+
 def _run(args, capsys):
     code = main(args)
     cap = capsys.readouterr()
@@ -35,8 +43,15 @@ def test_help_lists_commands(capsys):
     (["generate", "--n", "2", "--mode", "from-masks", "--model", "{model}", "--out", "{tmp}/o"], "needs --masks"),
     (["generate", "--n", "2", "--mode", "from-masks", "--masks", "{tmp}/none", "--model", "{model}", "--out", "{tmp}/o"], "no such folder of masks"),
     (["info", "--model", "{tmp}"], "expected config.json"),
+    (["generate", "--n", "2", "--seed", "-1", "--model", "{model}", "--out", "{tmp}/o"], "--seed -1: must be a non-negative"),
+    (["generate", "--n", "2", "--sampler", "ddpm", "--steps", "2000", "--model", "{model}", "--out", "{tmp}/o"], "--steps 2000: must be between 1 and 1000"),
+    (["generate", "--n", "2", "--model", "{model}", "--out", "{tmp}/file.txt"], "exists and is not a folder"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/run", "--test-fraction", "1.5"], "--test-fraction 1.5: must be in [0, 1)"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/run", "--checkpoint-every", "0"], "--checkpoint-every 0: must be >= 1"),
+    (["bench", "--model", "{model}", "--repeats", "0"], "--repeats 0: must be at least 1"),
 ])
 def test_user_errors_are_one_line(args, message, tmp_path, tiny_model_dir, capsys):
+    (tmp_path / "file.txt").write_text("not a folder")
     args = [a.format(tmp=tmp_path, model=tiny_model_dir) for a in args]
     code, out, err = _run(args, capsys)
     assert code == 2
@@ -69,8 +84,6 @@ def test_generate_cli_summary(tiny_model_dir, tmp_path, capsys):
 @pytest.mark.slow
 def test_kill_9_and_rerun_gives_identical_dataset(tiny_model_dir, tmp_path):
     """A real SIGKILL in the middle of a run, then the same command again."""
-    import datasets
-
     cmd = [sys.executable, "-m", "fastsynth", "generate", "--n", "60", "--model", str(tiny_model_dir),
            "--steps", "25", "--batch-size", "2", "--shard-size", "6", "--no-progress", "--seed", "3", "--backend", "eager"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -87,12 +100,8 @@ def test_kill_9_and_rerun_gives_identical_dataset(tiny_model_dir, tmp_path):
     assert 2 <= n_before < 10, "the kill should land mid-run"
     subprocess.run(cmd + ["--out", str(tmp_path / "cut")], check=True, env=env, capture_output=True)
 
-    def arrays(p):
-        ds = datasets.load_dataset(str(p), split="train", cache_dir=str(tmp_path / f"cache-{p.name}"))
-        return ds["index"], np.stack([np.array(x) for x in ds["image"]]), np.stack([np.array(x) for x in ds["mask"]])
-
-    ia, xa, ma = arrays(tmp_path / "ref")
-    ib, xb, mb = arrays(tmp_path / "cut")
+    ia, xa, ma = _arrays(tmp_path / "ref")
+    ib, xb, mb = _arrays(tmp_path / "cut")
     assert ia == ib == list(range(60))
     assert np.array_equal(xa, xb) and np.array_equal(ma, mb)
 
@@ -100,8 +109,6 @@ def test_kill_9_and_rerun_gives_identical_dataset(tiny_model_dir, tmp_path):
 @pytest.mark.slow
 def test_two_processes_write_the_single_process_dataset(tiny_model_dir, tmp_path):
     """RANK/WORLD_SIZE as set by accelerate launch / torchrun: shards split k % world, result identical."""
-    import datasets
-
     cmd = [sys.executable, "-m", "fastsynth", "generate", "--n", "14", "--model", str(tiny_model_dir),
            "--steps", "3", "--batch-size", "4", "--shard-size", "3", "--no-progress", "--device", "cpu",
            "--backend", "eager"]
@@ -114,11 +121,7 @@ def test_two_processes_write_the_single_process_dataset(tiny_model_dir, tmp_path
     assert all(p.returncode == 0 for p in procs), outs
     assert b"dataset complete" in outs[0][0]
 
-    def arrays(p):
-        ds = datasets.load_dataset(str(p), split="train", cache_dir=str(tmp_path / f"cache-{p.name}"))
-        return ds["index"], np.stack([np.array(x) for x in ds["image"]]), np.stack([np.array(x) for x in ds["mask"]])
-
-    ia, xa, ma = arrays(tmp_path / "single")
-    ib, xb, mb = arrays(tmp_path / "multi")
+    ia, xa, ma = _arrays(tmp_path / "single")
+    ib, xb, mb = _arrays(tmp_path / "multi")
     assert ia == ib == list(range(14))
     assert np.array_equal(xa, xb) and np.array_equal(ma, mb)

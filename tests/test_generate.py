@@ -145,6 +145,27 @@ def test_inpaint_keeps_outside_of_region(tiny_model_dir, tmp_path):
         assert not changed[0:2, 0:2].any()
 
 
+def test_failed_start_does_not_block_the_corrected_command(tiny_model_dir, tmp_path):
+    with pytest.raises(FastsynthError):
+        generate(_cfg(n=4, steps=5000), tmp_path / "o", model=str(tiny_model_dir), progress=False)
+    s = generate(_cfg(n=4), tmp_path / "o", model=str(tiny_model_dir), progress=False)
+    assert s["complete"] and s["pairs"] == 4
+
+
+def test_inpaint_with_an_empty_mask_still_generates(tiny_model_dir, tmp_path):
+    from PIL import Image as PILImage
+
+    data = make_pair_folder(tmp_path / "d", n=2, size=(32, 32))
+    PILImage.fromarray(np.zeros((32, 32), np.uint8)).save(data / "masks" / "case001.png")
+    generate(_cfg(n=2, mode="inpaint"), tmp_path / "ip", model=str(tiny_model_dir), images=str(data),
+             progress=False)
+    _, ims, _ = _arrays(tmp_path / "ip")
+    from fastsynth.data import load_pairs, scan_pairs
+
+    _, real = load_pairs(scan_pairs(data), 16)
+    assert not np.array_equal(ims[1], real[1, :3].transpose(1, 2, 0))  # never a verbatim real image
+
+
 def test_mode_argument_errors(tiny_model_dir, tmp_path):
     with pytest.raises(FastsynthError, match="needs --masks"):
         generate(_cfg(mode="from-masks"), tmp_path / "x", model=str(tiny_model_dir), progress=False)

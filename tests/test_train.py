@@ -40,6 +40,17 @@ def test_resume_is_exact(pair_folder, tmp_path):
             assert torch.equal(a[k], b[k]), (name, k)
 
 
+def test_resume_from_a_checkpoint_swap_interrupted_by_a_kill(pair_folder, tmp_path):
+    train(_cfg(pair_folder, tmp_path / "a", 4), progress=False)
+    train(_cfg(pair_folder, tmp_path / "b", 2), progress=False)
+    ck = tmp_path / "b" / "checkpoint"
+    ck.rename(ck.with_name("checkpoint.old"))  # killed between the two renames of the swap
+    train(_cfg(pair_folder, tmp_path / "b", 4), resume=True, progress=False)
+    a = load_file(str(tmp_path / "a" / "checkpoint" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoint" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_existing_run_needs_resume_and_same_settings(pair_folder, tmp_path):
     train(_cfg(pair_folder, tmp_path / "a", 1), progress=False)
     with pytest.raises(FastsynthError, match="add --resume"):

@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     except FastsynthError as exc:
         print(f"fastsynth {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a path the user gave cannot be read or written
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"fastsynth {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"fastsynth {args.command}: interrupted", file=sys.stderr)
         return 130

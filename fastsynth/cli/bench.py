@@ -40,6 +40,8 @@ def run(args) -> int:
     from ..errors import FastsynthError
     from ..runtime import BACKENDS
 
+    if args.repeats < 1:
+        raise FastsynthError(f"--repeats {args.repeats}: must be at least 1")
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     bad = [b for b in backends if b not in BACKENDS]
     if bad:

@@ -18,8 +18,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..errors import FastsynthError
     from ..runtime.export import export_artifact
 
+    if args.batch_size < 1:
+        raise FastsynthError(f"--batch-size {args.batch_size}: must be at least 1")
     report = export_artifact(args.model, args.format, args.out, device=args.device, precision=args.precision,
                              batch_size=args.batch_size)
     par = report["parity"]

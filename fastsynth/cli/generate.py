@@ -43,6 +43,10 @@ def add_parser(sub) -> None:
     p.add_argument("--shard-size", type=int, default=d.shard_size, help="rows per shard (the unit of resume)")
     p.add_argument("--opening-px", type=int, default=d.opening_px_at_256,
                    help="mask opening kernel at 256x256 (scaled with resolution); 0 turns it off")
+    p.add_argument("--mask-threshold", type=float, default=d.mask_threshold,
+                   help="threshold of the mask channel in model space ([-1, 1]; 0 = the midpoint)")
+    p.add_argument("--dilate-px", type=int, default=d.inpaint_dilate_px_at_256,
+                   help="inpainting: dilation of the real mask at 256x256 (scaled with resolution)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -55,7 +59,8 @@ def run(args) -> int:
     steps = args.steps if args.steps is not None else DEFAULT_STEPS[args.sampler]
     cfg = GenerateConfig(n=args.n, mode=args.mode, sampler=args.sampler, steps=steps,
                          batch_size=args.batch_size, seed=args.seed, shard_size=args.shard_size,
-                         opening_px_at_256=args.opening_px, format=args.format, precision=args.precision,
+                         opening_px_at_256=args.opening_px, mask_threshold=args.mask_threshold,
+                         inpaint_dilate_px_at_256=args.dilate_px, format=args.format, precision=args.precision,
                          backend=args.backend)
     out = args.out or str(default_out_dir(args.mode))
     if args.out is None:

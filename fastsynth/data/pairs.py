@@ -230,8 +230,14 @@ def load_pairs(
         img_ref, mask_ref = src.items[stem]
         try:
             if src.kind == "hf":
-                row = src._hf[img_ref]
                 name = f"{src.root}[{stem}]"
+                try:
+                    row = src._hf[img_ref]
+                except Exception as exc:  # datasets decodes on access: corrupt bytes surface here
+                    raise DataError(f"{name}: unreadable row ({exc})") from None
+                if not all(hasattr(row[c], "load") for c in ("image", "mask")):
+                    raise DataError(f"{name}: the image and mask columns must be Image features "
+                                    f"(got {type(row['image']).__name__}, {type(row['mask']).__name__})")
                 arr = prepare_pair(read_image(row["image"], name), read_mask(row["mask"], name + " mask"), size, name)
             else:
                 arr = prepare_pair(read_image(img_ref, str(img_ref)), read_mask(mask_ref, str(mask_ref)), size,

@@ -91,24 +91,36 @@ class DatasetWriter:
         except Exception:
             return None
 
+    def any_shard(self) -> bool:
+        d = self.shard_path(0).parent
+        return d.is_dir() and any(f.suffix in (".parquet", ".jsonl") for f in d.iterdir())
+
     def write_shard(self, k: int, rows: Rows) -> None:
         p = self.shard_path(k)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
+        tmp = p.with_name(f"{p.name}.{os.getpid()}.tmp")  # unique per process: ranks never share one
         if self.fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             feats = features()
+            workers = max(1, (os.cpu_count() or 1) // 4)  # zlib releases the GIL; leave cores to sampling
+            if workers > 1:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(workers) as ex:
+                    ims, mks = list(ex.map(encode_png, rows.images)), list(ex.map(encode_png, rows.masks))
+            else:
+                ims, mks = [encode_png(im) for im in rows.images], [encode_png(m) for m in rows.masks]
             table = pa.table({
-                "image": [{"bytes": encode_png(im), "path": None} for im in rows.images],
-                "mask": [{"bytes": encode_png(m), "path": None} for m in rows.masks],
+                "image": [{"bytes": b, "path": None} for b in ims],
+                "mask": [{"bytes": b, "path": None} for b in mks],
                 "index": pa.array(rows.index, pa.int64()),
                 "seed": pa.array(rows.seed, pa.int64()),
                 "mode": [rows.mode] * len(rows.index),
                 "source": list(rows.source),
             }, schema=feats.arrow_schema)
-            pq.write_table(table, tmp)
+            pq.write_table(table, tmp, row_group_size=256)
         else:
             (self.out / "images").mkdir(parents=True, exist_ok=True)
             (self.out / "masks").mkdir(parents=True, exist_ok=True)
@@ -116,7 +128,7 @@ class DatasetWriter:
             for i, s, im, m, src in zip(rows.index, rows.seed, rows.images, rows.masks, rows.source):
                 for sub, arr in (("images", im), ("masks", m)):
                     f = self.out / sub / f"{int(i):08d}.png"
-                    ftmp = f.with_name(f.name + ".tmp")
+                    ftmp = f.with_name(f"{f.name}.{os.getpid()}.tmp")
                     ftmp.write_bytes(encode_png(arr))
                     os.replace(ftmp, f)
                 lines.append(json.dumps({"index": int(i), "seed": int(s), "mode": rows.mode, "source": src,
@@ -147,13 +159,13 @@ class DatasetWriter:
     def write_manifest(self, manifest: dict) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         p = self.out / MANIFEST
-        tmp = p.with_name(p.name + ".tmp")
+        tmp = p.with_name(f"{p.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, p)
 
     def write_card(self, text: str) -> None:
         p = self.out / "README.md"
-        tmp = p.with_name(p.name + ".tmp")
+        tmp = p.with_name(f"{p.name}.{os.getpid()}.tmp")
         tmp.write_text(text)
         os.replace(tmp, p)
 

@@ -140,7 +140,10 @@ def load_model(model: str | os.PathLike | None = None, device: str | torch.devic
                              f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)")
     meta = {}
     if (d / META_NAME).exists():
-        meta = json.loads((d / META_NAME).read_text())
+        try:
+            meta = json.loads((d / META_NAME).read_text())
+        except json.JSONDecodeError as exc:
+            raise FastsynthError(f"{d / META_NAME}: invalid JSON ({exc})") from None
     meta.setdefault("path", str(d))
     net.eval().requires_grad_(False)
     return net.to(device=device, dtype=dtype), meta

@@ -54,12 +54,19 @@ def make_model_fn(model, backend: str = "eager", device: torch.device | str = "c
     if backend in ("onnx", "tensorrt"):
         from .onnx import cache_dir, cached_onnx, onnx_model_fn
 
-        sha = model_sha or "unhashed"
+        if backend == "tensorrt" and device.type != "cuda":
+            raise FastsynthError("the tensorrt backend needs a CUDA GPU (--device cuda)")
+        sha = model_sha or _state_sha(model)
         path = cached_onnx(model, sha)
         trt_cache = None
         if backend == "tensorrt":  # engines depend on weights, shape profile, precision and TensorRT version
             trt_cache = cache_dir() / "tensorrt" / f"{sha[:16]}-b{batch_size}-{precision}-trt{_trt_version()}"
-        return onnx_model_fn(path, device, precision, tensorrt=backend == "tensorrt", trt_cache=trt_cache)
+        fn = onnx_model_fn(path, device, precision, tensorrt=backend == "tensorrt", trt_cache=trt_cache)
+        if backend == "tensorrt":  # one static shape profile per batch size: pad the last batch
+            from .padding import fixed_batch
+
+            fn = fixed_batch(fn, batch_size or 64)
+        return fn
     raise FastsynthError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
 
 
@@ -70,3 +77,14 @@ def _trt_version() -> str:
         return version("tensorrt")
     except PackageNotFoundError:
         return "none"
+
+
+def _state_sha(model) -> str:
+    """A hash of the weights, for cache keys when the caller did not give the file's hash."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().float().numpy().tobytes())
+    return h.hexdigest()

@@ -12,6 +12,6 @@ def eager_model_fn(model, device: torch.device, dtype: torch.dtype):
 
     @torch.inference_mode()
     def model_fn(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return net(x_t.to(dtype), t, cond.to(dtype)).float()
+        return net(x_t.to(device=device, dtype=dtype), t.to(device), cond.to(device=device, dtype=dtype)).float()
 
     return model_fn

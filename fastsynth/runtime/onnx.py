@@ -37,7 +37,7 @@ def export_onnx(model, path: str | os.PathLike, batch_size: int = 2) -> Path:
     t = torch.full((batch_size,), 500, dtype=torch.long)
     c = torch.randn(batch_size, 2 * model.config.data_channels, res, res)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    tmp = path.with_name(path.stem + ".tmp.onnx")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.onnx")  # concurrent exporters never share one
     with torch.no_grad():
         torch.onnx.export(net, (x, t, c), str(tmp), input_names=["x_t", "t", "cond"], output_names=["model_output"],
                           dynamic_shapes={"x_t": {0: batch}, "t": {0: batch}, "cond": {0: batch}},
@@ -49,8 +49,15 @@ def export_onnx(model, path: str | os.PathLike, batch_size: int = 2) -> Path:
 def cached_onnx(model, model_sha: str) -> Path:
     key = f"{model_sha[:16]}-r{model.config.resolution}-g{GRAPH_FORMAT}-opset{OPSET}-torch{torch.__version__.split('+')[0]}"
     p = cache_dir() / "onnx" / f"{key}.onnx"
-    if not p.exists():
-        export_onnx(model, p)
+    if p.exists():
+        try:
+            import onnx
+
+            onnx.checker.check_model(str(p))
+            return p
+        except Exception:  # a broken cache entry: export again
+            p.unlink(missing_ok=True)
+    export_onnx(model, p)
     return p
 
 
@@ -99,7 +106,10 @@ def onnx_model_fn(onnx_path: Path, device: torch.device, precision: str = "fp32"
                 io.bind_input(name, "cuda", device.index or 0, {torch.float32: np.float32, torch.long: np.int64}[v.dtype],
                               tuple(v.shape), v.data_ptr())
             io.bind_output("model_output", "cuda", device.index or 0, np.float32, tuple(out.shape), out.data_ptr())
+            torch.cuda.current_stream(device).synchronize()  # ORT runs on its own stream: inputs must be ready
+            io.synchronize_inputs()
             sess.run_with_iobinding(io)
+            io.synchronize_outputs()
             return out
     else:
         def model_fn(x_t, t, cond):

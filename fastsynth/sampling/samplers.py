@@ -37,9 +37,11 @@ def make_scheduler(name: str, num_train_timesteps: int = 1000, beta_schedule: st
     if name == "unipc":
         return diffusers.UniPCMultistepScheduler(solver_order=2, lower_order_final=True, **common)
     if name == "ddim":
-        return diffusers.DDIMScheduler(clip_sample=False, set_alpha_to_one=True, **common)
+        # "trailing" spacing starts at t = T-1 where x_T really is noise ("leading" starts at T - T/steps)
+        return diffusers.DDIMScheduler(clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing", **common)
     if name == "ddpm":
-        return diffusers.DDPMScheduler(clip_sample=False, variance_type="fixed_small", **common)
+        return diffusers.DDPMScheduler(clip_sample=False, variance_type="fixed_small", timestep_spacing="trailing",
+                                       **common)
     raise FastsynthError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLER_NAMES)}")
 
 
@@ -60,7 +62,7 @@ def sample(
     gens = list(generators) if generators is not None and stochastic else None
     for t in scheduler.timesteps:
         x_in = scheduler.scale_model_input(x, t)
-        out = model_fn(x_in, t.expand(n), cond)
+        out = model_fn(x_in, t.expand(n).to(x.device), cond)
         if gens is not None and n > 0:
             x = scheduler.step(out, t, x, generator=gens, return_dict=False)[0]
         else:

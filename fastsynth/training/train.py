@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
-from ..conditioning import cond_from_masks, cond_inpaint, dilate_px_for, inpaint_region
+from ..conditioning import cond_from_masks, cond_inpaint, dilate_px_for, inpaint_region, random_boxes
 from ..config import TrainConfig, model_config_for, to_dict, from_dict
 from ..data import load_pairs, make_split, scan_pairs
 from ..errors import FastsynthError
@@ -39,17 +39,6 @@ from ..models.denoiser import WEIGHTS_NAME
 def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     ss = np.random.SeedSequence([seed, step, rank])
     return torch.Generator().manual_seed(int(ss.generate_state(1, np.uint64)[0] & ((1 << 63) - 1)))
-
-
-def _random_boxes(n: int, res: int, g: torch.Generator) -> torch.Tensor:
-    """Random rectangles covering 10-50 % of each side, as {0,1} [n, 1, res, res]."""
-    out = torch.zeros(n, 1, res, res)
-    lo, hi = max(2, res // 8), max(3, res // 2)
-    for i in range(n):
-        h, w = (int(v) for v in torch.randint(lo, hi + 1, (2,), generator=g))
-        y, x = int(torch.randint(0, res - h + 1, (1,), generator=g)), int(torch.randint(0, res - w + 1, (1,), generator=g))
-        out[i, :, y:y + h, x:x + w] = 1.0
-    return out
 
 
 def make_batch(data_u8: torch.Tensor, cfg: TrainConfig, g: torch.Generator, batch_size: int, dilate_px: int):
@@ -80,7 +69,7 @@ def make_batch(data_u8: torch.Tensor, cfg: TrainConfig, g: torch.Generator, batc
         # a third of the regions are random boxes, and empty masks always get one
         use_box = (torch.rand(xs.shape[0], generator=g) < 1 / 3) | (region.flatten(1).amax(1) == 0)
         if use_box.any():
-            region[use_box] = _random_boxes(int(use_box.sum()), res, g)
+            region[use_box] = random_boxes(int(use_box.sum()), res, g)
         k, ind = cond_inpaint(xs, region)
         known[is_ip], indicator[is_ip] = k, ind
     return x0, known, indicator
@@ -109,16 +98,35 @@ def _atomic_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def _save_checkpoint(ck: Path, unet_state: dict, ema: EMA, opt, sched, step: int, elapsed: float) -> None:
+def _save_checkpoint(ck: Path, unet_state: dict, ema: EMA, opt, sched, scaler, step: int, elapsed: float) -> None:
+    """Write the whole training state to ``checkpoint.tmp/`` and swap it in: a checkpoint is complete or absent."""
+    import shutil
+
     from safetensors.torch import save_file
 
-    ck.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in unet_state.items()}, str(ck / "model.safetensors.tmp"))
-    save_file({k: v.contiguous() for k, v in ema.shadow.items()}, str(ck / "ema.safetensors.tmp"))
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, ck / "optimizer.pt.tmp")
-    for name in ("model.safetensors", "ema.safetensors", "optimizer.pt"):
-        os.replace(ck / (name + ".tmp"), ck / name)
-    _atomic_json(ck / "state.json", {"step": step, "elapsed_s": elapsed})  # written last: marks it complete
+    tmp, old = ck.with_name(ck.name + ".tmp"), ck.with_name(ck.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in unet_state.items()}, str(tmp / "model.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in ema.shadow.items()}, str(tmp / "ema.safetensors"))
+    blob = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+    if scaler is not None:
+        blob["scaler"] = scaler.state_dict()
+    torch.save(blob, tmp / "optimizer.pt")  # read back with weights_only=True (no code execution)
+    _atomic_json(tmp / "state.json", {"step": step, "elapsed_s": elapsed})
+    if ck.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(ck, old)
+    os.replace(tmp, ck)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _latest_checkpoint(ck: Path) -> Path | None:
+    """The checkpoint folder to resume from (``.old`` if a kill landed between the two renames)."""
+    for d in (ck, ck.with_name(ck.name + ".old")):
+        if (d / "state.json").exists():
+            return d
+    return None
 
 
 def _model_card(meta: dict) -> str:
@@ -162,6 +170,12 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
         if diff:
             raise FastsynthError(f"--resume with different settings than {out / 'config.json'}: {diff}")
     model_cfg = model_config_for(cfg.preset, cfg.resolution)
+    for name, ok, rule in (("--steps", cfg.steps >= 1, ">= 1"), ("--batch-size", cfg.batch_size >= 1, ">= 1"),
+                           ("--lr", cfg.lr > 0, "> 0"), ("--checkpoint-every", cfg.checkpoint_every >= 1, ">= 1"),
+                           ("--test-fraction", 0 <= cfg.test_fraction < 1, "in [0, 1)"),
+                           ("--ema-decay", 0 <= cfg.ema_decay < 1, "in [0, 1)")):
+        if not ok:
+            raise FastsynthError(f"{name} {getattr(cfg, name[2:].replace('-', '_'))}: must be {rule}")
 
     mp = cfg.mixed_precision
     if mp == "auto":
@@ -172,7 +186,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
 
     # data: scan, split by stem, decode the train split once into memory (uint8)
     src = scan_pairs(cfg.data, skip_bad=cfg.skip_bad)
-    if resume and (out / "split.json").exists():
+    if resume and (out / "split.json").exists():  # the saved split, even if files were added since
         split = json.loads((out / "split.json").read_text())
     else:
         split = make_split(src.stems, cfg.test_fraction, cfg.split_seed)
@@ -197,24 +211,30 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / max(1, cfg.warmup_steps)))
     ema = EMA(model.unet, cfg.ema_decay, cfg.ema_warmup)
 
-    step, elapsed_before = 0, 0.0
-    if resume and (ck / "state.json").exists():
+    step, elapsed_before, scaler_state = 0, 0.0, None
+    src_ck = _latest_checkpoint(ck) if resume else None
+    if src_ck is not None:
         from safetensors.torch import load_file
 
-        st = json.loads((ck / "state.json").read_text())
+        st = json.loads((src_ck / "state.json").read_text())
         step, elapsed_before = int(st["step"]), float(st.get("elapsed_s", 0.0))
-        model.unet.load_state_dict(load_file(str(ck / "model.safetensors")))
-        ema.shadow = load_file(str(ck / "ema.safetensors"))
-        blob = torch.load(ck / "optimizer.pt", map_location="cpu", weights_only=True)
+        model.unet.load_state_dict(load_file(str(src_ck / "model.safetensors")))
+        ema.shadow = load_file(str(src_ck / "ema.safetensors"))
+        blob = torch.load(src_ck / "optimizer.pt", map_location="cpu", weights_only=True)
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
+        scaler_state = blob.get("scaler")
         if is_main:
             print(f"resuming {out} from step {step}")
     elif resume and is_main:
         print(f"no checkpoint in {ck}; starting from step 0")
 
     model, opt = accelerator.prepare(model, opt)
+    scaler = getattr(accelerator, "scaler", None)
+    if scaler is not None and scaler_state is not None:
+        scaler.load_state_dict(scaler_state)
     device = accelerator.device
+    ema.shadow = {k: v.to(device) for k, v in ema.shadow.items()}
     alphas_cumprod = alphas_cumprod.to(device)
     world, rank = accelerator.num_processes, accelerator.process_index
     per_proc = max(1, cfg.batch_size // world)
@@ -239,12 +259,12 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
             return
         elapsed = elapsed_before + time.perf_counter() - t_start
         state = {k: v.detach().cpu() for k, v in unwrapped.unet.state_dict().items()}
-        _save_checkpoint(ck, state, ema, opt, sched, step, elapsed)
+        _save_checkpoint(ck, state, ema, opt, sched, scaler, step, elapsed)
         export_model(elapsed)
 
     def export_model(elapsed):
         ema_net = Denoiser(model_cfg)
-        ema_net.unet.load_state_dict({k: v.to(torch.float32) for k, v in ema.shadow.items()})
+        ema_net.unet.load_state_dict({k: v.detach().cpu().to(torch.float32) for k, v in ema.shadow.items()})
         meta = {
             "fastsynth_version": __version__,
             "resolution": cfg.resolution,
@@ -265,6 +285,8 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     try:
         while step < cfg.steps and not stop["flag"]:
             g = _step_generator(cfg.seed, step, rank)
+            # global RNGs (dropout) re-seeded per step too, so a resumed run repeats the uninterrupted one
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
             x0, known, indicator = make_batch(data_u8, cfg, g, per_proc, dilate_px)
             noise = torch.randn(x0.shape, generator=g)
             t = torch.randint(0, model_cfg.num_train_timesteps, (per_proc,), generator=g)
@@ -303,7 +325,12 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
                     raise FastsynthError(f"training diverged at step {step} (loss {rec['loss']}); lower --lr")
             if step % cfg.checkpoint_every == 0:
                 checkpoint()
-            if deadline and time.perf_counter() > deadline:
+            timed_out = bool(deadline and time.perf_counter() > deadline)
+            if world > 1:  # every process stops at the same step, or DDP would wait forever
+                flag = torch.tensor([float(timed_out or stop["flag"])], device=device)
+                flag = accelerator.reduce(flag, reduction="sum")
+                timed_out, stop["flag"] = bool(flag.item() > 0), bool(flag.item() > 0)
+            if timed_out:
                 if is_main:
                     print(f"\ntime limit reached at step {step}")
                 break
