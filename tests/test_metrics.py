@@ -327,3 +327,20 @@ def test_cli_evaluate_masks_only(tmp_path, capsys):
     assert "masks" in out and "fid_kid" not in out
     assert "fastsynth_evaluation" in (synth / "README.md").read_text()
     assert "mask area fraction" in capsys.readouterr().out
+
+
+def test_msssim_matches_pytorch_msssim_at_256():
+    """Our MS-SSIM / SSIM against the reference implementation (5 scales, window 11)."""
+    pm = pytest.importorskip("pytorch_msssim")
+    import torch
+
+    from fastsynth.metrics.msssim import ms_ssim, ssim
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (2, 3, 192, 192)).astype(np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
+    ta, tb = torch.from_numpy(a).float(), torch.from_numpy(b).float()
+    ref_ms = pm.ms_ssim(ta, tb, data_range=255, size_average=False, win_size=11)
+    ref_s = pm.ssim(ta, tb, data_range=255, size_average=False)
+    assert torch.allclose(torch.as_tensor(ms_ssim(a, b)).float(), ref_ms, atol=1e-4)
+    assert torch.allclose(torch.as_tensor(ssim(a, b)).float(), ref_s, atol=1e-4)
