@@ -121,7 +121,7 @@ def environment(device: torch.device) -> dict:
 
 
 def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=(32,), steps: int | None = None,
-              sampler: str = "dpmpp", device: str = "auto", precision: str = "fp32", repeats: int = 5,
+              sampler: str = "unipc", device: str = "auto", precision: str = "fp32", repeats: int = 5,
               baselines: bool = True, log=print) -> dict:
     from .models import load_model, resolve_model_dir
     from .models.denoiser import WEIGHTS_NAME

@@ -150,8 +150,8 @@ class TrainConfig:
 class GenerateConfig:
     n: int = 10000
     mode: str = "pairs"
-    sampler: str = "dpmpp"
-    steps: int = 10
+    sampler: str = "unipc"  # see sampling.DEFAULT_SAMPLER / DEFAULT_STEPS and benchmarks/
+    steps: int = 6
     batch_size: int = 64
     seed: int = 0
     shard_size: int = 1000

@@ -50,7 +50,7 @@ def test_pairs_dataset_contract(tiny_model_dir, tmp_path):
     assert ims.shape == (10, 16, 16, 3) and mks.shape == (10, 16, 16)
     assert set(np.unique(mks)) <= {0, 255}
     card = (tmp_path / "out" / "README.md").read_text()
-    assert card.startswith("---\n") and "task_categories" in card and "dpmpp" in card
+    assert card.startswith("---\n") and "task_categories" in card and "unipc" in card
     manifest = json.loads((tmp_path / "out" / "fastsynth.json").read_text())
     assert manifest["complete"] and manifest["n"] == 10
     assert sorted(p.name for p in (tmp_path / "out" / "data").iterdir()) == [

@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--model", default=None, help="model or run folder (default: bundled)")
     p.add_argument("--backends", default="eager,onnx", help=f"comma-separated, from {','.join(BACKENDS)}")
     p.add_argument("--batch-sizes", type=_ints, default=(32,), help="comma-separated batch sizes")
-    p.add_argument("--sampler", choices=tuple(DEFAULT_STEPS), default="dpmpp", help="sampler of the end-to-end run")
+    p.add_argument("--sampler", choices=tuple(DEFAULT_STEPS), default="unipc", help="sampler of the end-to-end run")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the sampler's default)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="network precision")
