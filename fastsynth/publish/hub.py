@@ -44,19 +44,11 @@ def validate_dataset(root: str | os.PathLike, load_check: bool = True) -> dict:
     metadata valid and pointing at the shards, and that ``datasets`` loads it with Image features."""
     import pyarrow.parquet as pq
 
+    from ..metrics.io import read_manifest
     from .card import split_card
 
     root = Path(root)
-    mpath = root / "fastsynth.json"
-    if not root.is_dir():
-        raise FastsynthError(f"{root}: no such folder")
-    if not mpath.is_file():
-        raise FastsynthError(f"{root}: not a fastsynth dataset (no fastsynth.json); publish the folder written by "
-                             "`fastsynth generate`")
-    try:
-        m = json.loads(mpath.read_text())
-    except json.JSONDecodeError as exc:
-        raise FastsynthError(f"{mpath}: corrupt manifest ({exc})") from None
+    m = read_manifest(root)  # the one reader of the manifest (clear errors for missing/corrupt ones)
     if m.get("format", "parquet") != "parquet":
         raise FastsynthError(f"{root}: --format {m.get('format')} datasets cannot be published; generate with "
                              "--format parquet (the Hub viewer needs parquet shards with Image features)")
