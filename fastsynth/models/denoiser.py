@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig, from_dict, to_dict
 from ..errors import FastsynthError
+from ..utils import write_json_atomic
 
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "bundled"
 WEIGHTS_NAME = "model.safetensors"
@@ -85,18 +86,12 @@ def save_model(model: Denoiser, out_dir: str | os.PathLike, meta: dict | None = 
     tmp = out / (WEIGHTS_NAME + ".tmp")
     save_file(state, str(tmp), metadata={"format": "pt", "fastsynth": "denoiser"})
     os.replace(tmp, out / WEIGHTS_NAME)
-    _write_json(out / CONFIG_NAME, to_dict(model.config))
+    write_json_atomic(out / CONFIG_NAME, to_dict(model.config))
     if meta is not None:
-        _write_json(out / META_NAME, meta)
+        write_json_atomic(out / META_NAME, meta)
     if card is not None:
         (out / "README.md").write_text(card)
     return out
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def resolve_model_dir(model: str | os.PathLike | None) -> Path:

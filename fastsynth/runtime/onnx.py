@@ -16,13 +16,10 @@ import numpy as np
 import torch
 
 from ..errors import FastsynthError, require
+from ..utils import cache_dir
 
 OPSET = 18
 GRAPH_FORMAT = 2  # bump when the exported graph's inputs/outputs change (part of the cache key)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("FASTSYNTH_CACHE", Path.home() / ".cache" / "fastsynth"))
 
 
 def export_onnx(model, path: str | os.PathLike, batch_size: int = 2) -> Path:

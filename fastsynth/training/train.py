@@ -32,6 +32,7 @@ from ..conditioning import cond_from_masks, cond_inpaint, dilate_px_for, inpaint
 from ..config import TrainConfig, model_config_for, to_dict, from_dict
 from ..data import load_pairs, make_split, scan_pairs
 from ..errors import FastsynthError
+from ..utils import write_json_atomic
 from ..models import Denoiser, save_model
 from ..models.denoiser import WEIGHTS_NAME
 
@@ -92,12 +93,6 @@ class EMA:
                 self.shadow[k].copy_(v)
 
 
-def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def _save_checkpoint(ck: Path, unet_state: dict, ema: EMA, opt, sched, scaler, step: int, elapsed: float) -> None:
     """Write the whole training state to ``checkpoint.tmp/`` and swap it in: a checkpoint is complete or absent."""
     import shutil
@@ -113,7 +108,7 @@ def _save_checkpoint(ck: Path, unet_state: dict, ema: EMA, opt, sched, scaler, s
     if scaler is not None:
         blob["scaler"] = scaler.state_dict()
     torch.save(blob, tmp / "optimizer.pt")  # read back with weights_only=True (no code execution)
-    _atomic_json(tmp / "state.json", {"step": step, "elapsed_s": elapsed})
+    write_json_atomic(tmp / "state.json", {"step": step, "elapsed_s": elapsed})
     if ck.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(ck, old)
@@ -195,10 +190,10 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     data_u8 = torch.from_numpy(arr)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_json(out / "config.json", to_dict(cfg))
-        _atomic_json(out / "split.json", split)
+        write_json_atomic(out / "config.json", to_dict(cfg))
+        write_json_atomic(out / "split.json", split)
         if src.skipped:
-            _atomic_json(out / "skipped.json", [{"item": a, "reason": b} for a, b in src.skipped])
+            write_json_atomic(out / "skipped.json", [{"item": a, "reason": b} for a, b in src.skipped])
             print(f"skipped {len(src.skipped)} bad item(s); listed in {out / 'skipped.json'}")
 
     model = Denoiser(model_cfg)
@@ -280,7 +275,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
             },
         }
         save_model(ema_net, out / "model", meta=meta, card=_model_card(meta))
-        _atomic_json(out / "model" / "split.json", split)
+        write_json_atomic(out / "model" / "split.json", split)
 
     try:
         while step < cfg.steps and not stop["flag"]:
