@@ -1,5 +1,6 @@
 """The CLI as a user meets it: clear errors without tracebacks, and kill -9 + rerun equality."""
 
+import json
 import os
 import signal
 import subprocess
@@ -119,7 +120,9 @@ def test_two_processes_write_the_single_process_dataset(tiny_model_dir, tmp_path
              for r in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
-    assert b"dataset complete" in outs[0][0]
+    # whichever process finishes last sees every shard and writes the final manifest and card
+    assert any(b"dataset complete" in o for o, _ in outs)
+    assert json.loads((tmp_path / "multi" / "fastsynth.json").read_text())["complete"] is True
 
     ia, xa, ma = _arrays(tmp_path / "single")
     ib, xb, mb = _arrays(tmp_path / "multi")
