@@ -40,7 +40,7 @@ def main() -> None:
     from fastsynth.models import load_model, resolve_model_dir
     from fastsynth.pipeline import Conditioning, row_seed, sample_pairs
     from fastsynth.runtime import make_model_fn
-    from fastsynth.sampling import make_scheduler, opening_size
+    from fastsynth.sampling import make_scheduler, opening_size, resolve_sampler
 
     mdir = resolve_model_dir(a.model)
     net, meta = load_model(mdir)
@@ -62,9 +62,10 @@ def main() -> None:
         sampler, nfes = part.split(":")
         for nfe in (int(v) for v in nfes.split(",")):
             n = a.ddpm_n if sampler == "ddpm" else a.n
+            _, _, grid = resolve_sampler(sampler, nfe, meta)
             cfg = GenerateConfig(sampler=sampler, steps=nfe, seed=0)
             sch = make_scheduler(sampler, net.config.num_train_timesteps, net.config.beta_schedule,
-                                 net.config.prediction_type)
+                                 net.config.prediction_type, grid=grid)
             ims, mks = [], []
             t0 = time.perf_counter()
             for s in range(0, n, a.batch_size):

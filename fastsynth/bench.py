@@ -121,23 +121,23 @@ def environment(device: torch.device) -> dict:
 
 
 def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=(32,), steps: int | None = None,
-              sampler: str = "unipc", device: str = "auto", precision: str = "fp32", repeats: int = 5,
+              sampler: str | None = None, device: str = "auto", precision: str = "fp32", repeats: int = 5,
               baselines: bool = True, log=print) -> dict:
     from .models import load_model, resolve_model_dir
     from .models.denoiser import WEIGHTS_NAME
     from .pipeline import file_sha256, resolve_device
     from .runtime import make_model_fn
-    from .sampling import DEFAULT_STEPS, decode_mask, make_scheduler, opening_size, sample
+    from .sampling import decode_mask, make_scheduler, opening_size, resolve_sampler, sample
     from .dataset.writer import encode_png
     from .data.codec import tensor_to_image
 
     dev = resolve_device(device)
     mdir = resolve_model_dir(model)
     sha = file_sha256(mdir / WEIGHTS_NAME)
-    base_net, _ = load_model(mdir)
+    base_net, meta = load_model(mdir)
     cfg = base_net.config
     res = cfg.resolution
-    steps = steps or DEFAULT_STEPS[sampler]
+    sampler, steps, grid = resolve_sampler(sampler, steps, meta)
     fl = flops_per_eval(base_net, res)
     peak, peak_src = device_peak(dev, precision)
     env = environment(dev)
@@ -195,7 +195,8 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
                 times_s=times, peak_memory_bytes=mem)
             if b == batch_sizes[-1]:
                 # end to end: sampling + mask decoding + PNG encoding of one batch
-                sch = make_scheduler(sampler, cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction_type)
+                sch = make_scheduler(sampler, cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction_type,
+                                     grid=grid)
                 noise = torch.randn(b, 4, res, res, generator=torch.Generator().manual_seed(1)).to(dev)
 
                 def e2e():

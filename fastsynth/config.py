@@ -147,11 +147,31 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """Progressive distillation (Salimans & Ho 2022): each round halves the DDIM steps of the sampler."""
+    teacher: str = "bundled"  # model folder, training run or "bundled"
+    out: str = ""
+    data: str = ""  # "": the teacher's training data (its card metadata), train split only
+    teacher_steps: int = 16  # DDIM steps of the first teacher
+    student_steps: int = 4  # steps of the final student (teacher_steps / 2**rounds)
+    steps_per_round: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-4
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    seed: int = 0
+    mixed_precision: str = "auto"  # auto | no | fp16 | bf16
+    checkpoint_every: int = 250
+    log_every: int = 25
+    skip_bad: bool = False
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
     n: int = 10000
     mode: str = "pairs"
-    sampler: str = "unipc"  # see sampling.DEFAULT_SAMPLER / DEFAULT_STEPS and benchmarks/
-    steps: int = 6
+    sampler: str | None = None  # None: the model's own (a distilled model's grid), else sampling.DEFAULT_SAMPLER
+    steps: int | None = None  # None: the default of the sampler (sampling.DEFAULT_STEPS) or the model's own
     batch_size: int = 64
     seed: int = 0
     shard_size: int = 1000

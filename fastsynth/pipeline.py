@@ -30,7 +30,7 @@ from .dataset import DatasetWriter, Rows, render_card
 from .dataset.writer import check_compatible
 from .errors import FastsynthError
 from .utils import file_sha256
-from .sampling import DEFAULT_STEPS, decode_mask, make_scheduler, opening_size, sample
+from .sampling import decode_mask, make_scheduler, opening_size, resolve_sampler, sample
 
 
 def row_seed(seed: int, index: int) -> int:
@@ -138,8 +138,6 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         raise FastsynthError("--batch-size and --shard-size must be at least 1")
     if cfg.seed < 0:
         raise FastsynthError(f"--seed {cfg.seed}: must be a non-negative integer")
-    if cfg.sampler not in DEFAULT_STEPS:
-        raise FastsynthError(f"--sampler {cfg.sampler!r}: choose one of {', '.join(DEFAULT_STEPS)}")
     if cfg.format not in ("parquet", "png"):
         raise FastsynthError(f"--format {cfg.format!r}: choose parquet or png")
     out = Path(out)
@@ -150,10 +148,12 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     model_dir = resolve_model_dir(model)
     net, meta = load_model(model_dir)
     res = net.config.resolution
+    sampler, steps, grid = resolve_sampler(cfg.sampler, cfg.steps, meta)
+    cfg = replace(cfg, sampler=sampler, steps=steps)
     if not 1 <= cfg.steps <= net.config.num_train_timesteps:
         raise FastsynthError(f"--steps {cfg.steps}: must be between 1 and {net.config.num_train_timesteps}")
     scheduler = make_scheduler(cfg.sampler, net.config.num_train_timesteps, net.config.beta_schedule,
-                               net.config.prediction_type)
+                               net.config.prediction_type, grid=grid)
     try:
         scheduler.__class__.from_config(scheduler.config).set_timesteps(cfg.steps)
     except ValueError as exc:

@@ -7,12 +7,12 @@ import sys
 
 from ..errors import FastsynthError
 
-COMMANDS = ("train", "generate", "info", "export", "bench", "evaluate", "filter", "publish")
+COMMANDS = ("train", "distill", "generate", "info", "export", "bench", "evaluate", "filter", "publish")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from . import bench, evaluate, export, filter, generate, info, publish, train
+    from . import bench, distill, evaluate, export, filter, generate, info, publish, train
 
     p = argparse.ArgumentParser(
         prog="fastsynth",
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"fastsynth {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for mod in (train, generate, info, export, bench, evaluate, filter, publish):
+    for mod in (train, distill, generate, info, export, bench, evaluate, filter, publish):
         mod.add_parser(sub)
     return p
 

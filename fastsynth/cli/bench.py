@@ -17,7 +17,7 @@ def _ints(s: str) -> tuple[int, ...]:
 
 def add_parser(sub) -> None:
     from ..runtime import BACKENDS, PRECISIONS
-    from ..sampling import DEFAULT_STEPS
+    from ..sampling import SAMPLER_NAMES
 
     p = sub.add_parser("bench", help="measure generation throughput", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Times network evaluations per backend and batch size (warm-up excluded, "
@@ -25,7 +25,8 @@ def add_parser(sub) -> None:
     p.add_argument("--model", default=None, help="model or run folder (default: bundled)")
     p.add_argument("--backends", default="eager,onnx", help=f"comma-separated, from {','.join(BACKENDS)}")
     p.add_argument("--batch-sizes", type=_ints, default=(32,), help="comma-separated batch sizes")
-    p.add_argument("--sampler", choices=tuple(DEFAULT_STEPS), default="unipc", help="sampler of the end-to-end run")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES, default=None,
+                   help="sampler of the end-to-end run (default: the model's own, else unipc)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the sampler's default)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="network precision")

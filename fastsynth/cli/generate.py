@@ -10,7 +10,7 @@ import sys
 def add_parser(sub) -> None:
     from ..config import MODES, GenerateConfig
     from ..runtime import BACKENDS, PRECISIONS
-    from ..sampling import DEFAULT_STEPS
+    from ..sampling import DEFAULT_STEPS, SAMPLER_NAMES
 
     d = GenerateConfig()
     p = sub.add_parser(
@@ -27,12 +27,13 @@ def add_parser(sub) -> None:
                         "inpaint: a new polyp in each real image's dilated mask region")
     p.add_argument("--masks", default=None, help="folder of mask images (for --mode from-masks)")
     p.add_argument("--images", default=None, help="folder with images/ and masks/ (for --mode inpaint)")
-    p.add_argument("--sampler", choices=tuple(DEFAULT_STEPS), default=d.sampler,
+    p.add_argument("--sampler", choices=SAMPLER_NAMES, default=None,
                    help="unipc (UniPC, the measured fastest-for-quality default), dpmpp (DPM-Solver++ 2M), "
-                        "ddim, ddpm (the slow reference)")
+                        "ddim, ddpm (the slow reference), distilled (the grid of a `fastsynth distill` student, "
+                        "which is that model's default)")
     p.add_argument("--steps", type=int, default=None,
                    help="sampler steps = network evaluations (default per sampler: "
-                        + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
+                        + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + "; a distilled model: its own)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="pairs per network call")
     p.add_argument("--seed", type=int, default=d.seed, help="base seed (pair i uses a seed derived from it and i)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -55,10 +56,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..config import GenerateConfig
     from ..pipeline import default_out_dir, generate
-    from ..sampling import DEFAULT_STEPS
 
-    steps = args.steps if args.steps is not None else DEFAULT_STEPS[args.sampler]
-    cfg = GenerateConfig(n=args.n, mode=args.mode, sampler=args.sampler, steps=steps,
+    cfg = GenerateConfig(n=args.n, mode=args.mode, sampler=args.sampler, steps=args.steps,
                          batch_size=args.batch_size, seed=args.seed, shard_size=args.shard_size,
                          opening_px_at_256=args.opening_px, mask_threshold=args.mask_threshold,
                          inpaint_dilate_px_at_256=args.dilate_px, format=args.format, precision=args.precision,

@@ -33,6 +33,7 @@ from ..config import TrainConfig, model_config_for, to_dict, from_dict
 from ..data import load_pairs, make_split, scan_pairs
 from ..errors import FastsynthError
 from ..utils import write_json_atomic
+from .checkpoint import latest_checkpoint, load_blob, save_checkpoint
 from ..models import Denoiser, save_model
 from ..models.denoiser import WEIGHTS_NAME
 
@@ -94,34 +95,11 @@ class EMA:
 
 
 def _save_checkpoint(ck: Path, unet_state: dict, ema: EMA, opt, sched, scaler, step: int, elapsed: float) -> None:
-    """Write the whole training state to ``checkpoint.tmp/`` and swap it in: a checkpoint is complete or absent."""
-    import shutil
-
-    from safetensors.torch import save_file
-
-    tmp, old = ck.with_name(ck.name + ".tmp"), ck.with_name(ck.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in unet_state.items()}, str(tmp / "model.safetensors"))
-    save_file({k: v.detach().cpu().contiguous() for k, v in ema.shadow.items()}, str(tmp / "ema.safetensors"))
+    """The whole training state, swapped in atomically (see training/checkpoint.py)."""
     blob = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
     if scaler is not None:
         blob["scaler"] = scaler.state_dict()
-    torch.save(blob, tmp / "optimizer.pt")  # read back with weights_only=True (no code execution)
-    write_json_atomic(tmp / "state.json", {"step": step, "elapsed_s": elapsed})
-    if ck.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(ck, old)
-    os.replace(tmp, ck)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _latest_checkpoint(ck: Path) -> Path | None:
-    """The checkpoint folder to resume from (``.old`` if a kill landed between the two renames)."""
-    for d in (ck, ck.with_name(ck.name + ".old")):
-        if (d / "state.json").exists():
-            return d
-    return None
+    save_checkpoint(ck, {"model": unet_state, "ema": ema.shadow}, blob, {"step": step, "elapsed_s": elapsed})
 
 
 def _model_card(meta: dict) -> str:
@@ -207,7 +185,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     ema = EMA(model.unet, cfg.ema_decay, cfg.ema_warmup)
 
     step, elapsed_before, scaler_state = 0, 0.0, None
-    src_ck = _latest_checkpoint(ck) if resume else None
+    src_ck = latest_checkpoint(ck) if resume else None
     if src_ck is not None:
         from safetensors.torch import load_file
 
@@ -215,7 +193,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
         step, elapsed_before = int(st["step"]), float(st.get("elapsed_s", 0.0))
         model.unet.load_state_dict(load_file(str(src_ck / "model.safetensors")))
         ema.shadow = load_file(str(src_ck / "ema.safetensors"))
-        blob = torch.load(src_ck / "optimizer.pt", map_location="cpu", weights_only=True)
+        blob = load_blob(src_ck)
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
         scaler_state = blob.get("scaler")

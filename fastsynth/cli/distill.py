@@ -1,0 +1,56 @@
+"""fastsynth distill: progressive distillation of a model into a few-step student."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def add_parser(sub) -> None:
+    from ..config import DistillConfig
+
+    d = DistillConfig()
+    p = sub.add_parser(
+        "distill", help="distill a model into a few-step student (progressive distillation)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Progressive distillation (Salimans & Ho 2022): each round trains a student to do in one "
+                    "DDIM step what its teacher does in two, halving the steps from --teacher-steps down to "
+                    "--student-steps. The student samples with its own grid by default: "
+                    "fastsynth generate --model OUT.")
+    p.add_argument("--model", default="bundled", help="teacher: model folder, training run, or bundled")
+    p.add_argument("--out", required=True, help="run folder (a model folder per round, model/ = final student)")
+    p.add_argument("--data", default="", help="training pairs (default: the teacher's training data, from its "
+                                              "metadata; its held-out split is never used)")
+    p.add_argument("--teacher-steps", type=int, default=d.teacher_steps, help="DDIM steps of the first teacher")
+    p.add_argument("--student-steps", type=int, default=d.student_steps,
+                   help="steps of the final student (teacher steps / a power of two)")
+    p.add_argument("--steps-per-round", type=int, default=d.steps_per_round, help="optimisation steps per round")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (constant after warm-up)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default=d.mixed_precision,
+                   help="auto: bf16/fp16 on GPU, fp32 on CPU")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
+    p.add_argument("--time-limit", type=float, default=None, metavar="MIN",
+                   help="stop cleanly (with a checkpoint) after this many minutes")
+    p.add_argument("--skip-bad", action="store_true", help="skip bad pairs instead of stopping")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..config import DistillConfig
+    from ..training import distill
+
+    cfg = DistillConfig(teacher=args.model, out=args.out, data=args.data, teacher_steps=args.teacher_steps,
+                        student_steps=args.student_steps, steps_per_round=args.steps_per_round,
+                        batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                        mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,
+                        skip_bad=args.skip_bad)
+    command = "fastsynth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["distill"] else ""
+    distill(cfg, resume=args.resume, time_limit_min=args.time_limit, command=command,
+            progress=not args.no_progress, device=args.device)
+    return 0
