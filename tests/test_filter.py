@@ -1,3 +1,5 @@
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -27,7 +29,8 @@ def test_filter_keeps_agreeing_pairs_and_records_scores(tiny_model_dir, tmp_path
     dice, _ = ds.dice_iou(ds.predict(seg, ims), mks >= 128)
     thr = float(np.median(dice))
 
-    info = filter_dataset(tmp_path / "syn", tmp_path / "seg", tmp_path / "flt", thr, progress=False)
+    info = filter_dataset(tmp_path / "syn", tmp_path / "seg", tmp_path / "flt", thr, progress=False,
+                          backend="eager")
     out = datasets.load_dataset(str(tmp_path / "flt"), split="train", cache_dir=str(tmp_path / "c1"))
     assert info["total"] == 10 and info["kept"] == int((dice >= thr).sum()) == out.num_rows
     assert out["index"] == [i for i in range(10) if dice[i] >= thr]
@@ -35,3 +38,50 @@ def test_filter_keeps_agreeing_pairs_and_records_scores(tiny_model_dir, tmp_path
     assert "Label-consistency filter" in (tmp_path / "flt" / "README.md").read_text()
     with pytest.raises(FastsynthError, match="between 0 and 1"):
         filter_dataset(tmp_path / "syn", tmp_path / "seg", tmp_path / "x", 1.5, progress=False)
+
+
+HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnxscript") is not None
+
+
+def _tiny_segmenter(path):
+    cfg = ds.SegConfig(arch="unet", encoder="resnet18", encoder_weights=None, encoder_depth=3,
+                       decoder_channels=(16, 8, 4), resolution=16)
+    model, _ = ds.build_model(cfg)
+    return ds.save_segmenter(model, cfg, path, {"protocol": "real"})
+
+
+@pytest.mark.onnx
+@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime/onnxscript not installed")
+def test_segmenter_exports_with_parity_and_filters_on_onnx(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """fastsynth export takes a segmenter folder; the filter on ONNX Runtime keeps what eager keeps."""
+    import json
+
+    import torch
+
+    from fastsynth.cli import main
+    from fastsynth.runtime import make_segmenter_fn
+
+    monkeypatch.setenv("FASTSYNTH_CACHE", str(tmp_path / "cache"))
+    seg = _tiny_segmenter(tmp_path / "seg")
+    assert main(["export", "--model", str(seg), "--format", "onnx", "--out", str(tmp_path / "exp"),
+                 "--device", "cpu", "--batch-size", "3"]) == 0
+    rep = json.loads((tmp_path / "exp" / "parity.json").read_text())
+    assert rep["kind"] == "segmenter" and rep["parity"]["ok"] and rep["inputs"] == {"image": ["batch", 3, 16, 16]}
+    assert (tmp_path / "exp" / "segmenter.onnx").exists()
+
+    model, cfg, _ = ds.load_segmenter(seg)
+    x = torch.randn(5, 3, 16, 16)
+    ref = make_segmenter_fn(model, 16, "eager")(x)
+    onx = make_segmenter_fn(ds.load_segmenter(seg)[0], 16, "onnx", model_sha="s" * 64)(x)
+    assert ref.shape == onx.shape == (5, 1, 16, 16) and torch.allclose(ref, onx, atol=1e-4)
+
+    generate(GenerateConfig(n=6, steps=2, batch_size=6, shard_size=6, backend="eager"), tmp_path / "syn",
+             model=str(tiny_model_dir), progress=False)
+    a = filter_dataset(tmp_path / "syn", seg, tmp_path / "f_eager", 0.0, progress=False, backend="eager")
+    b = filter_dataset(tmp_path / "syn", seg, tmp_path / "f_onnx", 0.0, progress=False, backend="onnx")
+    assert a["backend"] == "eager" and b["backend"] == "onnx" and a["kept"] == b["kept"] == 6
+    import pyarrow.parquet as pq
+
+    sa = pq.read_table(next((tmp_path / "f_eager").rglob("*.parquet"))).column("agreement").to_numpy()
+    sb = pq.read_table(next((tmp_path / "f_onnx").rglob("*.parquet"))).column("agreement").to_numpy()
+    assert np.allclose(sa, sb, atol=0.02)

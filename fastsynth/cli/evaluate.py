@@ -17,6 +17,8 @@ def _ints(s: str) -> tuple:
 
 
 def add_parser(sub) -> None:
+    from ..runtime import BACKENDS
+
     p = sub.add_parser(
         "evaluate", help="measure a synthetic dataset against real data (and update its card)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -54,6 +56,9 @@ def add_parser(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="probability a real image is joined by a synthetic one")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--seg-backend", choices=BACKENDS, default="eager",
+                   help="runtime of the segmenters' test-set inference (onnx/tensorrt export each segmenter "
+                        "first: worth it for large test sets)")
     p.add_argument("--update-card", action="store_true", help="write the results into SYNTH_DIR/README.md")
     p.set_defaults(func=run)
 
@@ -68,7 +73,7 @@ def run(args) -> int:
         downstream = dict(arch=args.seg_arch, encoder=args.seg_encoder, encoder_weights=w, steps=args.seg_steps,
                           batch_size=args.seg_batch_size, lr=args.seg_lr, alpha=args.alpha,
                           protocols=tuple(s.strip() for s in args.protocols.split(",") if s.strip()),
-                          low_data_n=args.low_data_n)
+                          low_data_n=args.low_data_n, backend=args.seg_backend)
     if args.max_synthetic is not None and args.max_synthetic < 2:
         raise FastsynthError("--max-synthetic must be at least 2")
     command = "fastsynth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "evaluate" in sys.argv[1:2] else ""

@@ -1,4 +1,4 @@
-"""fastsynth export: the denoiser as an ONNX file (or a TensorRT engine cache) plus a parity report."""
+"""fastsynth export: a denoiser or segmenter as an ONNX file (or a TensorRT engine cache) plus a parity report."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import argparse
 def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a model to ONNX / TensorRT with a parity report",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default=None, help="model or run folder (default: bundled)")
+    p.add_argument("--model", default=None,
+                   help="denoiser model or run folder (default: bundled), or a segmenter folder saved by "
+                        "fastsynth evaluate --downstream")
     p.add_argument("--format", choices=("onnx", "tensorrt"), default="onnx", help="artifact kind")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="auto", help="device for the parity check (tensorrt needs cuda)")

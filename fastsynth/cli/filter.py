@@ -6,13 +6,18 @@ import argparse
 
 
 def add_parser(sub) -> None:
+    from ..runtime import BACKENDS
+
     p = sub.add_parser("filter", help="keep pairs whose mask agrees with a real-data segmenter",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("synth_dir", metavar="SYNTH_DIR", help="a dataset written by fastsynth generate")
     p.add_argument("--segmenter", required=True, help="a segmenter folder (saved by fastsynth evaluate --downstream)")
     p.add_argument("--min-dice", type=float, default=0.5, help="keep pairs with Dice(mask, prediction) >= this")
     p.add_argument("--out", required=True, help="output dataset folder (an `agreement` column is added)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="runtime of the segmenter (auto: ONNX Runtime on CPU when installed, else eager)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per segmenter call")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -20,7 +25,12 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..metrics.filter import filter_dataset
 
+    from ..errors import FastsynthError
+
+    if args.batch_size < 1:
+        raise FastsynthError(f"--batch-size {args.batch_size}: must be at least 1")
     info = filter_dataset(args.synth_dir, args.segmenter, args.out, args.min_dice, args.device,
-                          progress=not args.no_progress)
-    print(f"kept {info['kept']} of {info['total']} pairs (Dice >= {info['min_dice']}) in {args.out}")
+                          batch_size=args.batch_size, progress=not args.no_progress, backend=args.backend)
+    print(f"kept {info['kept']} of {info['total']} pairs (Dice >= {info['min_dice']}) in {args.out} "
+          f"(segmenter on {info['backend']})")
     return 0

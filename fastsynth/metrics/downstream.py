@@ -43,6 +43,7 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+_NO_IMAGENET: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,12 @@ def build_model(cfg: SegConfig):
                              "efficientnet-b0, mobilenet_v2 or a timm encoder as tu-NAME")
     wanted = cfg.encoder_weights
     if wanted == "auto":
-        try:
-            return cls(encoder_weights="imagenet", **kw), "imagenet"
-        except Exception:  # offline, not cached, or no ImageNet weights for this encoder
-            return cls(encoder_weights=None, **kw), None
+        if cfg.encoder not in _NO_IMAGENET:
+            try:
+                return cls(encoder_weights="imagenet", **kw), "imagenet"
+            except Exception:  # offline, not cached, or no ImageNet weights for this encoder
+                _NO_IMAGENET.add(cfg.encoder)  # ask once per process (offline retries cost ~20 s)
+        return cls(encoder_weights=None, **kw), None
     try:
         return cls(encoder_weights=wanted, **kw), wanted
     except Exception as exc:
@@ -197,20 +200,28 @@ def _to_input(rgb_u8: np.ndarray):
 
 
 def predict(model, images_u8: np.ndarray, threshold: float = 0.5, batch_size: int = 32, device="cpu") -> np.ndarray:
-    """Binary predictions [N, H, W] for uint8 images [N, 3, H, W]."""
+    """Binary predictions [N, H, W] for uint8 images [N, 3, H, W]. ``model`` is a segmenter module (run eagerly
+    on ``device``) or a backend function ``logits = f(image)`` from :func:`fastsynth.runtime.make_segmenter_fn`."""
     import torch
 
-    model.eval()
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+        net = model
+
+        def fn(x):
+            return net(x.to(device))
+    else:
+        fn = model
     out = []
     with torch.inference_mode():
         for s in range(0, len(images_u8), batch_size):
-            logits = model(_to_input(images_u8[s:s + batch_size]).to(device))
-            out.append((torch.sigmoid(logits[:, 0]) > threshold).cpu().numpy())
+            logits = fn(_to_input(images_u8[s:s + batch_size]))
+            out.append((torch.sigmoid(logits[:, 0].float()) > threshold).cpu().numpy())
     return np.concatenate(out)
 
 
 def score(model, test: np.ndarray, threshold: float = 0.5, device="cpu") -> dict:
-    """Dice/IoU (per-image mean) of ``model`` on a uint8 [N, 4, H, W] test set."""
+    """Dice/IoU (per-image mean) of ``model`` (a module or a backend function) on a uint8 [N, 4, H, W] test set."""
     pred = predict(model, test[:, :3], threshold, device=device)
     dice, iou = dice_iou(pred, test[:, 3] >= 128)
     return {"dice": float(dice.mean()), "iou": float(iou.mean()), "dice_std": float(dice.std()),
@@ -284,7 +295,8 @@ def train_segmenter(cfg: SegConfig, real: np.ndarray | None, synth: np.ndarray |
 def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str], synth: np.ndarray | None,
                   synth_sources: list[str] | None, test_sets: dict, protocols=("real", "synthetic", "real+synthetic"),
                   low_data_n=LOW_DATA_N, device: str = "cpu", save_dir: str | os.PathLike | None = None,
-                  log: Callable[[str], None] | None = None, progress_factory: Callable | None = None) -> dict:
+                  log: Callable[[str], None] | None = None, progress_factory: Callable | None = None,
+                  backend: str = "eager") -> dict:
     """Train one segmenter per protocol run and score it on every test set. Returns a JSON-able dict."""
     if not test_sets:
         raise FastsynthError("the downstream benchmark needs at least one real test set")
@@ -302,7 +314,12 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
         model, info = train_segmenter(cfg, real_train if run["real"] is not None else None,
                                       synth if run["synthetic"] else None, run["real"], sub_links, device,
                                       progress_factory(run["name"]) if progress_factory else None)
-        scores = {name: score(model, arr, cfg.threshold, device) for name, arr in test_sets.items()}
+        fn = model
+        if backend != "eager":
+            from ..runtime import make_segmenter_fn
+
+            fn = make_segmenter_fn(model, cfg.resolution, backend, device)
+        scores = {name: score(fn, arr, cfg.threshold, device) for name, arr in test_sets.items()}
         results[run["name"]] = {**info, "test": scores}
         if save_dir is not None:
             save_segmenter(model, cfg, Path(save_dir) / run["name"].replace("+", "_plus_"),
@@ -322,7 +339,8 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
             s["real_plus_synthetic_minus_real_iou"] = m["iou"] - r["iou"]
         summary[tname] = s
     return {"settings": {**_cfg_dict(cfg), "protocols": list(protocols), "low_data_n": list(low_data_n),
-                         "device": str(device), "linked_synthetic": links is not None},
+                         "device": str(device), "inference_backend": backend,
+                         "linked_synthetic": links is not None},
             "runs": results, "summary": summary, "skipped_low_data_n": skipped}
 
 

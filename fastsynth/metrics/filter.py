@@ -13,7 +13,8 @@ from ..errors import FastsynthError
 
 
 def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, out: str | os.PathLike,
-                   min_dice: float, device: str = "cpu", batch_size: int = 64, progress: bool = True) -> dict:
+                   min_dice: float, device: str = "cpu", batch_size: int = 64, progress: bool = True,
+                   backend: str = "auto") -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
@@ -30,7 +31,16 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
         raise FastsynthError(f"{src}: filter reads parquet datasets (this one was written with --format png)")
     if out.resolve() == src.resolve():
         raise FastsynthError("--out must be a new folder, not the input dataset")
-    model, seg_cfg, _ = load_segmenter(segmenter, device)
+    from ..pipeline import resolve_device
+    from ..runtime import make_segmenter_fn, resolve_backend
+    from ..utils import file_sha256
+    from .downstream import WEIGHTS_NAME
+
+    dev = resolve_device(device)
+    model, seg_cfg, _ = load_segmenter(segmenter, dev)
+    backend = resolve_backend(backend, dev)
+    fn = make_segmenter_fn(model, seg_cfg.resolution, backend, dev, batch_size=batch_size,
+                           model_sha=file_sha256(Path(segmenter) / WEIGHTS_NAME))
     writer = DatasetWriter(out, "parquet")
     files = shard_files(src, manifest)
     kept = total = 0
@@ -44,7 +54,7 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
             continue
         images = np.stack([np.array(_decode(b["bytes"], f"{f} image")) for b in table.column("image").to_pylist()])
         masks = np.stack([np.array(_decode(b["bytes"], f"{f} mask")) for b in table.column("mask").to_pylist()])
-        pred = predict(model, images.transpose(0, 3, 1, 2), seg_cfg.threshold, batch_size, device)
+        pred = predict(fn, images.transpose(0, 3, 1, 2), seg_cfg.threshold, batch_size, dev)
         dice, _ = dice_iou(pred, masks >= 128)
         keep = dice >= min_dice
         new = table.append_column("agreement", pa.array(dice.astype(np.float32))).filter(pa.array(keep))
@@ -55,7 +65,7 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
         kept, total = kept + int(keep.sum()), total + len(keep)
         bar.set_postfix(kept=f"{kept}/{total}")
     info = {"segmenter": str(segmenter), "min_dice": min_dice, "kept": kept, "total": total,
-            "source_dataset": str(src)}
+            "source_dataset": str(src), "backend": backend}
     final = {**manifest, "n": kept, "filter": info, "complete": True}
     writer.write_manifest(final)
     writer.write_card(render_card(final) + f"\n## Label-consistency filter\nKept {kept} of {total} pairs whose "

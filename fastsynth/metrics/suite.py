@@ -135,11 +135,13 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
         d = dict(downstream)
         protocols = d.pop("protocols", ("real", "synthetic", "real+synthetic"))
         low_n = d.pop("low_data_n", (16, 32, 64, 128))
+        backend = d.pop("backend", "eager")
         cfg = SegConfig(resolution=res, seed=seed, **d)
         test_sets = ({"heldout": test_arr} if test_arr is not None else {}) | extra_tests
         synth4 = np.concatenate([synth.images.transpose(0, 3, 1, 2), synth.masks[:, None]], 1)
         results["downstream"] = run_benchmark(cfg, train_arr, rs.train_stems, synth4, synth.source, test_sets,
-                                              protocols, low_n, device=device, save_dir=out / "segmenters", log=say)
+                                              protocols, low_n, device=device, save_dir=out / "segmenters", log=say,
+                                              backend=backend)
     results["seconds"] = round(time.perf_counter() - t0, 1)
     _bars(results, out)
     return results

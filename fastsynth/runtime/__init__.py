@@ -1,4 +1,5 @@
-"""Runtime backends: each turns a Denoiser into ``out = f(x_t, t, cond)`` (the model output: v or eps) (float32 in, float32 out).
+"""Runtime backends: each turns a Denoiser into ``out = f(x_t, t, cond)`` (the model output: v or eps), or a
+segmenter into ``logits = f(image)`` (float32 in, float32 out).
 
 One file per backend; heavy packages are imported inside them. ``make_model_fn`` is the registry.
 """
@@ -38,8 +39,19 @@ def resolve_backend(backend: str, device: torch.device, precision: str = "fp32")
 
 
 def make_model_fn(model, backend: str = "eager", device: torch.device | str = "cpu", precision: str = "fp32",
-                batch_size: int | None = None, model_sha: str | None = None):
-    """``out = f(x_t, t, cond)`` for ``model`` on ``device`` with the named backend."""
+                  batch_size: int | None = None, model_sha: str | None = None):
+    """``out = f(x_t, t, cond)`` for a Denoiser on ``device`` with the named backend."""
+    return _make_fn(model, backend, device, precision, batch_size, model_sha, "denoiser", None)
+
+
+def make_segmenter_fn(model, resolution: int, backend: str = "eager", device: torch.device | str = "cpu",
+                      precision: str = "fp32", batch_size: int | None = None, model_sha: str | None = None):
+    """``logits = f(image)`` (ImageNet-normalised float [B, 3, H, W]) for a segmenter, with the same backends
+    as generation, so filtering and downstream inference run as fast as sampling."""
+    return _make_fn(model, backend, device, precision, batch_size, model_sha, "segmenter", resolution)
+
+
+def _make_fn(model, backend, device, precision, batch_size, model_sha, kind, resolution):
     device = torch.device(device)
     dtype = resolve_precision(precision, device)
     backend = resolve_backend(backend, device, precision)
@@ -57,7 +69,7 @@ def make_model_fn(model, backend: str = "eager", device: torch.device | str = "c
         if backend == "tensorrt" and device.type != "cuda":
             raise FastsynthError("the tensorrt backend needs a CUDA GPU (--device cuda)")
         sha = model_sha or _state_sha(model)
-        path = cached_onnx(model, sha)
+        path = cached_onnx(model, sha, kind, resolution)
         trt_cache = None
         if backend == "tensorrt":  # engines depend on weights, shape profile, precision and TensorRT version
             trt_cache = cache_dir() / "tensorrt" / f"{sha[:16]}-b{batch_size}-{precision}-trt{_trt_version()}"

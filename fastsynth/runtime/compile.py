@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from .eager import _cast
 from .padding import fixed_batch
 
 
@@ -13,10 +14,12 @@ def compile_model_fn(model, device: torch.device, dtype: torch.dtype, batch_size
     mode = "max-autotune" if device.type == "cuda" else "default"
     compiled = torch.compile(net, mode=mode, dynamic=False, fullgraph=True)
 
+    def prep(v: torch.Tensor) -> torch.Tensor:
+        v = _cast(v, device, dtype)
+        return v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+
     @torch.inference_mode()
-    def call(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        out = compiled(x_t.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last),
-                       t.to(device), cond.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last))
-        return out.float().clone()  # clone: CUDA graphs reuse their output buffers
+    def call(*args: torch.Tensor) -> torch.Tensor:
+        return compiled(*(prep(a) for a in args)).float().clone()  # clone: CUDA graphs reuse their outputs
 
     return fixed_batch(call, batch_size)

@@ -1,12 +1,16 @@
-"""Export + parity report: the artifact, its shapes/precision/versions, and its error against eager."""
+"""Export + parity report: the artifact, its shapes/precision/versions, and its error against eager.
+
+Works for both kinds of model fastsynth saves: the denoiser (x_t, t, cond -> model_output) and segmenters
+trained by the downstream benchmark (image -> logits); the kind is read from the folder's fastsynth.json.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
-import shutil
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -14,17 +18,30 @@ from .. import __version__
 from ..errors import FastsynthError
 
 
+def denoiser_inputs(resolution: int, channels: int = 4) -> Callable:
+    """Random denoiser inputs over all timestep ranges, with a random known-value indicator."""
+    def make(g: torch.Generator, b: int):
+        x = torch.randn(b, channels, resolution, resolution, generator=g)
+        c = torch.cat([torch.randn(b, channels, resolution, resolution, generator=g),
+                       (torch.rand(b, channels, resolution, resolution, generator=g) > 0.5).float()], 1)
+        return x, torch.randint(0, 1000, (b,), generator=g), c
+    return make
+
+
+def image_inputs(resolution: int) -> Callable:
+    """Random ImageNet-normalised images, the segmenter's input."""
+    return lambda g, b: (torch.randn(b, 3, resolution, resolution, generator=g),)
+
+
 def parity(ref_fn, test_fn, resolution: int, channels: int = 4, batch_size: int = 4, n_inputs: int = 3,
-           seed: int = 0, tol: float = 1e-3) -> dict:
-    """Max abs / relative error of ``test_fn`` vs ``ref_fn`` on fresh random inputs (all timestep ranges)."""
+           seed: int = 0, tol: float = 1e-3, make_inputs: Callable | None = None) -> dict:
+    """Max abs / relative error of ``test_fn`` vs ``ref_fn`` on fresh random inputs."""
+    make_inputs = make_inputs or denoiser_inputs(resolution, channels)
     g = torch.Generator().manual_seed(seed)
     max_abs, max_rel = 0.0, 0.0
     for _ in range(n_inputs):
-        x = torch.randn(batch_size, channels, resolution, resolution, generator=g)
-        c = torch.cat([torch.randn(batch_size, channels, resolution, resolution, generator=g),
-                       (torch.rand(batch_size, channels, resolution, resolution, generator=g) > 0.5).float()], 1)
-        t = torch.randint(0, 1000, (batch_size,), generator=g)
-        a, b = ref_fn(x, t, c).float().cpu(), test_fn(x, t, c).float().cpu()
+        args = make_inputs(g, batch_size)
+        a, b = ref_fn(*args).float().cpu(), test_fn(*args).float().cpu()
         err = (a - b).abs()
         max_abs = max(max_abs, err.max().item())
         max_rel = max(max_rel, (err.max() / a.abs().max().clamp_min(1e-12)).item())
@@ -32,37 +49,67 @@ def parity(ref_fn, test_fn, resolution: int, channels: int = 4, batch_size: int 
             "tolerance_rel": tol, "ok": max_rel <= tol}
 
 
+def model_kind(model: str | os.PathLike | None) -> str:
+    """'segmenter' for a folder saved by the downstream benchmark, else 'denoiser'."""
+    if model is None or str(model) in ("bundled", "default"):
+        return "denoiser"
+    meta = Path(model) / "fastsynth.json"
+    if meta.is_file():
+        try:
+            if json.loads(meta.read_text()).get("kind") == "segmenter":
+                return "segmenter"
+        except json.JSONDecodeError as exc:
+            raise FastsynthError(f"{meta}: invalid JSON ({exc})") from None
+    return "denoiser"
+
+
 def export_artifact(model: str | None, fmt: str, out: str | os.PathLike, device: str = "auto",
                     precision: str = "fp32", batch_size: int = 8) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    from ..models import load_model, resolve_model_dir
-    from ..models.denoiser import WEIGHTS_NAME
-    from ..pipeline import file_sha256, resolve_device
-    from . import make_model_fn
-    from .onnx import export_onnx
+    from ..pipeline import resolve_device
+    from ..utils import file_sha256
+    from .eager import eager_model_fn
+    from .onnx import export_onnx, export_segmenter_onnx, onnx_model_fn
 
     dev = resolve_device(device)
     if fmt == "tensorrt" and dev.type != "cuda":
         raise FastsynthError("--format tensorrt needs a CUDA GPU (--device cuda); ONNX export works anywhere")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    mdir = resolve_model_dir(model)
-    sha = file_sha256(mdir / WEIGHTS_NAME)
-    net, meta = load_model(mdir)
-    onnx_path = export_onnx(net, out / "denoiser.onnx")
-    ref_fn = make_model_fn(load_model(mdir)[0], "eager", dev, "fp32")
-    if fmt == "onnx":
-        from .onnx import onnx_model_fn
+    kind = model_kind(model)
+    if kind == "segmenter":
+        from ..metrics.downstream import WEIGHTS_NAME, load_segmenter
 
+        mdir = Path(model)
+        net, seg_cfg, _ = load_segmenter(mdir)
+        res = seg_cfg.resolution
+        out.mkdir(parents=True, exist_ok=True)
+        onnx_path = export_segmenter_onnx(net, out / "segmenter.onnx", res)
+        ref_fn = eager_model_fn(load_segmenter(mdir)[0], dev, torch.float32)
+        make_inputs = image_inputs(res)
+        inputs = {"image": ["batch", 3, res, res]}
+        outputs = {"logits": ["batch", 1, res, res]}
+    else:
+        from ..models import load_model, resolve_model_dir
+        from ..models.denoiser import WEIGHTS_NAME
+
+        mdir = resolve_model_dir(model)
+        net, _ = load_model(mdir)
+        res = net.config.resolution
+        out.mkdir(parents=True, exist_ok=True)
+        onnx_path = export_onnx(net, out / "denoiser.onnx")
+        ref_fn = eager_model_fn(load_model(mdir)[0], dev, torch.float32)
+        make_inputs = denoiser_inputs(res)
+        inputs = {"x_t": ["batch", 4, res, res], "t": ["batch"], "cond": ["batch", 8, res, res]}
+        outputs = {"model_output": ["batch", 4, res, res]}
+    sha = file_sha256(mdir / WEIGHTS_NAME)
+    if fmt == "onnx":
         test_fn = onnx_model_fn(onnx_path, dev, "fp32")
         tol = 1e-3
     else:
-        from .onnx import onnx_model_fn
-
         test_fn = onnx_model_fn(onnx_path, dev, precision, tensorrt=True, trt_cache=out / "engines")
         tol = 1e-3 if precision == "fp32" else 3e-2
-    rep = parity(ref_fn, test_fn, net.config.resolution, batch_size=batch_size, tol=tol)
+    rep = parity(ref_fn, test_fn, res, batch_size=batch_size, tol=tol, make_inputs=make_inputs)
 
     def v(pkg):
         try:
@@ -71,11 +118,9 @@ def export_artifact(model: str | None, fmt: str, out: str | os.PathLike, device:
             return None
 
     report = {
-        "format": fmt, "artifact": str(onnx_path if fmt == "onnx" else out / "engines"),
+        "kind": kind, "format": fmt, "artifact": str(onnx_path if fmt == "onnx" else out / "engines"),
         "onnx": str(onnx_path), "model": str(mdir), "model_sha256": sha,
-        "inputs": {"x_t": ["batch", 4, net.config.resolution, net.config.resolution], "t": ["batch"],
-                   "cond": ["batch", 8, net.config.resolution, net.config.resolution]},
-        "outputs": {"model_output": ["batch", 4, net.config.resolution, net.config.resolution]},
+        "inputs": inputs, "outputs": outputs,
         "precision": precision if fmt == "tensorrt" else "fp32", "device": str(dev),
         "versions": {"fastsynth": __version__, "torch": torch.__version__, "onnx": v("onnx"),
                      "onnxruntime": v("onnxruntime") or v("onnxruntime-gpu"), "tensorrt": v("tensorrt"),

@@ -1,4 +1,4 @@
-"""ONNX export of the denoiser (dynamic batch) and an ONNX Runtime runner.
+"""ONNX export of the denoiser and of segmenters (dynamic batch) and an ONNX Runtime runner.
 
 Providers: CPU here; CUDA (with IO binding) and TensorRT with ``onnxruntime-gpu`` (the ``gpu`` extra) on a GPU.
 Exported files are cached under ``$FASTSYNTH_CACHE`` (default ~/.cache/fastsynth), keyed by the weights'
@@ -22,29 +22,42 @@ OPSET = 18
 GRAPH_FORMAT = 2  # bump when the exported graph's inputs/outputs change (part of the cache key)
 
 
-def export_onnx(model, path: str | os.PathLike, batch_size: int = 2) -> Path:
-    """Export ``model`` (a Denoiser, float32) to ONNX with a dynamic batch dimension. Atomic."""
+def _export(module, args: tuple, input_names: list[str], output_name: str, path: Path) -> Path:
+    """torch.onnx (dynamo) export with a dynamic batch dimension on every input; written atomically."""
     require("onnx", "onnx", "ONNX export")
     require("onnxscript", "onnx", "ONNX export")
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    res = model.config.resolution
-    net = model.float().cpu().eval()
-    x = torch.randn(batch_size, model.config.data_channels, res, res)
-    t = torch.full((batch_size,), 500, dtype=torch.long)
-    c = torch.randn(batch_size, 2 * model.config.data_channels, res, res)
     batch = torch.export.Dim("batch", min=1, max=4096)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.onnx")  # concurrent exporters never share one
     with torch.no_grad():
-        torch.onnx.export(net, (x, t, c), str(tmp), input_names=["x_t", "t", "cond"], output_names=["model_output"],
-                          dynamic_shapes={"x_t": {0: batch}, "t": {0: batch}, "cond": {0: batch}},
+        torch.onnx.export(module, args, str(tmp), input_names=input_names, output_names=[output_name],
+                          dynamic_shapes=tuple({0: batch} for _ in input_names),
                           opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
     os.replace(tmp, path)
     return path
 
 
-def cached_onnx(model, model_sha: str) -> Path:
-    key = f"{model_sha[:16]}-r{model.config.resolution}-g{GRAPH_FORMAT}-opset{OPSET}-torch{torch.__version__.split('+')[0]}"
+def export_onnx(model, path: str | os.PathLike, batch_size: int = 2) -> Path:
+    """Export a Denoiser (float32) to ONNX: inputs x_t, t, cond -> model_output, dynamic batch."""
+    res = model.config.resolution
+    net = model.float().cpu().eval()
+    x = torch.randn(batch_size, model.config.data_channels, res, res)
+    t = torch.full((batch_size,), 500, dtype=torch.long)
+    c = torch.randn(batch_size, 2 * model.config.data_channels, res, res)
+    return _export(net, (x, t, c), ["x_t", "t", "cond"], "model_output", Path(path))
+
+
+def export_segmenter_onnx(model, path: str | os.PathLike, resolution: int, batch_size: int = 2) -> Path:
+    """Export a segmenter (smp model, float32) to ONNX: input image (ImageNet-normalised) -> logits."""
+    net = model.float().cpu().eval()
+    return _export(net, (torch.randn(batch_size, 3, resolution, resolution),), ["image"], "logits", Path(path))
+
+
+def cached_onnx(model, model_sha: str, kind: str = "denoiser", resolution: int | None = None) -> Path:
+    """The ONNX file of ``model`` from the cache, exported on first use (a broken entry is exported again)."""
+    res = resolution or model.config.resolution
+    prefix = "" if kind == "denoiser" else f"{kind}-"
+    key = f"{prefix}{model_sha[:16]}-r{res}-g{GRAPH_FORMAT}-opset{OPSET}-torch{torch.__version__.split('+')[0]}"
     p = cache_dir() / "onnx" / f"{key}.onnx"
     if p.exists():
         try:
@@ -54,7 +67,10 @@ def cached_onnx(model, model_sha: str) -> Path:
             return p
         except Exception:  # a broken cache entry: export again
             p.unlink(missing_ok=True)
-    export_onnx(model, p)
+    if kind == "denoiser":
+        export_onnx(model, p)
+    else:
+        export_segmenter_onnx(model, p, res)
     return p
 
 
@@ -93,25 +109,31 @@ def onnx_model_fn(onnx_path: Path, device: torch.device, precision: str = "fp32"
         trt_cache.mkdir(parents=True, exist_ok=True)
     sess = ort.InferenceSession(str(onnx_path), so, providers=_providers(device, tensorrt, precision, trt_cache))
 
+    in_names = [i.name for i in sess.get_inputs()]
+    out_meta = sess.get_outputs()[0]
+    np_types = {torch.float32: np.float32, torch.long: np.int64}
+
+    def prep(v: torch.Tensor) -> torch.Tensor:
+        return (v.float() if v.is_floating_point() else v.to(torch.long)).contiguous()
+
     if device.type == "cuda":
-        def model_fn(x_t, t, cond):
-            x_t, cond = x_t.float().contiguous(), cond.float().contiguous()
-            t = t.to(device=device, dtype=torch.long).contiguous()
-            out = torch.empty_like(x_t)
+        def model_fn(*args):
+            args = [prep(a.to(device)) for a in args]
+            n = args[0].shape[0]
+            shape = tuple(d if isinstance(d, int) else n for d in out_meta.shape)
+            out = torch.empty(shape, dtype=torch.float32, device=device)
             io = sess.io_binding()
-            for name, v in (("x_t", x_t), ("t", t), ("cond", cond)):
-                io.bind_input(name, "cuda", device.index or 0, {torch.float32: np.float32, torch.long: np.int64}[v.dtype],
-                              tuple(v.shape), v.data_ptr())
-            io.bind_output("model_output", "cuda", device.index or 0, np.float32, tuple(out.shape), out.data_ptr())
+            for name, v in zip(in_names, args):
+                io.bind_input(name, "cuda", device.index or 0, np_types[v.dtype], tuple(v.shape), v.data_ptr())
+            io.bind_output(out_meta.name, "cuda", device.index or 0, np.float32, shape, out.data_ptr())
             torch.cuda.current_stream(device).synchronize()  # ORT runs on its own stream: inputs must be ready
             io.synchronize_inputs()
             sess.run_with_iobinding(io)
             io.synchronize_outputs()
             return out
     else:
-        def model_fn(x_t, t, cond):
-            feed = {"x_t": x_t.float().contiguous().numpy(), "t": t.to(torch.long).contiguous().numpy(),
-                    "cond": cond.float().contiguous().numpy()}
-            return torch.from_numpy(sess.run(["model_output"], feed)[0])
+        def model_fn(*args):
+            feed = {name: prep(v.cpu()).numpy() for name, v in zip(in_names, args)}
+            return torch.from_numpy(sess.run([out_meta.name], feed)[0])
     model_fn.session = sess
     return model_fn

@@ -6,18 +6,16 @@ import torch
 
 
 def fixed_batch(fn, batch_size: int):
-    """Wrap ``out = fn(x_t, t, cond)`` so every call has exactly ``batch_size`` rows (pad, or split)."""
+    """Wrap ``out = fn(*tensors)`` (all batch-first) so every call has exactly ``batch_size`` rows: larger
+    calls are split, smaller ones padded with copies of the last row whose outputs are dropped."""
 
-    def wrapped(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        n = x_t.shape[0]
+    def wrapped(*args: torch.Tensor) -> torch.Tensor:
+        n = args[0].shape[0]
         if n > batch_size:
-            return torch.cat([wrapped(x_t[i:i + batch_size], t[i:i + batch_size], cond[i:i + batch_size])
-                              for i in range(0, n, batch_size)])
-        if n < batch_size:  # pad with copies of the last row; their outputs are dropped
+            return torch.cat([wrapped(*(a[i:i + batch_size] for a in args)) for i in range(0, n, batch_size)])
+        if n < batch_size:
             pad = batch_size - n
-            x_t = torch.cat([x_t, x_t[-1:].expand(pad, *x_t.shape[1:])])
-            cond = torch.cat([cond, cond[-1:].expand(pad, *cond.shape[1:])])
-            t = torch.cat([t, t[-1:].expand(pad)])
-        return fn(x_t, t, cond)[:n]
+            args = tuple(torch.cat([a, a[-1:].expand(pad, *a.shape[1:])]) for a in args)
+        return fn(*args)[:n]
 
     return wrapped
