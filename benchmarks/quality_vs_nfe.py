@@ -4,6 +4,8 @@ For every (sampler, NFE) the same N seeds are sampled (unconditional pairs), the
 training images at the model's resolution: FID and KID (TF-Inception, clean-fid resize; N is small, so read
 FID as a relative measure between settings, not as a publishable number), and mask statistics (polyp area
 Wasserstein distance, connected-component histogram TV distance). Writes JSON + a PNG plot.
+A grid entry ``SAMPLER@MODEL_DIR:NFE`` evaluates another model with the same seeds (e.g. distilled students:
+``distilled@runs/pd/round-2-4steps:4``).
 
     python benchmarks/quality_vs_nfe.py --n 128 --out benchmarks/results/quality_vs_nfe_cpu.json
 """
@@ -58,8 +60,16 @@ def main() -> None:
     model_fn = make_model_fn(net, a.backend, "cpu")
     cond = Conditioning("pairs", [], None, "")
     records = []
+    models = {None: (net, meta, model_fn)}
     for part in a.grid.split(";"):
         sampler, nfes = part.split(":")
+        other = None
+        if "@" in sampler:  # SAMPLER@MODEL_DIR: another model (e.g. a distilled student), same seeds and reference
+            sampler, other = sampler.split("@", 1)
+            if other not in models:
+                o_net, o_meta = load_model(other)
+                models[other] = (o_net, o_meta, make_model_fn(o_net, a.backend, "cpu"))
+        net, meta, model_fn = models[other]
         for nfe in (int(v) for v in nfes.split(",")):
             n = a.ddpm_n if sampler == "ddpm" else a.n
             _, _, grid = resolve_sampler(sampler, nfe, meta)
@@ -78,7 +88,8 @@ def main() -> None:
             ims, mks = np.concatenate(ims), np.concatenate(mks)
             fk = fid_kid(ext(ims), real_feats, kid_subset_size=min(n, 100))
             mc = compare(mask_stats(mks), real_ms)
-            r = {"sampler": sampler, "nfe": nfe, "n": n, "fid": fk["fid"], "kid": fk["kid"], "kid_std": fk["kid_std"],
+            r = {"sampler": sampler if other is None else f"{sampler}@{Path(other).name}", "model": other or str(mdir),
+                 "nfe": nfe, "n": n, "fid": fk["fid"], "kid": fk["kid"], "kid_std": fk["kid_std"],
                  "mask_area_wasserstein": mc["area_fraction_wasserstein"], "mask_components_tv": mc["components_tv"],
                  "empty_mask_fraction": float(np.mean(mks.reshape(len(mks), -1).max(1) == 0)),
                  "sampling_seconds": gen_s}
@@ -86,6 +97,7 @@ def main() -> None:
             print(json.dumps(r), flush=True)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    net, meta, _ = models[None]
     result = {"command": "python " + " ".join(sys.argv), "environment": environment(torch.device("cpu")),
               "model": str(mdir), "model_steps_trained": meta.get("training", {}).get("steps_done"),
               "reference": f"{len(real_feats)} real training images at {res}x{res}", "records": records}

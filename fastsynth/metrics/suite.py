@@ -36,7 +36,7 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
              inception_weights: str | None = None, extractor=None, fid_reference: str = "test",
              max_synthetic: int | None = None, msssim_pairs: int = 1000, memorization_method: str = "ssim",
              downstream: dict | None = None, seed: int = 0, device: str = "cpu", use_cache: bool = True,
-             command: str = "", log: Callable[[str], None] | None = None) -> dict:
+             command: str = "", log: Callable[[str], None] | None = None, progress: bool = False) -> dict:
     """Compute the requested metrics; write plots (and segmenters, for the downstream benchmark) to out_dir."""
     from .. import __version__
     from ..data import load_pairs
@@ -141,10 +141,16 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
         synth4 = np.concatenate([synth.images.transpose(0, 3, 1, 2), synth.masks[:, None]], 1)
         results["downstream"] = run_benchmark(cfg, train_arr, rs.train_stems, synth4, synth.source, test_sets,
                                               protocols, low_n, device=device, save_dir=out / "segmenters", log=say,
-                                              backend=backend)
+                                              backend=backend, progress_factory=_seg_bar if progress else None)
     results["seconds"] = round(time.perf_counter() - t0, 1)
     _bars(results, out)
     return results
+
+
+def _seg_bar(name: str):
+    from tqdm.auto import tqdm
+
+    return lambda it: tqdm(it, desc=f"segmenter '{name}'", unit="step", mininterval=2.0)
 
 
 def _bars(results: dict, out: Path) -> None:
