@@ -32,6 +32,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--backend", default="eager")
     ap.add_argument("--out", default="benchmarks/results/quality_vs_nfe_cpu.json")
+    ap.add_argument("--reference", default=None, metavar="SAMPLER:NFE",
+                    help="a grid row (of the base model) every row is also compared with, seed by seed: PSNR of "
+                         "the images and Dice of the masks (how closely a few-step sampler or a distilled "
+                         "student follows that sampler's trajectories)")
     a = ap.parse_args()
 
     from fastsynth.bench import environment
@@ -61,6 +65,7 @@ def main() -> None:
     cond = Conditioning("pairs", [], None, "")
     records = []
     models = {None: (net, meta, model_fn)}
+    outputs = []
     for part in a.grid.split(";"):
         sampler, nfes = part.split(":")
         other = None
@@ -94,7 +99,22 @@ def main() -> None:
                  "empty_mask_fraction": float(np.mean(mks.reshape(len(mks), -1).max(1) == 0)),
                  "sampling_seconds": gen_s}
             records.append(r)
+            outputs.append((r, ims, mks, other is None and f"{sampler}:{nfe}" == a.reference))
             print(json.dumps(r), flush=True)
+    ref = [(im, mk) for _, im, mk, is_ref in outputs if is_ref]
+    if a.reference and not ref:
+        raise SystemExit(f"--reference {a.reference}: not a row of the base model in --grid")
+    for r, ims, mks, _ in outputs if ref else ():
+        rim, rmk = ref[0]
+        k = min(len(ims), len(rim))
+        mse = ((ims[:k].astype(np.float64) - rim[:k]) ** 2).reshape(k, -1).mean(1)
+        r["psnr_vs_reference"] = float(np.mean(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10))))
+        p, t = mks[:k].reshape(k, -1) >= 128, rmk[:k].reshape(k, -1) >= 128
+        inter, tot = (p & t).sum(1), p.sum(1) + t.sum(1)
+        r["mask_dice_vs_reference"] = float(np.mean(np.where(tot == 0, 1.0, 2 * inter / np.maximum(tot, 1))))
+        r["reference"] = a.reference
+        print(f"{r['sampler']} x{r['nfe']}: PSNR {r['psnr_vs_reference']:.2f} dB, mask Dice "
+              f"{r['mask_dice_vs_reference']:.3f} vs {a.reference}", flush=True)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     net, meta, _ = models[None]

@@ -96,7 +96,7 @@ def _cfg(tiny_model_dir, out, **kw):
     return DistillConfig(**{**base, **kw})
 
 
-def test_distill_writes_students_that_generate(tiny_model_dir, tmp_path):
+def test_distill_writes_students_that_generate(tiny_model_dir, tmp_path, capsys):
     from fastsynth.cli import main
 
     out = distill(_cfg(tiny_model_dir, tmp_path / "pd"), progress=False, device="cpu")
@@ -122,6 +122,10 @@ def test_distill_writes_students_that_generate(tiny_model_dir, tmp_path):
                  "--no-progress"]) == 0
     manifest = json.loads((ds / "fastsynth.json").read_text())
     assert manifest["sampler"] == "distilled" and manifest["steps"] == 1
+    capsys.readouterr()
+    assert main(["info", "--model", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "distilled x1" in text and "DDIM 4 -> 1 steps" in text
 
 
 def test_distill_resume_is_exact(tiny_model_dir, tmp_path):

@@ -14,11 +14,13 @@ from fastsynth.pipeline import generate
 
 def test_filter_keeps_agreeing_pairs_and_records_scores(tiny_model_dir, tmp_path):
     import datasets
+    import torch
 
     generate(GenerateConfig(n=10, steps=3, batch_size=5, shard_size=4, backend="eager"), tmp_path / "syn",
              model=str(tiny_model_dir), progress=False)
     cfg = ds.SegConfig(arch="unet", encoder="resnet18", encoder_weights=None, encoder_depth=3,
                        decoder_channels=(16, 8, 4), resolution=16)
+    torch.manual_seed(0)  # the same segmenter whatever ran before
     model, _ = ds.build_model(cfg)
     ds.save_segmenter(model, cfg, tmp_path / "seg")
     seg, _, _ = ds.load_segmenter(tmp_path / "seg")
@@ -36,6 +38,11 @@ def test_filter_keeps_agreeing_pairs_and_records_scores(tiny_model_dir, tmp_path
     assert out["index"] == [i for i in range(10) if dice[i] >= thr]
     assert np.allclose(out["agreement"], dice[dice >= thr], atol=1e-6)
     assert "Label-consistency filter" in (tmp_path / "flt" / "README.md").read_text()
+    # an ordinary dataset: standard shards of the source's shard size, publishable
+    from fastsynth.publish.hub import validate_dataset
+
+    assert validate_dataset(tmp_path / "flt")["rows"] == info["kept"]
+    assert not (tmp_path / "flt" / ".filter-parts").exists()
     with pytest.raises(FastsynthError, match="between 0 and 1"):
         filter_dataset(tmp_path / "syn", tmp_path / "seg", tmp_path / "x", 1.5, progress=False)
 
@@ -85,3 +92,37 @@ def test_segmenter_exports_with_parity_and_filters_on_onnx(tiny_model_dir, tmp_p
     sa = pq.read_table(next((tmp_path / "f_eager").rglob("*.parquet"))).column("agreement").to_numpy()
     sb = pq.read_table(next((tmp_path / "f_onnx").rglob("*.parquet"))).column("agreement").to_numpy()
     assert np.allclose(sa, sb, atol=0.02)
+
+
+def test_repack_skips_empty_parts_and_keeps_order(tmp_path):
+    """Source shards that keep nothing leave no empty shard; rows keep their order across shards."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fastsynth.dataset import DatasetWriter
+    from fastsynth.metrics.filter import _repack
+
+    parts = tmp_path / "out" / ".filter-parts"
+    parts.mkdir(parents=True)
+    start = 0
+    for i, n in enumerate([0, 3, 5, 0, 2]):
+        pq.write_table(pa.table({"index": list(range(start, start + n))}, schema=pa.schema([("index", pa.int64())])),
+                       parts / f"part-{i:05d}.parquet")
+        start += n
+    writer = DatasetWriter(tmp_path / "out", "parquet")
+    _repack(parts, 5, writer, 4)
+    shards = sorted((tmp_path / "out" / "data").glob("train-*.parquet"))
+    assert [pq.read_table(f).num_rows for f in shards] == [4, 4, 2]
+    assert sum((pq.read_table(f).column("index").to_pylist() for f in shards), []) == list(range(10))
+    assert not parts.exists()
+
+
+def test_filter_refuses_a_foreign_out_folder(tiny_model_dir, tmp_path):
+    generate(GenerateConfig(n=2, steps=2, batch_size=2, backend="eager"), tmp_path / "syn",
+             model=str(tiny_model_dir), progress=False)
+    seg = _tiny_segmenter(tmp_path / "seg")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(FastsynthError, match="not an earlier filter output"):
+        filter_dataset(tmp_path / "syn", seg, tmp_path / "mine", 0.5, progress=False, backend="eager")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

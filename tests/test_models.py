@@ -61,3 +61,22 @@ def test_load_errors(tmp_path):
     (tmp_path / "m" / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(FastsynthError, match="unreadable safetensors"):
         load_model(tmp_path / "m")
+
+
+@pytest.mark.parametrize("name", ["bundled", "bundled-fast"])
+def test_shipped_models_load_and_describe_themselves(name):
+    """Both shipped models load from the package; the fast one is the distilled 4-step student of the other."""
+    from fastsynth.models import resolve_model_dir
+    from fastsynth.sampling import resolve_sampler
+    from fastsynth.utils import file_sha256
+
+    d = resolve_model_dir(name)
+    net, meta = load_model(name)
+    assert net.config.resolution == 64 and (d / "README.md").exists() and (d / "split.json").exists()
+    sampler, steps, grid = resolve_sampler(None, None, meta)
+    if name == "bundled":
+        assert (sampler, steps, grid) == ("unipc", 6, None)
+    else:
+        assert (sampler, steps, grid) == ("distilled", 4, [999, 749, 499, 249])
+        teacher = resolve_model_dir("bundled") / "model.safetensors"
+        assert meta["distillation"]["teacher_sha256"] == file_sha256(teacher)

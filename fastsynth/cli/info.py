@@ -15,6 +15,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..models import load_model, resolve_model_dir
     from ..models.denoiser import WEIGHTS_NAME
+    from ..sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
 
     d = resolve_model_dir(args.model)
     net, meta = load_model(d)
@@ -28,6 +29,17 @@ def run(args) -> int:
         "training_data": t.get("data"), "n_train": t.get("n_train"), "steps_trained": t.get("steps_done"),
         "wall_time_s": t.get("wall_time_s"), "hardware": t.get("hardware"), "command": t.get("command"),
     }
+    sampling = meta.get("sampling")
+    info["default_sampler"] = (f"{sampling['sampler']} x{sampling['steps']}" if sampling
+                               else f"{DEFAULT_SAMPLER} x{DEFAULT_STEPS[DEFAULT_SAMPLER]}")
+    if meta.get("distillation"):
+        dist = meta["distillation"]
+        info["distilled"] = (f"{dist['rounds_done']} round(s) of progressive distillation, DDIM "
+                             f"{dist['teacher_steps']} -> {dist['student_steps']} steps, {dist['steps_per_round']} "
+                             f"steps/round; command: {dist.get('command')}")
+    if meta.get("evaluation", {}).get("downstream"):
+        e = meta["evaluation"]["downstream"]
+        info["downstream_dice"] = ", ".join(f"{k} {v['dice']:.3f}" for k, v in e["heldout"].items())
     if args.json:
         print(json.dumps(info, indent=2))
     else:

@@ -1,5 +1,10 @@
 """Label-consistency filter: keep the synthetic pairs whose generated mask agrees with a segmenter trained on
-real data. Streams shard by shard; each output shard is written atomically, so a killed run resumes."""
+real data.
+
+Streams shard by shard: the kept rows of source shard k go to ``OUT/.filter-parts/part-k.parquet`` (written
+atomically, empty when nothing is kept), so a killed run resumes where it stopped. When every part is there,
+the kept rows are repacked into standard shards of the source's shard size, so the result is an ordinary
+fastsynth dataset (no empty shards; ``datasets`` loads it and ``publish`` validates it)."""
 
 from __future__ import annotations
 
@@ -31,6 +36,10 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
         raise FastsynthError(f"{src}: filter reads parquet datasets (this one was written with --format png)")
     if out.resolve() == src.resolve():
         raise FastsynthError("--out must be a new folder, not the input dataset")
+    if out.exists() and any(out.iterdir()) and not (out / ".filter-parts").is_dir():
+        prev = (out / "fastsynth.json").read_text() if (out / "fastsynth.json").is_file() else ""
+        if '"filter"' not in prev:
+            raise FastsynthError(f"--out {out} exists and is not an earlier filter output; choose a new folder")
     from ..pipeline import resolve_device
     from ..runtime import make_segmenter_fn, resolve_backend
     from ..utils import file_sha256
@@ -43,27 +52,32 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
                            model_sha=file_sha256(Path(segmenter) / WEIGHTS_NAME))
     writer = DatasetWriter(out, "parquet")
     files = shard_files(src, manifest)
+    parts = out / ".filter-parts"
+    parts.mkdir(parents=True, exist_ok=True)
     kept = total = 0
     bar = tqdm(files, unit="shard", desc="filtering", disable=not progress)
     for k, f in enumerate(bar):
-        table = pq.read_table(f)
-        dst = writer.shard_path(k)
+        dst = parts / f"part-{k:05d}.parquet"
         if dst.exists():  # done by an earlier (killed) run
-            done = pq.read_table(dst, columns=["index"])
-            kept, total = kept + done.num_rows, total + table.num_rows
+            meta_rows = pq.ParquetFile(dst).metadata.num_rows
+            kept, total = kept + meta_rows, total + pq.ParquetFile(f).metadata.num_rows
             continue
+        table = pq.read_table(f)
         images = np.stack([np.array(_decode(b["bytes"], f"{f} image")) for b in table.column("image").to_pylist()])
         masks = np.stack([np.array(_decode(b["bytes"], f"{f} mask")) for b in table.column("mask").to_pylist()])
         pred = predict(fn, images.transpose(0, 3, 1, 2), seg_cfg.threshold, batch_size, dev)
         dice, _ = dice_iou(pred, masks >= 128)
         keep = dice >= min_dice
         new = table.append_column("agreement", pa.array(dice.astype(np.float32))).filter(pa.array(keep))
-        dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(dst.name + ".tmp")
         pq.write_table(new, tmp)
         os.replace(tmp, dst)
         kept, total = kept + int(keep.sum()), total + len(keep)
         bar.set_postfix(kept=f"{kept}/{total}")
+    if kept == 0:
+        raise FastsynthError(f"no pair of {src} reaches Dice >= {min_dice} with the segmenter; lower --min-dice "
+                             f"(the per-pair scores of this run are in {parts})")
+    _repack(parts, len(files), writer, int(manifest.get("shard_size", 1000)))
     info = {"segmenter": str(segmenter), "min_dice": min_dice, "kept": kept, "total": total,
             "source_dataset": str(src), "backend": backend}
     final = {**manifest, "n": kept, "filter": info, "complete": True}
@@ -71,3 +85,36 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
     writer.write_card(render_card(final) + f"\n## Label-consistency filter\nKept {kept} of {total} pairs whose "
                       f"mask agrees with the segmenter `{segmenter}` at Dice >= {min_dice} (column `agreement`).\n")
     return info
+
+
+def _repack(parts: Path, n_parts: int, writer, shard_size: int) -> None:
+    """Kept rows of all parts, in order, into data/train-XXXXX.parquet shards of ``shard_size`` rows."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = writer.shard_path(0).parent
+    shutil.rmtree(data, ignore_errors=True)  # a killed earlier repack: start it over
+    data.mkdir(parents=True)
+    buf, k = [], 0
+
+    def flush(rows):
+        nonlocal k
+        dst = writer.shard_path(k)
+        tmp = dst.with_name(dst.name + ".tmp")
+        pq.write_table(rows, tmp)
+        os.replace(tmp, dst)
+        k += 1
+
+    for i in range(n_parts):
+        t = pq.read_table(parts / f"part-{i:05d}.parquet")
+        if t.num_rows:
+            buf.append(t)
+        while sum(b.num_rows for b in buf) >= shard_size:
+            cat = pa.concat_tables(buf)
+            flush(cat.slice(0, shard_size))
+            buf = [cat.slice(shard_size)]
+    if buf and sum(b.num_rows for b in buf):
+        flush(pa.concat_tables(buf))
+    shutil.rmtree(parts)

@@ -1,6 +1,7 @@
 """Replace the bundled default model with a training run's EMA model, stored as fp16 safetensors.
 
     python -m fastsynth.models.bundle runs/kvasir64 [--notes benchmarks/bundled_model_notes.md]
+    python -m fastsynth.models.bundle runs/pd16/round-2-4steps --as bundled-fast --notes NOTES.md
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .denoiser import BUNDLED_MODEL_DIR, load_model, save_model
+from .denoiser import BUNDLED_MODEL_DIR, BUNDLED_MODELS, load_model, save_model
 
 
 def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = "") -> Path:
@@ -36,9 +37,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("run", help="training run folder or model folder")
     ap.add_argument("--notes", default=None, help="markdown file appended to the model card")
+    ap.add_argument("--as", dest="name", choices=("bundled", "bundled-fast"), default="bundled",
+                    help="which shipped model to replace (bundled-fast: the distilled few-step student)")
     a = ap.parse_args()
     extra = Path(a.notes).read_text() if a.notes else ""
-    d = bundle(a.run, extra_card=extra)
+    d = bundle(a.run, dest=BUNDLED_MODELS[a.name], extra_card=extra)
     print(f"bundled {a.run} -> {d} ({(d / 'model.safetensors').stat().st_size / 2**20:.1f} MB)")
 
 

@@ -24,6 +24,10 @@ from ..errors import FastsynthError
 from ..utils import write_json_atomic
 
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "bundled"
+# names accepted by --model for the models shipped in the package: the default, and its progressively
+# distilled 4-step student (fastsynth distill; benchmarks/results/distill_quality_cpu.json)
+BUNDLED_MODELS = {"bundled": BUNDLED_MODEL_DIR, "default": BUNDLED_MODEL_DIR,
+                  "bundled-fast": BUNDLED_MODEL_DIR.with_name("bundled_fast")}
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 META_NAME = "fastsynth.json"
@@ -95,9 +99,10 @@ def save_model(model: Denoiser, out_dir: str | os.PathLike, meta: dict | None = 
 
 
 def resolve_model_dir(model: str | os.PathLike | None) -> Path:
-    """None or 'bundled' -> the model shipped in the package; a run dir -> its ema/ model; else the folder."""
-    if model is None or str(model) in ("bundled", "default"):
-        p = BUNDLED_MODEL_DIR
+    """None or 'bundled' -> the model shipped in the package ('bundled-fast': its distilled 4-step student);
+    a run dir -> its exported model/; else the folder."""
+    if model is None or str(model) in BUNDLED_MODELS:
+        p = BUNDLED_MODELS[str(model or "bundled")]
         if not (p / WEIGHTS_NAME).exists():
             raise FastsynthError(f"the bundled model is missing from the installation ({p}); reinstall fastsynth")
         return p
