@@ -36,13 +36,35 @@ def quality_table(path: Path) -> str:
     lines = [f"Model: {d['model']} ({d['model_steps_trained']} training steps); reference: {d['reference']}", "",
              "| sampler | NFE | n | FID | KID | mask area W1 | mask components TV | empty masks |",
              "|---|---|---|---|---|---|---|---|"]
+    ref = any("psnr_vs_reference" in r for r in d["records"])
+    if ref:
+        lines[2] = lines[2] + f" PSNR vs {d['records'][0]['reference']} | mask Dice vs it |"
+        lines[3] += "---|---|"
     for r in d["records"]:
-        lines.append(f"| {r['sampler']} | {r['nfe']} | {r['n']} | {r['fid']:.1f} | {r['kid']:.4f} | "
-                     f"{r['mask_area_wasserstein']:.3f} | {r['mask_components_tv']:.3f} | {r['empty_mask_fraction']:.2f} |")
+        row = (f"| {r['sampler']} | {r['nfe']} | {r['n']} | {r['fid']:.1f} | {r['kid']:.4f} | "
+               f"{r['mask_area_wasserstein']:.3f} | {r['mask_components_tv']:.3f} | {r['empty_mask_fraction']:.2f} |")
+        if ref:
+            row += f" {r['psnr_vs_reference']:.1f} | {r['mask_dice_vs_reference']:.3f} |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def downstream_table(path: Path) -> str:
+    d = json.loads(path.read_text())
+    ds = d["downstream"]
+    st = ds["settings"]
+    lines = [f"{d['n_synthetic']} synthetic pairs ({d['synthetic_dir']}); {st['arch']}/{st['encoder']}, {st['steps']} "
+             f"steps x {st['batch_size']}; {d['seconds'] / 60:.1f} min in all", "",
+             "| protocol | test set | Dice | IoU |", "|---|---|---|---|"]
+    for name, run in ds["runs"].items():
+        for t, sc in run["test"].items():
+            lines.append(f"| {name} | {t} | {sc['dice']:.3f} | {sc['iou']:.3f} |")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    for name, fn in (("bench_cpu.json", bench_table), ("quality_vs_nfe_cpu.json", quality_table)):
+    for name, fn in (("bench_cpu.json", bench_table), ("quality_vs_nfe_cpu.json", quality_table),
+                     ("distill_quality_cpu.json", quality_table), ("downstream_bundled_cpu.json", downstream_table),
+                     ("downstream_bundled_fast_cpu.json", downstream_table)):
         if (R / name).exists():
             print(f"### {name}\n\n{fn(R / name)}\n")

@@ -8,6 +8,7 @@ import sys
 
 
 def add_parser(sub) -> None:
+    from . import add_run_options
     from ..config import DistillConfig
 
     d = DistillConfig()
@@ -30,14 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (constant after warm-up)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default=d.mixed_precision,
-                   help="auto: bf16/fp16 on GPU, fp32 on CPU")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
-    p.add_argument("--time-limit", type=float, default=None, metavar="MIN",
-                   help="stop cleanly (with a checkpoint) after this many minutes")
-    p.add_argument("--skip-bad", action="store_true", help="skip bad pairs instead of stopping")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_options(p, d)
     p.set_defaults(func=run)
 
 

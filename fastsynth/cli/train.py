@@ -8,6 +8,7 @@ import sys
 
 
 def add_parser(sub) -> None:
+    from . import add_run_options
     from ..config import PRESETS, TrainConfig
 
     d = TrainConfig()
@@ -27,14 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--test-fraction", type=float, default=d.test_fraction, help="held-out fraction (by stem)")
     p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the train/test split")
     p.add_argument("--seed", type=int, default=d.seed, help="training seed")
-    p.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default=d.mixed_precision,
-                   help="auto: bf16/fp16 on GPU, fp32 on CPU")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
-    p.add_argument("--time-limit", type=float, default=None, metavar="MIN",
-                   help="stop cleanly (with a checkpoint) after this many minutes")
-    p.add_argument("--skip-bad", action="store_true", help="skip bad pairs and list them instead of stopping")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_options(p, d)
     p.set_defaults(func=run)
 
 
