@@ -19,3 +19,10 @@ fastsynth generate --n 1000 --out /tmp/ds/pairs1k --no-progress
 fastsynth distill --out runs/pd16 --teacher-steps 16 --student-steps 2 --steps-per-round 400 --batch-size 32 --lr 2e-4
 python benchmarks/quality_vs_nfe.py --n 128 --out benchmarks/results/distill_quality_cpu.json \
   --grid "ddim:2,4,8,16;unipc:6;distilled@runs/pd16/round-1-8steps:8;distilled@runs/pd16/round-2-4steps:4;distilled@runs/pd16/round-3-2steps:2"
+# the distilled student's data on the downstream benchmark
+python -m fastsynth.models.bundle runs/pd16/round-2-4steps --as bundled-fast --notes benchmarks/bundled_fast_notes.md
+/usr/bin/time -v fastsynth generate --n 10000 --model bundled-fast --out /tmp/fastsynth-10k-fast --no-progress \
+  2> benchmarks/results/generate_10k_fast_cpu.time.txt | tee benchmarks/results/generate_10k_fast_cpu.txt
+fastsynth generate --n 1000 --model bundled-fast --out /tmp/ds/fast1k --no-progress
+fastsynth evaluate /tmp/ds/fast1k --real fastsynth/bundled --metrics masks --downstream \
+  --json benchmarks/results/downstream_bundled_fast_cpu.json
