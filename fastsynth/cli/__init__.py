@@ -44,6 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def invoked_command(name: str) -> str:
+    """The shell command that started this process (recorded in cards and manifests), or "" when the command
+    ``name`` was called from Python rather than from the shell."""
+    import shlex
+
+    return "fastsynth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == [name] else ""
+
+
 def add_run_options(p, d) -> None:
     """Options every long training-like command shares (train, distill); ``d`` holds the defaults."""
     p.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default=d.mixed_precision,

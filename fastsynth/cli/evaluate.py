@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -67,6 +66,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from . import invoked_command
     from ..errors import FastsynthError
     from ..metrics.suite import evaluate, text_table
 
@@ -79,7 +79,7 @@ def run(args) -> int:
                           low_data_n=args.low_data_n, backend=args.seg_backend)
     if args.max_synthetic is not None and args.max_synthetic < 2:
         raise FastsynthError("--max-synthetic must be at least 2")
-    command = "fastsynth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "evaluate" in sys.argv[1:2] else ""
+    command = invoked_command("evaluate")
     out = Path(args.out) if args.out else Path(args.synth_dir) / "eval"
     results = evaluate(args.synth_dir, args.real, args.test, args.metrics, out, args.inception_weights,
                        fid_reference=args.fid_reference, max_synthetic=args.max_synthetic,

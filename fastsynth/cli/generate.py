@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 
 
@@ -55,6 +54,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from . import invoked_command
     from ..config import GenerateConfig
     from ..pipeline import default_out_dir, generate
 
@@ -66,7 +66,7 @@ def run(args) -> int:
     out = args.out or str(default_out_dir(args.mode))
     if args.out is None:
         print(f"writing to {out} (no --out given)", file=sys.stderr)
-    command = "fastsynth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["generate"] else ""
+    command = invoked_command("generate")
     s = generate(cfg, out, model=args.model, masks=args.masks, images=args.images, device=args.device,
                  progress=not args.no_progress, command=command)
     rate = f"{s['pairs_per_s']:.1f} pairs/s" if s["pairs_per_s"] else "nothing left to generate"

@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..models import load_model, resolve_model_dir
     from ..models.denoiser import WEIGHTS_NAME
-    from ..sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
+    from ..sampling import resolve_sampler
 
     d = resolve_model_dir(args.model)
     net, meta = load_model(d)
@@ -29,9 +29,8 @@ def run(args) -> int:
         "training_data": t.get("data"), "n_train": t.get("n_train"), "steps_trained": t.get("steps_done"),
         "wall_time_s": t.get("wall_time_s"), "hardware": t.get("hardware"), "command": t.get("command"),
     }
-    sampling = meta.get("sampling")
-    info["default_sampler"] = (f"{sampling['sampler']} x{sampling['steps']}" if sampling
-                               else f"{DEFAULT_SAMPLER} x{DEFAULT_STEPS[DEFAULT_SAMPLER]}")
+    sampler, steps, _ = resolve_sampler(None, None, meta)
+    info["default_sampler"] = f"{sampler} x{steps}"
     if meta.get("distillation"):
         dist = meta["distillation"]
         info["distilled"] = (f"{dist['rounds_done']} round(s) of progressive distillation, DDIM "

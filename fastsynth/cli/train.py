@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 
 def add_parser(sub) -> None:
@@ -33,6 +31,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from . import invoked_command
     from ..config import TrainConfig
     from ..errors import FastsynthError
     from ..training import train
@@ -44,7 +43,7 @@ def run(args) -> int:
                       test_fraction=args.test_fraction, split_seed=args.split_seed, seed=args.seed,
                       mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,
                       skip_bad=args.skip_bad)
-    command = "fastsynth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["train"] else ""
+    command = invoked_command("train")
     train(cfg, resume=args.resume, time_limit_min=args.time_limit, command=command,
           progress=not args.no_progress)
     return 0

@@ -37,8 +37,11 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
     if out.resolve() == src.resolve():
         raise FastsynthError("--out must be a new folder, not the input dataset")
     if out.exists() and any(out.iterdir()) and not (out / ".filter-parts").is_dir():
-        prev = (out / "fastsynth.json").read_text() if (out / "fastsynth.json").is_file() else ""
-        if '"filter"' not in prev:
+        try:
+            earlier = "filter" in read_manifest(out)
+        except FastsynthError:  # no or unreadable manifest: not ours
+            earlier = False
+        if not earlier:
             raise FastsynthError(f"--out {out} exists and is not an earlier filter output; choose a new folder")
     from ..pipeline import resolve_device
     from ..runtime import make_segmenter_fn, resolve_backend
@@ -97,7 +100,7 @@ def _repack(parts: Path, n_parts: int, writer, shard_size: int) -> None:
     data = writer.shard_path(0).parent
     shutil.rmtree(data, ignore_errors=True)  # a killed earlier repack: start it over
     data.mkdir(parents=True)
-    buf, k = [], 0
+    buf, k = None, 0  # rows read but not yet written
 
     def flush(rows):
         nonlocal k
@@ -109,12 +112,10 @@ def _repack(parts: Path, n_parts: int, writer, shard_size: int) -> None:
 
     for i in range(n_parts):
         t = pq.read_table(parts / f"part-{i:05d}.parquet")
-        if t.num_rows:
-            buf.append(t)
-        while sum(b.num_rows for b in buf) >= shard_size:
-            cat = pa.concat_tables(buf)
-            flush(cat.slice(0, shard_size))
-            buf = [cat.slice(shard_size)]
-    if buf and sum(b.num_rows for b in buf):
-        flush(pa.concat_tables(buf))
+        buf = t if buf is None else pa.concat_tables([buf, t])
+        while buf.num_rows >= shard_size:
+            flush(buf.slice(0, shard_size))
+            buf = buf.slice(shard_size)
+    if buf is not None and buf.num_rows:
+        flush(buf)
     shutil.rmtree(parts)

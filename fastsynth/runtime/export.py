@@ -6,6 +6,7 @@ trained by the downstream benchmark (image -> logits); the kind is read from the
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -51,7 +52,9 @@ def parity(ref_fn, test_fn, resolution: int, channels: int = 4, batch_size: int 
 
 def model_kind(model: str | os.PathLike | None) -> str:
     """'segmenter' for a folder saved by the downstream benchmark, else 'denoiser'."""
-    if model is None or str(model) in ("bundled", "default"):
+    from ..models.denoiser import BUNDLED_MODELS
+
+    if model is None or str(model) in BUNDLED_MODELS:
         return "denoiser"
     meta = Path(model) / "fastsynth.json"
     if meta.is_file():
@@ -84,8 +87,8 @@ def export_artifact(model: str | None, fmt: str, out: str | os.PathLike, device:
         net, seg_cfg, _ = load_segmenter(mdir)
         res = seg_cfg.resolution
         out.mkdir(parents=True, exist_ok=True)
+        ref_fn = eager_model_fn(copy.deepcopy(net), dev, torch.float32)
         onnx_path = export_segmenter_onnx(net, out / "segmenter.onnx", res)
-        ref_fn = eager_model_fn(load_segmenter(mdir)[0], dev, torch.float32)
         make_inputs = image_inputs(res)
         inputs = {"image": ["batch", 3, res, res]}
         outputs = {"logits": ["batch", 1, res, res]}
@@ -97,8 +100,8 @@ def export_artifact(model: str | None, fmt: str, out: str | os.PathLike, device:
         net, _ = load_model(mdir)
         res = net.config.resolution
         out.mkdir(parents=True, exist_ok=True)
+        ref_fn = eager_model_fn(copy.deepcopy(net), dev, torch.float32)
         onnx_path = export_onnx(net, out / "denoiser.onnx")
-        ref_fn = eager_model_fn(load_model(mdir)[0], dev, torch.float32)
         make_inputs = denoiser_inputs(res)
         inputs = {"x_t": ["batch", 4, res, res], "t": ["batch"], "cond": ["batch", 8, res, res]}
         outputs = {"model_output": ["batch", 4, res, res]}

@@ -26,6 +26,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import signal
 import time
 from dataclasses import replace
@@ -39,7 +40,7 @@ from ..conditioning import dilate_px_for
 from ..config import DistillConfig, TrainConfig, from_dict, to_dict
 from ..data import load_pairs, scan_pairs
 from ..errors import FastsynthError
-from ..models import Denoiser, load_model, resolve_model_dir, save_model
+from ..models import load_model, resolve_model_dir, save_model
 from ..models.denoiser import WEIGHTS_NAME
 from ..sampling.samplers import ddim_step, grid_timesteps, to_x0_eps
 from ..utils import file_sha256, write_json_atomic
@@ -222,24 +223,23 @@ def distill(cfg: DistillConfig, resume: bool = False, time_limit_min: float | No
         return m
 
     def save_student(stu, k_steps, grid, rnd, elapsed, folder):
-        net = Denoiser(mcfg)
-        net.unet.load_state_dict({k: v.detach().cpu().float() for k, v in stu.unet.state_dict().items()})
         m = student_meta(k_steps, grid, rnd, elapsed)
         card = (f"# fastsynth distilled student ({k_steps} steps)\n\nProgressively distilled from "
                 f"`{cfg.teacher}` (sha256 {teacher_sha[:12]}) in {rnd} round(s) of {cfg.steps_per_round} steps "
                 f"(DDIM {cfg.teacher_steps} -> {k_steps} steps) on `{data}` ({len(stems)} pairs).\n\n"
                 f"Samples with `fastsynth generate --model {folder}` (its grid: {grid}).\n\n"
                 f"Command: `{command}`\n")
-        save_model(net, folder, meta=m, card=card)
+        save_model(stu, folder, meta=m, card=card)  # save_model copies the weights to the CPU
         if (model_dir / "split.json").exists():
-            write_json_atomic(Path(folder) / "split.json", json.loads((model_dir / "split.json").read_text()))
+            shutil.copy(model_dir / "split.json", Path(folder) / "split.json")
 
+    grids = {k: round_grid(mcfg.num_train_timesteps, k) for k in rounds}  # per round: (teacher grid, student grid)
+    grids = {k: (fine.to(dev), grid) for k, (fine, grid) in grids.items()}
     try:
         while step < total and not stop["flag"]:
-            rnd, local = divmod(step, cfg.steps_per_round)
+            rnd = step // cfg.steps_per_round
             k_steps = rounds[rnd]
-            fine, grid = round_grid(mcfg.num_train_timesteps, k_steps)
-            fine = fine.to(dev)
+            fine, grid = grids[k_steps]
             if student is None:  # a new round: the student starts as a copy of its teacher
                 student = copy.deepcopy(teacher)
             if opt is None:
