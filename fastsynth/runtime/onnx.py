@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ def _export(module, args: tuple, input_names: list[str], output_name: str, path:
     path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=4096)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.onnx")  # concurrent exporters never share one
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")  # one shared batch dim
         torch.onnx.export(module, args, str(tmp), input_names=input_names, output_names=[output_name],
                           dynamic_shapes=tuple({0: batch} for _ in input_names),
                           opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
