@@ -144,6 +144,15 @@ class TrainConfig:
     log_every: int = 50
     num_workers: int = 0
     skip_bad: bool = False
+    # "v": plain MSE on v (x0-error weight SNR+1); "min-snr": min(SNR, gamma) / (SNR + 1) on v, i.e. x0-error weight
+    # min(SNR, gamma) (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy")
+    loss_weighting: str = "v"
+    min_snr_gamma: float = 5.0
+    # warm start: a model folder (or "bundled") whose weights initialise the network and its EMA
+    init_from: str = ""
+
+
+LOSS_WEIGHTINGS = ("v", "min-snr")
 
 
 @dataclass(frozen=True)
@@ -181,3 +190,7 @@ class GenerateConfig:
     format: str = "parquet"  # parquet | png
     precision: str = "fp32"  # fp32 | bf16 | fp16 | auto
     backend: str = "auto"  # auto: onnx on CPU when onnxruntime is installed, else eager
+    # classifier-free guidance of the conditional passes (from-masks, inpaint, the redraw of pairs); 1 = off
+    guidance: float = 1.0
+    # pairs only: redraw each image from its own generated (cleaned) mask in a second, mask-conditioned pass
+    redraw: bool = False

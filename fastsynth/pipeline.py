@@ -31,6 +31,9 @@ from .dataset.writer import check_compatible
 from .errors import FastsynthError
 from .utils import file_sha256
 from .sampling import decode_mask, make_scheduler, opening_size, resolve_sampler, sample
+from .sampling.guidance import guided_model_fn
+
+REDRAW_SEED_XOR = 0x2545F4914F6CDD1D  # the redraw pass's noise: its own stream of the row's seed
 
 
 def row_seed(seed: int, index: int) -> int:
@@ -138,6 +141,12 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         raise FastsynthError("--batch-size and --shard-size must be at least 1")
     if cfg.seed < 0:
         raise FastsynthError(f"--seed {cfg.seed}: must be a non-negative integer")
+    if not cfg.guidance >= 0:
+        raise FastsynthError(f"--guidance {cfg.guidance}: must be >= 0 (1 = no guidance)")
+    if cfg.redraw and cfg.mode != "pairs":
+        raise FastsynthError("--redraw is for --mode pairs (the other modes are already mask-conditioned)")
+    if cfg.guidance != 1.0 and cfg.mode == "pairs" and not cfg.redraw:
+        raise FastsynthError("--guidance needs a conditional pass: --mode from-masks / inpaint, or --redraw")
     if cfg.format not in ("parquet", "png"):
         raise FastsynthError(f"--format {cfg.format!r}: choose parquet or png")
     out = Path(out)
@@ -171,6 +180,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         "resolution": res, "shard_size": cfg.shard_size, "format": cfg.format,
         "mask_threshold": cfg.mask_threshold, "opening_px": opening, "dilate_px": dilate_px,
         "precision": cfg.precision, "backend": backend, "device": dev.type,
+        "guidance": cfg.guidance, "redraw": cfg.redraw,
         "source_fingerprint": cond_src.fingerprint, "source_dir": masks or images or "",
         "model_sha256": file_sha256(model_dir / WEIGHTS_NAME),
         "model": {"path": "bundled" if model is None else str(model), "training": meta.get("training", {})},
@@ -199,7 +209,8 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         raise FastsynthError(f"{out} exists and is not a fastsynth dataset folder; choose an empty or new --out")
 
     model_fn = make_model_fn(net, backend=backend, device=dev, precision=cfg.precision,
-                             batch_size=cfg.batch_size, model_sha=manifest["model_sha256"])
+                             batch_size=cfg.batch_size * (2 if cfg.guidance != 1.0 else 1),
+                             model_sha=manifest["model_sha256"])
     if rank == 0:
         if world == 1:
             writer.clean_partials()
@@ -267,23 +278,36 @@ def _wait_for_manifest(writer: DatasetWriter, timeout_s: float = 600.0) -> dict 
 @torch.inference_mode()
 def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditioning, indices, seeds, res: int,
                   dilate_px: int, opening: int, device: torch.device):
-    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    noise = torch.stack([torch.randn(4, res, res, generator=g) for g in gens])
     known, indicator, src = cond_src.batch(indices, seeds, res, dilate_px)
-    cond = torch.cat([known * indicator, indicator], dim=1)
-    x0 = sample(model_fn, scheduler, noise.to(device), cond.to(device), cfg.steps,
-                generators=gens if cfg.sampler == "ddpm" else None).float().cpu()
-    if not torch.isfinite(x0).all():
-        raise FastsynthError("the sampler produced NaN/inf values (try --precision fp32); nothing was written "
-                             "for this shard")
+    fn = model_fn if cfg.mode == "pairs" else guided_model_fn(model_fn, cfg.guidance)
+    x0 = _sample_rows(fn, scheduler, cfg, seeds, known, indicator, res, device)
     mask_u8 = decode_mask(x0[:, 3:], cfg.mask_threshold, opening)
     rgb = x0[:, :3]
+    if cfg.redraw:
+        # second pass: a new image for each generated (cleaned) mask, mask-conditioned and guided; the mask is kept
+        known, indicator = cond_from_masks(torch.where(mask_u8[:, None] > 0, 1.0, -1.0))
+        redraw_seeds = [int(s) ^ REDRAW_SEED_XOR for s in seeds]
+        rgb = _sample_rows(guided_model_fn(model_fn, cfg.guidance), scheduler, cfg, redraw_seeds, known, indicator,
+                           res, device)[:, :3]
     if cfg.mode != "pairs":
         # known values are given, not generated: paste them back exactly
         rgb = torch.where(indicator[:, :3] > 0, known[:, :3], rgb)
         known_mask = torch.where(known[:, 3] > 0, 255, 0).to(torch.uint8)
         mask_u8 = torch.where(indicator[:, 3] > 0, known_mask, mask_u8)
     return tensor_to_image(rgb), mask_u8.numpy(), src
+
+
+def _sample_rows(model_fn, scheduler, cfg: GenerateConfig, seeds, known, indicator, res: int, device):
+    """x0 [N, 4, H, W] for rows with the given seeds (one generator each) and conditioning."""
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    noise = torch.stack([torch.randn(4, res, res, generator=g) for g in gens])
+    cond = torch.cat([known * indicator, indicator], dim=1)
+    x0 = sample(model_fn, scheduler, noise.to(device), cond.to(device), cfg.steps,
+                generators=gens if cfg.sampler == "ddpm" else None).float().cpu()
+    if not torch.isfinite(x0).all():
+        raise FastsynthError("the sampler produced NaN/inf values (try --precision fp32); nothing was written "
+                             "for this shard")
+    return x0
 
 
 def default_out_dir(mode: str) -> Path:

@@ -47,3 +47,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
                       batch_size=8, lr=1e-3, warmup_steps=5, checkpoint_every=1000, test_fraction=0.0)
     train(cfg, progress=False)
     return root / "run" / "model"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Tests never read or write the user's cache (cached reference features, cached real segmenters)."""
+    old = os.environ.get("FASTSYNTH_CACHE")
+    os.environ["FASTSYNTH_CACHE"] = str(tmp_path_factory.mktemp("fastsynth-cache"))
+    yield
+    if old is None:
+        os.environ.pop("FASTSYNTH_CACHE", None)
+    else:
+        os.environ["FASTSYNTH_CACHE"] = old

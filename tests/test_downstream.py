@@ -98,8 +98,69 @@ def test_benchmark_learns_on_easy_data(tmp_path):
     real, syn, test = _pairs(24, 0), _pairs(24, 1), _pairs(8, 2)
     cfg = dataclasses.replace(TINY, steps=60)
     r = ds.run_benchmark(cfg, real, [f"r{i}" for i in range(24)], syn, [""] * 24, {"held": test},
-                         ("real", "synthetic", "real+synthetic"), save_dir=tmp_path)
+                         ("real", "synthetic", "real+synthetic"), save_dir=tmp_path, seeds=1)
     assert set(r["runs"]) == {"real", "synthetic", "real+synthetic"}
     assert r["runs"]["real"]["test"]["held"]["dice"] > 0.5  # bright squares are easy
     assert r["summary"]["held"]["synthetic_over_real_dice"] is not None
     assert (tmp_path / "real_plus_synthetic" / "model.safetensors").is_file()
+    # one seed: nothing can be called a win or a loss
+    assert {c["verdict"] for c in r["comparisons"]} == {"not distinguishable (1 seed)"}
+    # label agreement: real-trained segmenters find the synthetic squares as well as the real ones
+    ag = r["agreement"]
+    assert ag["dice"] > 0.5 and ag["real_heldout_dice"] == r["runs"]["real"]["test"]["held"]["dice"]
+
+
+def test_seeds_are_aggregated_and_real_runs_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTSYNTH_CACHE", str(tmp_path / "cache"))
+    real, syn, test = _pairs(16, 0), _pairs(16, 1), _pairs(6, 2)
+    logs = []
+    args = (TINY, real, [f"r{i}" for i in range(16)], syn, [""] * 16, {"held": test},
+            ("real", "synthetic", "low-data"))
+    r1 = ds.run_benchmark(*args, low_data_n=(8,), seeds=2, log=logs.append)
+    assert set(r1["runs"]) == {"real", "synthetic", "low-data-8", "low-data-8+synthetic"}
+    run = r1["runs"]["real"]
+    assert [s["seed"] for s in run["seeds"]] == [0, 1]
+    per = [s["test"]["held"]["dice"] for s in run["seeds"]]
+    agg = run["test"]["held"]
+    assert agg["dice"] == pytest.approx(np.mean(per)) and agg["dice_seed_std"] == pytest.approx(np.std(per, ddof=1))
+    assert {(c["candidate"], c["baseline"]) for c in r1["comparisons"]} == {
+        ("synthetic", "real"), ("low-data-8+synthetic", "low-data-8")}
+    assert not any("cache" in m for m in logs)
+    # a second dataset judged against the same real data reuses the real-only segmenters (same scores)
+    logs.clear()
+    r2 = ds.run_benchmark(*args, low_data_n=(8,), seeds=2, log=logs.append)
+    assert sum("cache" in m for m in logs) == 4  # real and low-data-8, two seeds each
+    assert r2["runs"]["real"]["test"] == r1["runs"]["real"]["test"]
+    assert r2["runs"]["low-data-8"]["test"] == r1["runs"]["low-data-8"]["test"]
+    with pytest.raises(FastsynthError, match="--seeds"):
+        ds.run_benchmark(*args, seeds=0)
+
+
+def test_compare_runs_calls_small_differences_not_distinguishable():
+    def run(vals):
+        return {"test": {"t": ds.aggregate([{"dice": v, "iou": v, "n": 10} for v in vals])}}
+
+    base = run([0.60, 0.62, 0.64])
+    assert ds.compare_runs(run([0.61, 0.64, 0.66]), base, "a", "b", "t")["verdict"] == "not distinguishable"
+    better = ds.compare_runs(run([0.70, 0.72, 0.74]), base, "a", "b", "t")
+    assert better["verdict"] == "better" and better["dice_delta"] == pytest.approx(0.10)
+    assert ds.compare_runs(run([0.40, 0.42, 0.44]), base, "a", "b", "t")["verdict"] == "worse"
+    # a large mean difference carried by one wild seed is not a result
+    assert ds.compare_runs(run([0.60, 0.62, 0.95]), base, "a", "b", "t")["verdict"] == "not distinguishable"
+    assert ds.compare_runs(run([0.9]), run([0.1]), "a", "b", "t")["verdict"].startswith("not distinguishable")
+
+
+def test_label_agreement_scores_masks_against_predictions():
+    import torch
+
+    syn = _pairs(6, 3)
+
+    def perfect(x):  # logits from the known squares: +10 inside the mask, -10 outside
+        return torch.from_numpy(np.where(syn[:, 3:] >= 128, 10.0, -10.0).astype(np.float32))
+
+    def empty(x):
+        return torch.full((len(x), 1, 32, 32), -10.0)
+
+    real_run = {"test": {"heldout": {"dice": 0.8}}}
+    ag = ds.label_agreement([perfect, empty], syn, real_run)
+    assert ag["dice_per_seed"] == [1.0, 0.0] and ag["dice"] == 0.5 and ag["ratio"] == pytest.approx(0.625)

@@ -344,3 +344,21 @@ def test_msssim_matches_pytorch_msssim_at_256():
     ref_s = pm.ssim(ta, tb, data_range=255, size_average=False)
     assert torch.allclose(torch.as_tensor(ms_ssim(a, b)).float(), ref_ms, atol=1e-4)
     assert torch.allclose(torch.as_tensor(ssim(a, b)).float(), ref_s, atol=1e-4)
+
+
+def test_hf_energy_separates_grain_and_patch_artefacts():
+    from fastsynth.metrics.texture import adjacent_diff, hf_energy_report, hf_power_fraction, patch_boundary_ratio
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :32]
+    smooth = np.stack([np.clip(100 + 60 * np.sin(xx / 6.0 + k) * np.cos(yy / 7.0), 0, 255) for k in range(8)])
+    smooth = np.repeat(smooth[..., None], 3, -1).astype(np.uint8)
+    noisy = np.clip(smooth.astype(int) + rng.integers(-25, 26, smooth.shape), 0, 255).astype(np.uint8)
+    assert adjacent_diff(noisy) > 3 * adjacent_diff(smooth)
+    assert hf_power_fraction(noisy) > 3 * hf_power_fraction(smooth)
+    # 2x2 blocks: no difference inside a block, all of it across block boundaries
+    blocks = np.kron(rng.integers(0, 255, (4, 16, 16)), np.ones((2, 2))).astype(np.uint8)[..., None]
+    assert patch_boundary_ratio(blocks) > 10 and 0.8 < patch_boundary_ratio(noisy) < 1.25
+    rep = hf_energy_report(noisy, smooth)
+    assert not rep["within_margin"] and rep["ratio"] > 3
+    assert hf_energy_report(smooth, smooth)["within_margin"]

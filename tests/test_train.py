@@ -80,3 +80,33 @@ def test_batches_mix_all_three_modes(pair_folder):
             kinds.add("inpaint")
         assert torch.equal(known[i], x0[i] * ind[i])
     assert kinds == {"pairs", "from-masks", "inpaint"}
+
+
+def test_min_snr_weighting_caps_the_low_noise_examples():
+    from dataclasses import replace
+
+    from fastsynth.training.train import weighted_loss
+
+    pred, target = torch.zeros(2, 4, 2, 2), torch.ones(2, 4, 2, 2)
+    a = torch.tensor([0.999, 0.5]).view(-1, 1, 1, 1)  # SNR 999 and 1
+    cfg = TrainConfig()
+    assert weighted_loss(pred, target, a, cfg).item() == pytest.approx(1.0)
+    ms = weighted_loss(pred, target, a, replace(cfg, loss_weighting="min-snr", min_snr_gamma=5.0)).item()
+    assert ms == pytest.approx((5 / 1000 + 1 / 2) / 2)
+
+
+def test_warm_start_from_a_saved_model(pair_folder, tmp_path):
+    from dataclasses import replace
+
+    first = train(_cfg(pair_folder, tmp_path / "a", 3), progress=False)
+    src, _ = load_model(first)
+    cfg = replace(_cfg(pair_folder, tmp_path / "b", 1), init_from=str(first), lr=1e-12, warmup_steps=1)
+    out = train(cfg, progress=False)
+    warm, meta = load_model(out)
+    for (k, v), w in zip(src.unet.state_dict().items(), warm.unet.state_dict().values()):
+        assert torch.allclose(v, w, atol=1e-6), k
+    assert meta["training"]["init"]["from"] == str(first) and meta["training"]["init"]["steps_done"] == 3
+    assert "Warm-started from" in (out / "model" / "README.md").read_text()
+    bad = replace(_cfg(pair_folder, tmp_path / "c", 1), init_from=str(first), resolution=32)
+    with pytest.raises(FastsynthError, match="--init-from"):
+        train(bad, progress=False)

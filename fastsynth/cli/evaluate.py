@@ -16,7 +16,10 @@ def _ints(s: str) -> tuple:
 
 
 def add_parser(sub) -> None:
+    from ..metrics import downstream as ds
     from ..runtime import BACKENDS
+
+    d = ds.SegConfig()
 
     p = sub.add_parser(
         "evaluate", help="measure a synthetic dataset against real data (and update its card)",
@@ -30,7 +33,10 @@ def add_parser(sub) -> None:
                         "with split.json (then held-out images are the reference and test set)")
     p.add_argument("--test", action="append", default=[], metavar="REAL_TEST_DIR",
                    help="an extra real test set for the downstream benchmark (repeatable: cross-dataset transfer)")
-    p.add_argument("--metrics", default="all", help="comma list of fid (incl. KID), msssim, masks, memorization")
+    p.add_argument("--metrics", default="all",
+                   help="comma list of fid (incl. KID), msssim, masks, memorization, hf (high-frequency energy "
+                        "against real images), agreement (segmenters trained on real pairs predict the synthetic "
+                        "masks; needs the eval extra); all = every one but agreement")
     p.add_argument("--json", default=None, metavar="FILE", help="metrics JSON (default SYNTH_DIR/eval/metrics.json)")
     p.add_argument("--out", default=None, help="folder for plots and segmenters (default SYNTH_DIR/eval)")
     p.add_argument("--inception-weights", default=None, metavar="PATH",
@@ -43,18 +49,22 @@ def add_parser(sub) -> None:
     p.add_argument("--memorization-method", choices=("ssim", "features"), default="ssim")
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached reference features")
     p.add_argument("--downstream", action="store_true", help="run the downstream segmentation benchmark")
-    p.add_argument("--protocols", default="real,synthetic,real+synthetic",
+    p.add_argument("--protocols", default=",".join(ds.DEFAULT_PROTOCOLS),
                    help="comma list of real, synthetic, real+synthetic, low-data")
-    p.add_argument("--low-data-n", type=_ints, default=(16, 32, 64, 128), help="real images per low-data run")
-    p.add_argument("--seg-arch", default="unetplusplus", help="unetplusplus, unet, fpn or deeplabv3plus")
-    p.add_argument("--seg-encoder", default="resnet34", help="smp encoder name")
-    p.add_argument("--seg-encoder-weights", default="auto", help="auto (ImageNet if available), imagenet or none")
-    p.add_argument("--seg-steps", type=int, default=300,
-                   help="optimiser steps per protocol run (300 keeps the default protocols under 30 min on a "
-                        "2-core CPU at 64x64; use more on a GPU or at higher resolution)")
-    p.add_argument("--seg-batch-size", type=int, default=16)
-    p.add_argument("--seg-lr", type=float, default=1e-3)
-    p.add_argument("--alpha", type=float, default=0.5, help="probability a real image is joined by a synthetic one")
+    p.add_argument("--low-data-n", type=_ints, default=ds.LOW_DATA_N, help="real images per low-data run")
+    p.add_argument("--seeds", type=int, default=ds.DEFAULT_SEEDS,
+                   help="segmenter seeds per protocol (mean ± std reported; a difference within the spread is "
+                        "'not distinguishable')")
+    p.add_argument("--seg-arch", default=d.arch, help="unetplusplus, unet, fpn or deeplabv3plus")
+    p.add_argument("--seg-encoder", default=d.encoder, help="smp encoder name")
+    p.add_argument("--seg-encoder-depth", type=int, default=d.encoder_depth, help="smp encoder depth (3-5)")
+    p.add_argument("--seg-encoder-weights", default=d.encoder_weights,
+                   help="auto (ImageNet if available), imagenet or none")
+    p.add_argument("--seg-steps", type=int, default=d.steps, help="optimiser steps per protocol run and seed")
+    p.add_argument("--seg-batch-size", type=int, default=d.batch_size)
+    p.add_argument("--seg-lr", type=float, default=d.lr)
+    p.add_argument("--alpha", type=float, default=d.alpha,
+                   help="probability a real image is joined by a synthetic one")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--seg-backend", choices=BACKENDS, default="eager",
@@ -70,13 +80,17 @@ def run(args) -> int:
     from ..errors import FastsynthError
     from ..metrics.suite import evaluate, text_table
 
+    w = None if str(args.seg_encoder_weights).lower() in ("none", "null", "") else args.seg_encoder_weights
+    segmenter = dict(arch=args.seg_arch, encoder=args.seg_encoder, encoder_depth=args.seg_encoder_depth,
+                     encoder_weights=w, steps=args.seg_steps, batch_size=args.seg_batch_size, lr=args.seg_lr,
+                     alpha=args.alpha, low_data_n=args.low_data_n, backend=args.seg_backend, seeds=args.seeds)
+    if args.seg_arch.lower() != "unet" or args.seg_encoder_depth != 4:
+        segmenter["decoder_channels"] = None  # smp's default decoder for other architectures / depths
+    if args.seeds < 1:
+        raise FastsynthError(f"--seeds {args.seeds}: must be at least 1")
     downstream = None
     if args.downstream:
-        w = None if str(args.seg_encoder_weights).lower() in ("none", "null", "") else args.seg_encoder_weights
-        downstream = dict(arch=args.seg_arch, encoder=args.seg_encoder, encoder_weights=w, steps=args.seg_steps,
-                          batch_size=args.seg_batch_size, lr=args.seg_lr, alpha=args.alpha,
-                          protocols=tuple(s.strip() for s in args.protocols.split(",") if s.strip()),
-                          low_data_n=args.low_data_n, backend=args.seg_backend)
+        downstream = dict(segmenter, protocols=tuple(s.strip() for s in args.protocols.split(",") if s.strip()))
     if args.max_synthetic is not None and args.max_synthetic < 2:
         raise FastsynthError("--max-synthetic must be at least 2")
     command = invoked_command("evaluate")
@@ -84,7 +98,7 @@ def run(args) -> int:
     results = evaluate(args.synth_dir, args.real, args.test, args.metrics, out, args.inception_weights,
                        fid_reference=args.fid_reference, max_synthetic=args.max_synthetic,
                        msssim_pairs=args.msssim_pairs, memorization_method=args.memorization_method,
-                       downstream=downstream, seed=args.seed, device=args.device, use_cache=not args.no_cache,
+                       downstream=downstream, segmenter=segmenter, seed=args.seed, device=args.device, use_cache=not args.no_cache,
                        command=command, log=lambda s: print(s, file=sys.stderr), progress=not args.no_progress)
     jpath = Path(args.json) if args.json else out / "metrics.json"
     jpath.parent.mkdir(parents=True, exist_ok=True)

@@ -49,6 +49,12 @@ def add_parser(sub) -> None:
                    help="threshold of the mask channel in model space ([-1, 1]; 0 = the midpoint)")
     p.add_argument("--dilate-px", type=int, default=d.inpaint_dilate_px_at_256,
                    help="inpainting: dilation of the real mask at 256x256 (scaled with resolution)")
+    p.add_argument("--guidance", type=float, default=d.guidance,
+                   help="classifier-free guidance scale of the conditional passes (from-masks, inpaint, --redraw); "
+                        "1 = off; costs a second network evaluation per step")
+    p.add_argument("--redraw", action="store_true", default=d.redraw,
+                   help="pairs: redraw each image from its generated mask in a second, mask-conditioned pass "
+                        "(twice the network evaluations)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -62,7 +68,7 @@ def run(args) -> int:
                          batch_size=args.batch_size, seed=args.seed, shard_size=args.shard_size,
                          opening_px_at_256=args.opening_px, mask_threshold=args.mask_threshold,
                          inpaint_dilate_px_at_256=args.dilate_px, format=args.format, precision=args.precision,
-                         backend=args.backend)
+                         backend=args.backend, guidance=args.guidance, redraw=args.redraw)
     out = args.out or str(default_out_dir(args.mode))
     if args.out is None:
         print(f"writing to {out} (no --out given)", file=sys.stderr)

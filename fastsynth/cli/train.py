@@ -26,6 +26,12 @@ def add_parser(sub) -> None:
     p.add_argument("--test-fraction", type=float, default=d.test_fraction, help="held-out fraction (by stem)")
     p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the train/test split")
     p.add_argument("--seed", type=int, default=d.seed, help="training seed")
+    p.add_argument("--loss-weighting", choices=("v", "min-snr"), default=d.loss_weighting,
+                   help="v: plain MSE on v; min-snr: Min-SNR-gamma weighting (Hang et al. 2023)")
+    p.add_argument("--min-snr-gamma", type=float, default=d.min_snr_gamma, help="gamma of --loss-weighting min-snr")
+    p.add_argument("--init-from", default=d.init_from, metavar="MODEL",
+                   help="warm start: initialise from a saved model folder, run folder or 'bundled' (same preset "
+                        "and resolution); recorded in the model card")
     add_run_options(p, d)
     p.set_defaults(func=run)
 
@@ -42,7 +48,8 @@ def run(args) -> int:
                       steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                       test_fraction=args.test_fraction, split_seed=args.split_seed, seed=args.seed,
                       mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,
-                      skip_bad=args.skip_bad)
+                      skip_bad=args.skip_bad, loss_weighting=args.loss_weighting,
+                      min_snr_gamma=args.min_snr_gamma, init_from=args.init_from)
     command = invoked_command("train")
     train(cfg, resume=args.resume, time_limit_min=args.time_limit, command=command,
           progress=not args.no_progress)

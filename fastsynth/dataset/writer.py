@@ -28,7 +28,10 @@ from ..errors import FastsynthError
 MANIFEST = "fastsynth.json"
 # settings that must match to resume or extend an existing folder
 IDENTITY_KEYS = ("model_sha256", "mode", "sampler", "steps", "seed", "resolution", "shard_size", "format",
-                 "mask_threshold", "opening_px", "dilate_px", "source_fingerprint", "precision")
+                 "mask_threshold", "opening_px", "dilate_px", "source_fingerprint", "precision", "guidance",
+                 "redraw")
+# the value an identity key had before it existed (datasets written by older versions)
+IDENTITY_DEFAULTS = {"guidance": 1.0, "redraw": False}
 
 
 def features():
@@ -171,7 +174,9 @@ class DatasetWriter:
 
 
 def check_compatible(existing: dict, wanted: dict, out: Path) -> None:
-    diff = {k: (existing.get(k), wanted.get(k)) for k in IDENTITY_KEYS if existing.get(k) != wanted.get(k)}
+    diff = {k: (existing.get(k, IDENTITY_DEFAULTS.get(k)), wanted.get(k, IDENTITY_DEFAULTS.get(k)))
+            for k in IDENTITY_KEYS}
+    diff = {k: v for k, v in diff.items() if v[0] != v[1]}
     if diff:
         desc = "; ".join(f"{k}: existing {a!r} vs now {b!r}" for k, (a, b) in diff.items())
         raise FastsynthError(

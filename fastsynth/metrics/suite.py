@@ -17,12 +17,13 @@ import numpy as np
 
 from ..errors import FastsynthError
 
-METRICS = ("fid", "msssim", "masks", "memorization")
+METRICS = ("fid", "msssim", "masks", "memorization", "hf", "agreement")
+DEFAULT_METRICS = ("fid", "msssim", "masks", "memorization", "hf")  # "all"; agreement trains segmenters (eval extra)
 
 
 def parse_metrics(spec: str | list | None) -> list[str]:
     if spec is None or spec == "all":
-        return list(METRICS)
+        return list(DEFAULT_METRICS)
     items = [s.strip().lower() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     items = ["fid" if s == "kid" else s for s in items]
     bad = [s for s in items if s not in METRICS]
@@ -35,9 +36,12 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
              metrics: str | list | None = None, out_dir: str | os.PathLike | None = None,
              inception_weights: str | None = None, extractor=None, fid_reference: str = "test",
              max_synthetic: int | None = None, msssim_pairs: int = 1000, memorization_method: str = "ssim",
-             downstream: dict | None = None, seed: int = 0, device: str = "cpu", use_cache: bool = True,
+             downstream: dict | None = None, segmenter: dict | None = None, seed: int = 0, device: str = "cpu", use_cache: bool = True,
              command: str = "", log: Callable[[str], None] | None = None, progress: bool = False) -> dict:
-    """Compute the requested metrics; write plots (and segmenters, for the downstream benchmark) to out_dir."""
+    """Compute the requested metrics; write plots (and segmenters, for the downstream benchmark) to out_dir.
+
+    ``downstream``: options of the downstream benchmark (None: not run); ``segmenter``: options of the real-trained
+    segmenters behind the ``agreement`` metric when the benchmark is not run (defaults: SegConfig's)."""
     from .. import __version__
     from ..data import load_pairs
     from . import io as eio
@@ -129,19 +133,31 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
         (out / "memorization.json").write_text(json.dumps(nearest) + "\n")
         mem["per_image_file"] = str(out / "memorization.json")
         results["memorization"] = mem
-    if downstream is not None:
-        from .downstream import SegConfig, run_benchmark
+    if "hf" in wanted:
+        from .texture import hf_energy_report
 
-        d = dict(downstream)
-        protocols = d.pop("protocols", ("real", "synthetic", "real+synthetic"))
-        low_n = d.pop("low_data_n", (16, 32, 64, 128))
+        say("high-frequency energy (residual noise)")
+        results["hf"] = hf_energy_report(synth.images, train_arr[:, :3].transpose(0, 2, 3, 1))
+    if downstream is not None or "agreement" in wanted:
+        from .downstream import DEFAULT_PROTOCOLS, DEFAULT_SEEDS, LOW_DATA_N, SegConfig, run_benchmark
+
+        d = dict(downstream if downstream is not None else (segmenter or {}))
+        protocols = d.pop("protocols", DEFAULT_PROTOCOLS) if downstream is not None else ("real",)
+        d.pop("protocols", None)
+        low_n = d.pop("low_data_n", LOW_DATA_N)
         backend = d.pop("backend", "eager")
+        n_seeds = d.pop("seeds", DEFAULT_SEEDS)
         cfg = SegConfig(resolution=res, seed=seed, **d)
         test_sets = ({"heldout": test_arr} if test_arr is not None else {}) | extra_tests
         synth4 = np.concatenate([synth.images.transpose(0, 3, 1, 2), synth.masks[:, None]], 1)
-        results["downstream"] = run_benchmark(cfg, train_arr, rs.train_stems, synth4, synth.source, test_sets,
-                                              protocols, low_n, device=device, save_dir=out / "segmenters", log=say,
-                                              backend=backend, progress_factory=_seg_bar if progress else None)
+        bench = run_benchmark(cfg, train_arr, rs.train_stems, synth4, synth.source, test_sets, protocols, low_n,
+                              device=device, save_dir=out / "segmenters" if downstream is not None else None,
+                              log=say, backend=backend, seeds=n_seeds, use_cache=use_cache,
+                              progress_factory=_seg_bar if progress else None)
+        if "agreement" in bench:
+            results["agreement"] = bench.pop("agreement")
+        if downstream is not None:
+            results["downstream"] = bench
     results["seconds"] = round(time.perf_counter() - t0, 1)
     _bars(results, out)
     return results
@@ -190,11 +206,22 @@ def text_table(results: dict) -> str:
     mem = results.get("memorization")
     if mem:
         rows.append(("near-copies", f"{mem['n_flagged']} / {mem['n_synthetic']}", ""))
+    hf = results.get("hf")
+    if hf:
+        rows.append(("HF energy (adjacent-pixel diff)", f"{hf['synthetic']:.2f}", f"{hf['real']:.2f}"))
+    ag = results.get("agreement")
+    if ag:
+        rows.append(("label agreement Dice", f"{ag['dice']:.3f} ± {ag['dice_seed_std']:.3f}",
+                     f"{ag['real_heldout_dice']:.3f} (held-out)" if "real_heldout_dice" in ag else ""))
     ds = results.get("downstream")
     if ds:
         for p, r in ds["runs"].items():
             for t, s in r["test"].items():
-                rows.append((f"Dice/IoU {p} on {t}", f"{s['dice']:.4f} / {s['iou']:.4f}", ""))
+                rows.append((f"Dice {p} on {t}", f"{s['dice']:.4f} ± {s['dice_seed_std']:.4f}",
+                             f"({s['n_seeds']} seeds)"))
+        for c in ds.get("comparisons", []):
+            rows.append((f"{c['candidate']} vs {c['baseline']} ({c['test']})",
+                         f"{c['dice_delta']:+.4f} (spread {c['spread']:.4f})", c["verdict"]))
     wa = max(len(r[0]) for r in rows)
     wb = max(len(r[1]) for r in rows)
     return "\n".join(f"{a:<{wa}}  {b:<{wb}}  {c}".rstrip() for a, b, c in rows)

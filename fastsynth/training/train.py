@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..conditioning import cond_from_masks, cond_inpaint, dilate_px_for, inpaint_region, random_boxes
-from ..config import TrainConfig, model_config_for, to_dict, from_dict
+from ..config import LOSS_WEIGHTINGS, TrainConfig, model_config_for, to_dict, from_dict
 from ..data import load_pairs, make_split, scan_pairs
 from ..errors import FastsynthError
 from ..utils import write_json_atomic
@@ -77,6 +77,30 @@ def make_batch(data_u8: torch.Tensor, cfg: TrainConfig, g: torch.Generator, batc
     return x0, known, indicator
 
 
+def weighted_loss(pred: torch.Tensor, target: torch.Tensor, a: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """Mean squared error on the model output, weighted per example by ``cfg.loss_weighting``."""
+    per_example = (pred - target).square().flatten(1).mean(1)
+    if cfg.loss_weighting == "min-snr":
+        snr = (a / (1 - a)).flatten()
+        per_example = per_example * snr.clamp(max=cfg.min_snr_gamma) / (snr + 1)
+    return per_example.mean()
+
+
+def _warm_start(model: Denoiser, source: str) -> dict:
+    """Load the weights of a saved model (same architecture) into ``model``; returns its provenance."""
+    from ..models import load_model
+
+    init, meta = load_model(None if source == "bundled" else source)
+    if init.config != model.config:
+        raise FastsynthError(f"--init-from {source}: its network ({init.config.block_out_channels}, patch "
+                             f"{init.config.patch_size}, {init.config.resolution}px) differs from this run's "
+                             "--preset/--resolution")
+    model.unet.load_state_dict(init.unet.state_dict())
+    t = meta.get("training", {})
+    return {"from": source, "steps_done": t.get("steps_done"), "wall_time_s": t.get("wall_time_s"),
+            "earlier": t.get("init")}
+
+
 class EMA:
     """Exponential moving average of parameters with the usual warm-up: decay_k = min(d, (1+k)/(10+k))."""
 
@@ -118,9 +142,18 @@ pairs, images from given masks, and new polyps inpainted into real images.
 - Training data: `{t['data']}` ({t['n_train']} training pairs; {t['n_test']} held out in split.json)
 - Steps trained: {t['steps_done']} at batch size {t['batch_size']} (preset `{t['preset']}`)
 - Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}
-- Command: `{t['command']}`
+- Command: `{t['command']}`{_init_line(t.get('init'))}
 - fastsynth {meta['fastsynth_version']}, torch {t['torch']}
 """
+
+
+def _init_line(init: dict | None) -> str:
+    """The warm-start history of a model, one clause per earlier run (oldest last)."""
+    parts = []
+    while init:
+        parts.append(f"`{init['from']}` ({init.get('steps_done')} steps, {(init.get('wall_time_s') or 0) / 60:.0f} min)")
+        init = init.get("earlier")
+    return ("\n- Warm-started from " + ", itself warm-started from ".join(parts)) if parts else ""
 
 
 def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None = None,
@@ -174,7 +207,12 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
             write_json_atomic(out / "skipped.json", [{"item": a, "reason": b} for a, b in src.skipped])
             print(f"skipped {len(src.skipped)} bad item(s); listed in {out / 'skipped.json'}")
 
+    if cfg.loss_weighting not in LOSS_WEIGHTINGS:
+        raise FastsynthError(f"--loss-weighting {cfg.loss_weighting!r}: choose one of {', '.join(LOSS_WEIGHTINGS)}")
+    if cfg.min_snr_gamma <= 0:
+        raise FastsynthError(f"--min-snr-gamma {cfg.min_snr_gamma}: must be > 0")
     model = Denoiser(model_cfg)
+    init_info = _warm_start(model, cfg.init_from) if cfg.init_from else None
     from diffusers import DDPMScheduler
 
     noise_sched = DDPMScheduler(num_train_timesteps=model_cfg.num_train_timesteps,
@@ -250,6 +288,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
                 "preset": cfg.preset, "lr": cfg.lr, "ema_decay": cfg.ema_decay,
                 "wall_time_s": round(elapsed, 1), "command": command,
                 "hardware": _hardware(accelerator), "torch": torch.__version__, "mixed_precision": mp,
+                "loss_weighting": cfg.loss_weighting, "min_snr_gamma": cfg.min_snr_gamma, "init": init_info,
             },
         }
         save_model(ema_net, out / "model", meta=meta, card=_model_card(meta))
@@ -273,7 +312,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
                 target = a.sqrt() * noise - (1 - a).sqrt() * x0
             else:
                 target = noise
-            loss = F.mse_loss(pred.float(), target)
+            loss = weighted_loss(pred.float(), target, a, cfg)
             accelerator.backward(loss)
             if cfg.grad_clip > 0:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
