@@ -1,16 +1,36 @@
-"""The README's sample grid: generated pairs (image with its mask's contour) from the bundled model.
-(No real images are drawn: the Kvasir-SEG data and copies of it are never committed.)
+"""The README's sample grids: every mode of a model, with no real image drawn.
+
+Rows of the ``--modes`` grid (image with its mask's contour in green):
+1. new pairs (image and mask from noise, the default mode);
+2. given mask -> image: masks drawn here (ellipses of several sizes and places), each with its generated image;
+3. inpainting, before: generated pairs (row 1's), then after: a new polyp generated inside each one's dilated mask
+   region, everything outside kept.
+The Kvasir-SEG data and copies of it are never committed, so the "given" masks and "before" images are synthetic.
 
     python benchmarks/sample_grid.py --out benchmarks/results/samples.png
+    python benchmarks/sample_grid.py --modes --n 8 --out benchmarks/results/samples_modes.png
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+
+
+def drawn_masks(n: int, res: int, seed: int) -> np.ndarray:
+    """n elliptical masks (uint8 {0, 255}) of varied size, aspect and place."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:res, :res]
+    out = np.zeros((n, res, res), np.uint8)
+    for i in range(n):
+        cy, cx = rng.uniform(0.3, 0.7, 2) * res
+        ry, rx = rng.uniform(0.08, 0.3, 2) * res
+        out[i] = (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1) * 255
+    return out
 
 
 def main() -> None:
@@ -19,11 +39,15 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=24)
     ap.add_argument("--sampler", default=None, help="default: the model's own, else unipc")
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--guidance", type=float, default=1.0, help="guidance of the conditional rows")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--modes", action="store_true", help="rows: pairs, given mask -> image, inpaint before/after")
     ap.add_argument("--out", default="benchmarks/results/samples.png")
     a = ap.parse_args()
 
     from fastsynth.config import GenerateConfig
+    from fastsynth.conditioning import dilate_px_for
+    from fastsynth.data.codec import image_to_tensor, mask_to_channel
     from fastsynth.metrics.plots import sample_grid
     from fastsynth.models import load_model
     from fastsynth.pipeline import Conditioning, row_seed, sample_pairs
@@ -36,14 +60,30 @@ def main() -> None:
     fn = make_model_fn(net, "eager", "cpu")
     sch = make_scheduler(sampler, net.config.num_train_timesteps, net.config.beta_schedule,
                          net.config.prediction_type, grid=grid)
+    cfg = GenerateConfig(sampler=sampler, steps=steps)
     idx = np.arange(a.n)
-    im, mk, _ = sample_pairs(fn, sch, GenerateConfig(sampler=sampler, steps=steps), Conditioning("pairs", [], None, ""),
-                             idx, np.array([row_seed(a.seed, i) for i in idx]), res, 0, opening_size(res),
-                             torch.device("cpu"))
+    seeds = np.array([row_seed(a.seed, i) for i in idx])
+    dev, opening, dilate = torch.device("cpu"), opening_size(res), dilate_px_for(res, cfg.inpaint_dilate_px_at_256)
+    im, mk, _ = sample_pairs(fn, sch, cfg, Conditioning("pairs", [], None, ""), idx, seeds, res, 0, opening, dev)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sample_grid(im, mk, out, n=a.n, cols=8)
-    print(f"wrote {out} ({a.n} synthetic pairs, {sampler} x{steps})")
+    if not a.modes:
+        sample_grid(im, mk, out, n=a.n, cols=8)
+        print(f"wrote {out} ({a.n} synthetic pairs, {sampler} x{steps})")
+        return
+    gcfg = replace(cfg, guidance=a.guidance)
+    given = drawn_masks(a.n, res, a.seed)
+    fm = Conditioning("from-masks", [f"m{i}" for i in idx], mask_to_channel(torch.from_numpy(given))[:, None], "")
+    im2, mk2, _ = sample_pairs(fn, sch, replace(gcfg, mode="from-masks"), fm, idx, seeds, res, dilate, opening, dev)
+    before = torch.cat([image_to_tensor(torch.from_numpy(im).permute(0, 3, 1, 2)),
+                        mask_to_channel(torch.from_numpy(mk))[:, None]], 1)
+    ip = Conditioning("inpaint", [f"p{i}" for i in idx], before, "")
+    im3, mk3, _ = sample_pairs(fn, sch, replace(gcfg, mode="inpaint"), ip, idx, seeds ^ 1, res, dilate, opening, dev)
+    rows_im = np.concatenate([im, im2, im, im3])
+    rows_mk = np.concatenate([mk, mk2, mk, mk3])
+    sample_grid(rows_im, rows_mk, out, n=len(rows_im), cols=a.n)
+    print(f"wrote {out}: rows = new pairs | drawn mask -> image | inpaint before | inpaint after "
+          f"({sampler} x{steps}, guidance {a.guidance})")
 
 
 if __name__ == "__main__":
