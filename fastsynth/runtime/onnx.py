@@ -7,8 +7,10 @@ hash, the resolution, the opset and the torch version, so the export is paid onc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -29,14 +31,27 @@ def _export(module, args: tuple, input_names: list[str], output_name: str, path:
     require("onnxscript", "onnx", "ONNX export")
     path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.onnx")  # concurrent exporters never share one
-    with torch.no_grad(), warnings.catch_warnings():
+    tmp = path.resolve().with_name(f"{path.stem}.{os.getpid()}.tmp.onnx")  # concurrent exporters never share one
+    # the exporter and ONNX Runtime's shape inference write temporaries (e.g. sym_shape_infer_temp.onnx) into
+    # the working directory: run them inside a private temporary folder, removed afterwards
+    with tempfile.TemporaryDirectory(prefix="fastsynth-onnx-") as scratch, _cwd(scratch), torch.no_grad(), \
+            warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")  # one shared batch dim
         torch.onnx.export(module, args, str(tmp), input_names=input_names, output_names=[output_name],
                           dynamic_shapes=tuple({0: batch} for _ in input_names),
                           opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
     os.replace(tmp, path)
     return path
+
+
+@contextlib.contextmanager
+def _cwd(path: str):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
 
 
 def export_onnx(model, path: str | os.PathLike, batch_size: int = 2) -> Path:
