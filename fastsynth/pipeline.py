@@ -29,7 +29,7 @@ from .data.codec import image_to_tensor, mask_to_channel, tensor_to_image
 from .dataset import DatasetWriter, Rows, render_card
 from .dataset.writer import check_compatible
 from .errors import FastsynthError
-from .utils import file_sha256
+from .utils import file_sha256, resolve_device
 from .sampling import decode_mask, make_scheduler, opening_size, resolve_sampler, sample
 
 
@@ -105,21 +105,6 @@ def _dist_info() -> tuple[int, int]:
     if world < 1 or not 0 <= rank < world:
         raise FastsynthError(f"RANK={rank} WORLD_SIZE={world}: need 0 <= RANK < WORLD_SIZE")
     return rank, world
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() \
-            else torch.device("cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise FastsynthError(f"--device {device}: no CUDA GPU is available here; use --device cpu or auto")
-    if device.startswith("cuda:"):
-        idx = device.split(":", 1)[1]
-        if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
-            raise FastsynthError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise FastsynthError(f"--device {device!r}: choose auto, cpu or cuda[:N]")
-    return torch.device(device)
 
 
 def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = None,

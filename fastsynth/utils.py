@@ -1,4 +1,5 @@
-"""Small shared helpers: hashing files, the on-disk cache folder, atomic JSON writes."""
+"""Small shared helpers at the bottom of the import graph: hashing files, the on-disk cache folder, atomic
+writes, and resolving the ``--device`` option (torch is imported inside the function that needs it)."""
 
 from __future__ import annotations
 
@@ -32,9 +33,42 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _SHA_CACHE[key]
 
 
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """Write JSON to a per-process temporary name and rename it into place."""
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write text or bytes to a per-process temporary name beside ``path`` and rename it into place: readers
+    see the old file or the new one, never half of it. The one atomic writer of the package."""
     p = Path(path)
     tmp = p.with_name(f"{p.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, p)
+    try:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data)
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return p
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    """Write JSON to a per-process temporary name and rename it into place."""
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def resolve_device(device: str):
+    """The torch.device of a ``--device`` option: auto (CUDA when available, this rank's GPU), cpu, cuda[:N]."""
+    import torch
+
+    from .errors import FastsynthError
+
+    if device == "auto":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() \
+            else torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FastsynthError(f"--device {device}: no CUDA GPU is available here; use --device cpu or auto")
+    if device.startswith("cuda:"):
+        idx = device.split(":", 1)[1]
+        if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
+            raise FastsynthError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise FastsynthError(f"--device {device!r}: choose auto, cpu or cuda[:N]")
+    return torch.device(device)

@@ -26,7 +26,8 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
 
     from ..dataset import DatasetWriter, render_card
     from .downstream import dice_iou, load_segmenter, predict
-    from .io import _decode, read_manifest, shard_files
+    from ..dataset import read_manifest, shard_files
+    from .io import _decode
 
     if not 0.0 <= min_dice <= 1.0:
         raise FastsynthError(f"--min-dice {min_dice}: must be between 0 and 1")
@@ -43,9 +44,8 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
             earlier = False
         if not earlier:
             raise FastsynthError(f"--out {out} exists and is not an earlier filter output; choose a new folder")
-    from ..pipeline import resolve_device
     from ..runtime import make_segmenter_fn, resolve_backend
-    from ..utils import file_sha256
+    from ..utils import file_sha256, resolve_device
     from .downstream import WEIGHTS_NAME
 
     dev = resolve_device(device)

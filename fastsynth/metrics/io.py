@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..dataset.writer import MANIFEST, read_manifest, shard_files  # noqa: F401 (re-exported for metrics)
 from ..errors import DataError, FastsynthError
-
-MANIFEST = "fastsynth.json"
 
 
 @dataclass
@@ -49,25 +48,6 @@ def _decode(b: bytes, what: str):
         return im
     except Exception as exc:
         raise DataError(f"{what}: undecodable image ({exc})") from None
-
-
-def read_manifest(root: Path) -> dict:
-    p = root / MANIFEST
-    if not root.is_dir():
-        raise DataError(f"{root}: no such folder")
-    if not p.is_file():
-        raise DataError(f"{root}: not a fastsynth dataset (no {MANIFEST}); give the folder written by "
-                        "`fastsynth generate --out DIR`")
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{p}: corrupt manifest ({exc})") from None
-
-
-def shard_files(root: Path, manifest: dict) -> list[Path]:
-    if manifest.get("format", "parquet") == "parquet":
-        return sorted((root / "data").glob("train-*.parquet"))
-    return sorted((root / "shards").glob("*.jsonl"))
 
 
 def load_synthetic(root: str | Path, limit: int | None = None, seed: int = 0) -> SynthSet:

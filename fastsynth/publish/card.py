@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from ..errors import FastsynthError
+from ..utils import write_atomic
 
 EVAL_KEY = "fastsynth_evaluation"
 START = "<!-- fastsynth-evaluation:start -->"
@@ -146,7 +147,4 @@ def update_card(readme: str | os.PathLike, results: dict) -> Path:
         body = body[:a] + section.rstrip("\n") + body[b:]
     else:
         body = body.rstrip("\n") + "\n\n" + section
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(join_card(meta, body))
-    os.replace(tmp, p)
-    return p
+    return write_atomic(p, join_card(meta, body))

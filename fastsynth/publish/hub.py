@@ -44,7 +44,7 @@ def validate_dataset(root: str | os.PathLike, load_check: bool = True) -> dict:
     metadata valid and pointing at the shards, and that ``datasets`` loads it with Image features."""
     import pyarrow.parquet as pq
 
-    from ..metrics.io import read_manifest
+    from ..dataset import read_manifest, shard_name
     from .card import split_card
 
     root = Path(root)
@@ -58,7 +58,7 @@ def validate_dataset(root: str | os.PathLike, load_check: bool = True) -> dict:
     n, size = int(m["n"]), int(m["shard_size"])
     n_shards = (n + size - 1) // size
     problems = []
-    expected = {f"train-{k:05d}.parquet": min(size, n - k * size) for k in range(n_shards)}
+    expected = {shard_name(k).split("/", 1)[1]: min(size, n - k * size) for k in range(n_shards)}
     present = {p.name for p in (root / "data").glob("train-*.parquet")} if (root / "data").is_dir() else set()
     for name, rows in expected.items():
         if name not in present:

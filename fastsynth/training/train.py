@@ -137,7 +137,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
             raise FastsynthError(f"{out} already holds a training run; add --resume to continue it, "
                                  "or choose another --out")
         old = from_dict(TrainConfig, saved, where=str(out / "config.json"))
-        keep = ("steps", "checkpoint_every", "log_every", "sample_every", "num_workers")
+        keep = ("steps", "checkpoint_every", "log_every")
         diff = {k: (getattr(old, k), getattr(cfg, k)) for k in to_dict(cfg)
                 if k not in keep and getattr(old, k) != getattr(cfg, k)}
         if diff:
