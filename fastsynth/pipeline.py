@@ -29,7 +29,7 @@ from .data.codec import image_to_tensor, mask_to_channel, tensor_to_image
 from .dataset import DatasetWriter, Rows, render_card
 from .dataset.writer import check_compatible
 from .errors import FastsynthError
-from .utils import file_sha256, resolve_device
+from .utils import file_sha256, public_text, resolve_device
 from .sampling import decode_mask, make_scheduler, opening_size, resolve_sampler, sample
 
 
@@ -95,6 +95,24 @@ def load_conditioning(mode: str, resolution: int, masks: str | None, images: str
     return Conditioning(mode, stems, data, fp)
 
 
+# what a dataset records of its model's training: numbers, never local paths or the shell command
+PUBLIC_TRAINING_KEYS = ("n_train", "n_test", "split_seed", "test_fraction", "steps_done", "steps_planned",
+                        "batch_size", "preset", "lr", "ema_decay", "wall_time_s", "hardware", "torch",
+                        "mixed_precision")
+
+
+def public_model_info(model: str | None, meta: dict) -> dict:
+    """The manifest's description of the generating model: its name (not its local path), training numbers and
+    training-data provenance (name, licence, citation) from its metadata."""
+    from .data.provenance import model_data_provenance
+
+    name = "bundled" if model is None else (str(model) if str(model) in ("bundled", "default", "bundled-fast")
+                                            else Path(str(model)).resolve().name)
+    t = meta.get("training", {})
+    return {"path": name, "training": {k: t[k] for k in PUBLIC_TRAINING_KEYS if k in t},
+            "training_data": model_data_provenance(meta)}
+
+
 def _dist_info() -> tuple[int, int]:
     """(rank, world size) from the environment that accelerate launch / torchrun set."""
     try:
@@ -156,10 +174,10 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         "resolution": res, "shard_size": cfg.shard_size, "format": cfg.format,
         "mask_threshold": cfg.mask_threshold, "opening_px": opening, "dilate_px": dilate_px,
         "precision": cfg.precision, "backend": backend, "device": dev.type,
-        "source_fingerprint": cond_src.fingerprint, "source_dir": masks or images or "",
+        "source_fingerprint": cond_src.fingerprint, "source_dir": Path(masks or images).name if masks or images else "",
         "model_sha256": file_sha256(model_dir / WEIGHTS_NAME),
-        "model": {"path": "bundled" if model is None else str(model), "training": meta.get("training", {})},
-        "command": command or "",
+        "model": public_model_info(model, meta),
+        "command": public_text(command or ""),  # the dataset is what people share: no local paths in it
     }
     n_shards = (cfg.n + cfg.shard_size - 1) // cfg.shard_size
     spans = [(k * cfg.shard_size, min((k + 1) * cfg.shard_size, cfg.n)) for k in range(n_shards)]

@@ -3,9 +3,11 @@ writes, and resolving the ``--device`` option (torch is imported inside the func
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 CACHE_ENV = "FASTSYNTH_CACHE"
@@ -72,3 +74,36 @@ def resolve_device(device: str):
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise FastsynthError(f"--device {device!r}: choose auto, cpu or cuda[:N]")
     return torch.device(device)
+
+
+# a local path: absolute (/...), home-relative (~/...) or relative to a checkout (./..., ../...); not the
+# second half of a word ("pairs/s"), of a URL (https://...) or of a relative path inside the dataset (data/...)
+_PATH_RE = re.compile(r"(?<![\w.:/~\-])(?:~|\.{1,2})?/[^\s'\"`<>|,;()\[\]{}]+")
+
+
+def public_text(text: str) -> str:
+    """``text`` with every local path replaced by its last component and the user's name removed."""
+    def last(m):
+        parts = [p for p in m.group(0).split("/") if p not in ("", ".", "..", "~")]
+        return parts[-1] if parts else "."
+
+    out = _PATH_RE.sub(last, text)
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user database entry (containers)
+        user = ""
+    if len(user) >= 3:
+        out = re.sub(rf"(?<![\w]){re.escape(user)}(?![\w])", "<user>", out)
+    return out
+
+
+def public_json(obj, drop_keys=frozenset({"nearest", "nearest_train", "per_image_file"})):
+    """A copy of a JSON value fit for publishing: no local paths or user names, and without the keys
+    ``drop_keys`` (by default those naming real images: the memorization audit's nearest neighbours)."""
+    if isinstance(obj, dict):
+        return {k: public_json(v, drop_keys) for k, v in obj.items() if k not in drop_keys}
+    if isinstance(obj, list):
+        return [public_json(v, drop_keys) for v in obj]
+    if isinstance(obj, str):
+        return public_text(obj)
+    return obj

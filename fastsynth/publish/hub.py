@@ -22,7 +22,6 @@ messages are scrubbed of it.
 from __future__ import annotations
 
 import fnmatch
-import getpass
 import hashlib
 import json
 import os
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import FastsynthError
+from ..utils import public_json, public_text
 
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}$")
 # plots that show only synthetic data or numbers; eval/samples_real.png (held-out real images) is never one
@@ -39,41 +39,7 @@ SAFE_EVAL_FILES = ("eval/samples_synthetic.png", "eval/metrics.png", "eval/mask_
                    "eval/downstream_dice.png", "eval/metrics.json")
 UPLOAD_PATTERNS = ("README.md", "fastsynth.json", "data/train-*.parquet") + SAFE_EVAL_FILES
 METADATA_FILES = ("README.md", "fastsynth.json", "eval/metrics.json")  # uploaded as public copies, last
-# keys whose values name real images (nearest neighbours of the memorization audit) or local files
-PRIVATE_KEYS = frozenset({"nearest", "nearest_train", "per_image_file"})
 SHARDS_PER_COMMIT = 50
-# a local path: absolute (/...), home-relative (~/...) or relative to a checkout (./..., ../...); not the
-# second half of a word ("pairs/s"), of a URL (https://...) or of a relative path inside the dataset (data/...)
-_PATH_RE = re.compile(r"(?<![\w.:/~\-])(?:~|\.{1,2})?/[^\s'\"`<>|,;()\[\]{}]+")
-
-
-def public_text(text: str) -> str:
-    """``text`` with every local path replaced by its last component and the user's name removed."""
-    def last(m):
-        parts = [p for p in m.group(0).split("/") if p not in ("", ".", "..", "~")]
-        return parts[-1] if parts else "."
-
-    out = _PATH_RE.sub(last, text)
-    try:
-        user = getpass.getuser()
-    except Exception:  # no user database entry (containers)
-        user = ""
-    if len(user) >= 3:
-        out = re.sub(rf"(?<![\w]){re.escape(user)}(?![\w])", "<user>", out)
-    return out
-
-
-def public_json(obj):
-    """A copy of a JSON value fit for publishing: no local paths, user names or real neighbours' stems."""
-    if isinstance(obj, dict):
-        return {k: public_json(v) for k, v in obj.items() if k not in PRIVATE_KEYS}
-    if isinstance(obj, list):
-        return [public_json(v) for v in obj]
-    if isinstance(obj, str):
-        return public_text(obj)
-    return obj
-
-
 def public_bytes(root: Path, rel: str) -> bytes | None:
     """The public copy of a metadata file (card or JSON), or None for a file that goes up as it is."""
     if rel not in METADATA_FILES:

@@ -31,6 +31,7 @@ from .. import __version__
 from ..conditioning import cond_from_masks, cond_inpaint, dilate_px_for, inpaint_region, random_boxes
 from ..config import TrainConfig, model_config_for, to_dict, from_dict
 from ..data import load_pairs, make_split, scan_pairs
+from ..data.provenance import data_provenance
 from ..errors import FastsynthError
 from ..utils import write_json_atomic
 from .checkpoint import latest_checkpoint, load_blob, save_checkpoint
@@ -106,8 +107,8 @@ def _model_card(meta: dict) -> str:
     t = meta["training"]
     return f"""---
 library_name: fastsynth
-license: cc-by-4.0
-tags: [diffusion, medical-imaging, synthetic-data, segmentation, polyp]
+license: {(meta.get('training_data') or {}).get('license') or 'other'}
+tags: [diffusion, medical-imaging, synthetic-data, segmentation]
 ---
 # fastsynth joint image+mask denoiser
 
@@ -115,7 +116,7 @@ A pixel-space DDPM (diffusers UNet2DModel, {meta['parameters'] / 1e6:.2f} M para
 channel at {meta['resolution']}x{meta['resolution']}, conditioned on known values so one network makes new
 pairs, images from given masks, and new polyps inpainted into real images.
 
-- Training data: `{t['data']}` ({t['n_train']} training pairs; {t['n_test']} held out in split.json)
+- Training data: {(meta.get('training_data') or {}).get('name') or 'unknown'} ({t['n_train']} training pairs; {t['n_test']} held out in split.json)
 - Steps trained: {t['steps_done']} at batch size {t['batch_size']} (preset `{t['preset']}`)
 - Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}
 - Command: `{t['command']}`
@@ -243,6 +244,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
             "resolution": cfg.resolution,
             "modes": ["pairs", "from-masks", "inpaint"],
             "parameters": ema_net.num_parameters(),
+            "training_data": data_provenance(cfg.data),
             "training": {
                 "data": str(cfg.data), "n_train": len(stems), "n_test": len(split["test"]),
                 "split_seed": cfg.split_seed, "test_fraction": cfg.test_fraction,
