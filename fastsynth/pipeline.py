@@ -29,6 +29,7 @@ from .data.codec import image_to_tensor, mask_to_channel, tensor_to_image
 from .dataset import DatasetWriter, Rows, render_card
 from .dataset.writer import check_compatible
 from .errors import FastsynthError
+from .metrics.leakage import model_split, split_fingerprint
 from .utils import file_sha256, public_text, resolve_device
 from .sampling import decode_mask, make_scheduler, opening_size, resolve_sampler, sample
 
@@ -113,6 +114,18 @@ def public_model_info(model: str | None, meta: dict) -> dict:
             "training_data": model_data_provenance(meta)}
 
 
+def _warn_heldout_sources(cond_src: Conditioning, heldout: list | None, option: str) -> None:
+    """Say when the conditioning folder holds stems the model held out (rows made from them leak test data)."""
+    if not heldout or not cond_src.stems:
+        return
+    bad = sorted(set(cond_src.stems) & set(heldout))
+    if bad:
+        print(f"warning: {len(bad)} of the {len(cond_src.stems)} stems in {option} are held out by the model's "
+              f"split.json (e.g. {', '.join(bad[:3])}): rows made from them leak test data into an evaluation on "
+              "that split (`fastsynth evaluate` refuses them, or drops them with --drop-leaking); give a folder "
+              "of training-split stems only", file=sys.stderr)
+
+
 def _dist_info() -> tuple[int, int]:
     """(rank, world size) from the environment that accelerate launch / torchrun set."""
     try:
@@ -162,6 +175,8 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     except ValueError as exc:
         raise FastsynthError(f"--steps {cfg.steps} with --sampler {cfg.sampler}: {exc}") from None
     cond_src = load_conditioning(cfg.mode, res, masks, images)
+    heldout = model_split(model_dir)
+    _warn_heldout_sources(cond_src, heldout, "--masks" if masks else "--images")
     dilate_px = dilate_px_for(res, cfg.inpaint_dilate_px_at_256)
     opening = opening_size(res, cfg.opening_px_at_256)
     backend = resolve_backend(cfg.backend, dev, cfg.precision)
@@ -177,6 +192,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         "source_fingerprint": cond_src.fingerprint, "source_dir": Path(masks or images).name if masks or images else "",
         "model_sha256": file_sha256(model_dir / WEIGHTS_NAME),
         "model": public_model_info(model, meta),
+        "model_split": split_fingerprint(heldout) if heldout is not None else None,
         "command": public_text(command or ""),  # the dataset is what people share: no local paths in it
     }
     n_shards = (cfg.n + cfg.shard_size - 1) // cfg.shard_size

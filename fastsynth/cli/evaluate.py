@@ -60,6 +60,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seg-backend", choices=BACKENDS, default="eager",
                    help="runtime of the segmenters' test-set inference (onnx/tensorrt export each segmenter "
                         "first: worth it for large test sets)")
+    p.add_argument("--drop-leaking", action="store_true",
+                   help="leave out (and count) synthetic rows made from held-out test stems instead of refusing them")
     p.add_argument("--update-card", action="store_true", help="write the results into SYNTH_DIR/README.md")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -76,7 +78,7 @@ def run(args) -> int:
         downstream = dict(arch=args.seg_arch, encoder=args.seg_encoder, encoder_weights=w, steps=args.seg_steps,
                           batch_size=args.seg_batch_size, lr=args.seg_lr, alpha=args.alpha,
                           protocols=tuple(s.strip() for s in args.protocols.split(",") if s.strip()),
-                          low_data_n=args.low_data_n, backend=args.seg_backend)
+                          low_data_n=args.low_data_n, backend=args.seg_backend, drop_leaking=args.drop_leaking)
     if args.max_synthetic is not None and args.max_synthetic < 2:
         raise FastsynthError("--max-synthetic must be at least 2")
     command = invoked_command("evaluate")

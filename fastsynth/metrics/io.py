@@ -37,6 +37,7 @@ class RealSet:
     train: np.ndarray | None = None  # uint8 [N, 4, H, W]
     test: np.ndarray | None = None
     notes: list = field(default_factory=list)
+    split_test: list = field(default_factory=list)  # the held-out stems as the split file lists them
 
 
 def _decode(b: bytes, what: str):
@@ -135,7 +136,7 @@ def resolve_real(path: str | Path, heldout_fraction: float = 0.2, split_seed: in
         have = set(src.stems)
         train = [s for s in split["train"] if s in have]
         test = [s for s in split["test"] if s in have]
-        rs = RealSet(str(data_dir), str(split_file), train, test)
+        rs = RealSet(str(data_dir), str(split_file), train, test, split_test=[str(s) for s in split["test"]])
         if not test:
             rs.notes.append(f"{split_file} holds no test stems present in {data_dir}; metrics use the "
                             "training images as reference")

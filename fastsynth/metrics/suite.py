@@ -136,10 +136,19 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
         protocols = d.pop("protocols", ("real", "synthetic", "real+synthetic"))
         low_n = d.pop("low_data_n", (16, 32, 64, 128))
         backend = d.pop("backend", "eager")
+        drop_leaking = d.pop("drop_leaking", False)
         cfg = SegConfig(resolution=res, seed=seed, **d)
         test_sets = ({"heldout": test_arr} if test_arr is not None else {}) | extra_tests
         synth4 = np.concatenate([synth.images.transpose(0, 3, 1, 2), synth.masks[:, None]], 1)
-        results["downstream"] = run_benchmark(cfg, train_arr, rs.train_stems, synth4, synth.source, test_sets,
+        sources = synth.source
+        if any("synthetic" in p for p in protocols):  # held-out data must not reach the segmenters' training
+            from .leakage import check_leakage, split_fingerprint
+
+            keep = check_leakage(synth.source, synth.manifest, rs.test_stems,
+                                 split_fingerprint(rs.split_test) if rs.split_from else None, drop_leaking, say)
+            synth4, sources = synth4[keep], [s for s, k in zip(synth.source, keep) if k]
+            results["n_dropped_leaking"] = int((~keep).sum())
+        results["downstream"] = run_benchmark(cfg, train_arr, rs.train_stems, synth4, sources, test_sets,
                                               protocols, low_n, device=device, save_dir=out / "segmenters", log=say,
                                               backend=backend, progress_factory=_seg_bar if progress else None)
     results["seconds"] = round(time.perf_counter() - t0, 1)
