@@ -136,3 +136,26 @@ def test_no_helpers_borrowed_sideways():
                 if (mod == src or mod.startswith(src + ".")) and (target == dst or target.startswith(dst + ".")):
                     bad.append(f"{mod} -> {target}")
     assert not bad, "helpers borrowed from a sibling stage:\n" + "\n".join(bad)
+
+
+def test_first_onnx_export_says_so_and_hides_exporter_noise(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    import logging
+
+    from fastsynth.runtime import onnx as ox
+
+    def fake_export(module, args, f, **kw):
+        logging.getLogger("torch.onnx._internal.exporter._registration").warning(
+            "torchvision is not installed. Skipping %s", "torchvision::roi_align")
+        Path(f).write_bytes(b"model")
+
+    monkeypatch.setenv("FASTSYNTH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(torch.onnx, "export", fake_export)
+    monkeypatch.setattr(ox, "export_segmenter_onnx",
+                        lambda m, p, r: ox._export(m, (torch.zeros(1, 3, r, r),), ["image"], "logits", Path(p)))
+    logging.basicConfig()  # a root handler, as an application would have
+    ox.cached_onnx(torch.nn.Identity(), "ab" * 32, kind="segmenter", resolution=8)
+    err = capsys.readouterr().err
+    assert "exporting the segmenter to ONNX" in err and "half a minute" in err
+    assert "torchvision" not in err

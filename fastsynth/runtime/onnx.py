@@ -35,13 +35,28 @@ def _export(module, args: tuple, input_names: list[str], output_name: str, path:
     # the exporter and ONNX Runtime's shape inference write temporaries (e.g. sym_shape_infer_temp.onnx) into
     # the working directory: run them inside a private temporary folder, removed afterwards
     with tempfile.TemporaryDirectory(prefix="fastsynth-onnx-") as scratch, _cwd(scratch), torch.no_grad(), \
-            warnings.catch_warnings():
+            warnings.catch_warnings(), _quiet_logger("torch.onnx"):
         warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")  # one shared batch dim
         torch.onnx.export(module, args, str(tmp), input_names=input_names, output_names=[output_name],
                           dynamic_shapes=tuple({0: batch} for _ in input_names),
                           opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
     os.replace(tmp, path)
     return path
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str):
+    """The exporter's internal log lines (e.g. "torchvision is not installed. Skipping torchvision::roi_align")
+    say nothing to a fastsynth user: only errors get through while exporting."""
+    import logging
+
+    lg = logging.getLogger(name)
+    old = lg.level
+    lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        lg.setLevel(old)
 
 
 @contextlib.contextmanager
@@ -84,6 +99,10 @@ def cached_onnx(model, model_sha: str, kind: str = "denoiser", resolution: int |
             return p
         except Exception:  # a broken cache entry: export again
             p.unlink(missing_ok=True)
+    import sys
+
+    print(f"exporting the {kind} to ONNX for the onnx backend (once per model, about half a minute; cached in "
+          f"{p.parent})", file=sys.stderr, flush=True)
     if kind == "denoiser":
         export_onnx(model, p)
     else:
