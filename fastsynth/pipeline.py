@@ -27,6 +27,7 @@ from .conditioning import cond_from_masks, cond_inpaint, cond_pairs, dilate_px_f
 from .config import GenerateConfig, MODES, to_dict
 from .data.codec import image_to_tensor, mask_to_channel, tensor_to_image
 from .dataset import DatasetWriter, Rows, render_card
+from .dataset.card import carry_evaluation
 from .dataset.writer import check_compatible
 from .errors import FastsynthError
 from .metrics.leakage import model_split, split_fingerprint
@@ -265,7 +266,10 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     if complete:  # whichever process finishes last writes the final manifest and card (same content)
         final = {**manifest, "complete": True}
         writer.write_manifest(final)
-        writer.write_card(render_card(final))
+        card = render_card(final)
+        if (out / "README.md").is_file():  # keep what `fastsynth evaluate --update-card` wrote into it
+            card = carry_evaluation((out / "README.md").read_text(), card)
+        writer.write_card(card)
     summary = {"pairs": made, "total": cfg.n, "seconds": round(elapsed, 2),
                "pairs_per_s": round(made / elapsed, 2) if elapsed > 0 and made else None,
                "out": str(out), "complete": complete, "device": str(dev), "backend": backend}

@@ -56,6 +56,17 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
     write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def read_json(path: str | os.PathLike, what: str = "JSON file"):
+    """A JSON file's content, or one clear FastsynthError naming the file when it is unreadable or corrupt."""
+    from .errors import FastsynthError
+
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FastsynthError(f"{p}: corrupt {what} ({type(exc).__name__}: {exc}); restore or remove it") from None
+
+
 def resolve_device(device: str):
     """The torch.device of a ``--device`` option: auto (CUDA when available, this rank's GPU), cpu, cuda[:N]."""
     import torch

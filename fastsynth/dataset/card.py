@@ -2,6 +2,56 @@
 
 from __future__ import annotations
 
+from ..errors import FastsynthError
+
+EVAL_KEY = "fastsynth_evaluation"
+START = "<!-- fastsynth-evaluation:start -->"
+END = "<!-- fastsynth-evaluation:end -->"
+
+
+def split_card(text: str, where: str = "README.md") -> tuple[dict, str]:
+    """(metadata dict, body) of a card; a card without metadata gives ({}, text)."""
+    import yaml
+
+    if not text.startswith("---"):
+        return {}, text
+    parts = text.split("\n---", 1)
+    if len(parts) != 2:
+        raise FastsynthError(f"{where}: YAML metadata starts with '---' but never ends with a '---' line")
+    head, body = parts[0][3:], parts[1]
+    body = body[body.index("\n") + 1:] if "\n" in body else ""
+    try:
+        meta = yaml.safe_load(head) or {}
+    except yaml.YAMLError as exc:
+        raise FastsynthError(f"{where}: invalid YAML metadata ({exc})") from None
+    if not isinstance(meta, dict):
+        raise FastsynthError(f"{where}: YAML metadata must be a mapping, got {type(meta).__name__}")
+    return meta, body
+
+
+def join_card(meta: dict, body: str) -> str:
+    import yaml
+
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n" + body
+
+
+def carry_evaluation(old_card: str, new_card: str) -> str:
+    """``new_card`` with the evaluation results of ``old_card`` (its YAML key and text section), so that
+    re-rendering a card (generate run again to completion, filter) never wipes what evaluate wrote."""
+    try:
+        old_meta, old_body = split_card(old_card)
+    except FastsynthError:
+        return new_card
+    if EVAL_KEY not in old_meta and START not in old_body:
+        return new_card
+    meta, body = split_card(new_card)
+    if EVAL_KEY in old_meta:
+        meta[EVAL_KEY] = old_meta[EVAL_KEY]
+    if START in old_body and END in old_body:
+        section = old_body[old_body.index(START):old_body.index(END) + len(END)]
+        body = body.rstrip("\n") + "\n\n" + section + "\n"
+    return join_card(meta, body)
+
 
 def _size_category(n: int) -> str:
     for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),

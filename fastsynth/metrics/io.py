@@ -16,6 +16,7 @@ import numpy as np
 
 from ..dataset.writer import MANIFEST, read_manifest, shard_files  # noqa: F401 (re-exported for metrics)
 from ..errors import DataError, FastsynthError
+from ..utils import read_json
 
 
 @dataclass
@@ -116,11 +117,16 @@ def resolve_real(path: str | Path, heldout_fraction: float = 0.2, split_seed: in
         raise DataError(f"--real {path}: no such folder")
     split_file = next((c for c in (p / "split.json", p / "model" / "split.json") if c.is_file()), None)
     if split_file is not None:
-        split = json.loads(split_file.read_text())
+        split = read_json(split_file, "split file")
+        if not isinstance(split, dict) or not isinstance(split.get("train"), list) \
+                or not isinstance(split.get("test"), list):
+            raise FastsynthError(f"{split_file}: not a split file (expected 'train' and 'test' lists of stems)")
         data = None
         for cfg_file in (p / "config.json", split_file.parent / "fastsynth.json", p / "model" / "fastsynth.json"):
             if cfg_file.is_file():
-                c = json.loads(cfg_file.read_text())
+                c = read_json(cfg_file, "config")
+                if not isinstance(c, dict):
+                    raise FastsynthError(f"{cfg_file}: corrupt config (not a JSON object)")
                 data = c.get("data") or c.get("training", {}).get("data")
                 if data:
                     break

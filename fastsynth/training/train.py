@@ -33,7 +33,7 @@ from ..config import TrainConfig, model_config_for, to_dict, from_dict
 from ..data import load_pairs, make_split, scan_pairs
 from ..data.provenance import data_provenance
 from ..errors import FastsynthError
-from ..utils import write_json_atomic
+from ..utils import read_json, write_json_atomic
 from .checkpoint import latest_checkpoint, load_blob, save_checkpoint
 from ..models import Denoiser, save_model
 from ..models.denoiser import WEIGHTS_NAME
@@ -133,7 +133,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     out = Path(cfg.out)
     ck = out / "checkpoint"
     if out.exists() and (out / "config.json").exists():
-        saved = json.loads((out / "config.json").read_text())
+        saved = read_json(out / "config.json", "run config")
         if not resume:
             raise FastsynthError(f"{out} already holds a training run; add --resume to continue it, "
                                  "or choose another --out")
@@ -161,7 +161,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     # data: scan, split by stem, decode the train split once into memory (uint8)
     src = scan_pairs(cfg.data, skip_bad=cfg.skip_bad)
     if resume and (out / "split.json").exists():  # the saved split, even if files were added since
-        split = json.loads((out / "split.json").read_text())
+        split = read_json(out / "split.json", "split file")
     else:
         split = make_split(src.stems, cfg.test_fraction, cfg.split_seed)
     bar = (lambda it: tqdm(it, desc="loading data", unit="pair", disable=not (progress and is_main)))
