@@ -125,7 +125,7 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
               baselines: bool = True, log=print) -> dict:
     from .models import load_model, resolve_model_dir
     from .models.denoiser import WEIGHTS_NAME
-    from .pipeline import file_sha256, resolve_device
+    from .utils import file_sha256, resolve_device
     from .runtime import make_model_fn
     from .sampling import decode_mask, make_scheduler, opening_size, resolve_sampler, sample
     from .dataset.writer import encode_png

@@ -18,8 +18,13 @@ MODES = ("pairs", "from-masks", "inpaint")
 SAMPLERS = ("dpmpp", "unipc", "ddim", "ddpm")
 
 
+# fields that were removed because nothing read them; old run folders' config.json may still hold them
+RETIRED_KEYS = frozenset({"sample_every", "num_workers"})
+
+
 def from_dict(cls: Type[T], data: Mapping[str, Any], where: str = "config") -> T:
     names = {f.name for f in dataclasses.fields(cls)}
+    data = {k: v for k, v in data.items() if k not in RETIRED_KEYS}
     unknown = sorted(set(data) - names)
     if unknown:
         raise FastsynthError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
@@ -140,9 +145,7 @@ class TrainConfig:
     vflip: bool = False
     mixed_precision: str = "auto"  # auto | no | fp16 | bf16
     checkpoint_every: int = 1000
-    sample_every: int = 0
     log_every: int = 50
-    num_workers: int = 0
     skip_bad: bool = False
     # "v": plain MSE on v (x0-error weight SNR+1); "min-snr": min(SNR, gamma) / (SNR + 1) on v, i.e. x0-error weight
     # min(SNR, gamma) (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy")

@@ -27,9 +27,11 @@ from .conditioning import cond_from_masks, cond_inpaint, cond_pairs, dilate_px_f
 from .config import GenerateConfig, MODES, to_dict
 from .data.codec import image_to_tensor, mask_to_channel, tensor_to_image
 from .dataset import DatasetWriter, Rows, render_card
+from .dataset.card import carry_evaluation
 from .dataset.writer import check_compatible
 from .errors import FastsynthError
-from .utils import file_sha256
+from .metrics.leakage import model_split, split_fingerprint
+from .utils import file_sha256, public_text, resolve_device
 from .sampling import decode_mask, make_scheduler, opening_size, resolve_sampler, sample
 from .sampling.guidance import guided_model_fn
 
@@ -98,6 +100,36 @@ def load_conditioning(mode: str, resolution: int, masks: str | None, images: str
     return Conditioning(mode, stems, data, fp)
 
 
+# what a dataset records of its model's training: numbers, never local paths or the shell command
+PUBLIC_TRAINING_KEYS = ("n_train", "n_test", "split_seed", "test_fraction", "steps_done", "steps_planned",
+                        "batch_size", "preset", "lr", "ema_decay", "wall_time_s", "hardware", "torch",
+                        "mixed_precision")
+
+
+def public_model_info(model: str | None, meta: dict) -> dict:
+    """The manifest's description of the generating model: its name (not its local path), training numbers and
+    training-data provenance (name, licence, citation) from its metadata."""
+    from .data.provenance import model_data_provenance
+
+    name = "bundled" if model is None else (str(model) if str(model) in ("bundled", "default", "bundled-fast")
+                                            else Path(str(model)).resolve().name)
+    t = meta.get("training", {})
+    return {"path": name, "training": {k: t[k] for k in PUBLIC_TRAINING_KEYS if k in t},
+            "training_data": model_data_provenance(meta)}
+
+
+def _warn_heldout_sources(cond_src: Conditioning, heldout: list | None, option: str) -> None:
+    """Say when the conditioning folder holds stems the model held out (rows made from them leak test data)."""
+    if not heldout or not cond_src.stems:
+        return
+    bad = sorted(set(cond_src.stems) & set(heldout))
+    if bad:
+        print(f"warning: {len(bad)} of the {len(cond_src.stems)} stems in {option} are held out by the model's "
+              f"split.json (e.g. {', '.join(bad[:3])}): rows made from them leak test data into an evaluation on "
+              "that split (`fastsynth evaluate` refuses them, or drops them with --drop-leaking); give a folder "
+              "of training-split stems only", file=sys.stderr)
+
+
 def _dist_info() -> tuple[int, int]:
     """(rank, world size) from the environment that accelerate launch / torchrun set."""
     try:
@@ -108,21 +140,6 @@ def _dist_info() -> tuple[int, int]:
     if world < 1 or not 0 <= rank < world:
         raise FastsynthError(f"RANK={rank} WORLD_SIZE={world}: need 0 <= RANK < WORLD_SIZE")
     return rank, world
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() \
-            else torch.device("cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise FastsynthError(f"--device {device}: no CUDA GPU is available here; use --device cpu or auto")
-    if device.startswith("cuda:"):
-        idx = device.split(":", 1)[1]
-        if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
-            raise FastsynthError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise FastsynthError(f"--device {device!r}: choose auto, cpu or cuda[:N]")
-    return torch.device(device)
 
 
 def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = None,
@@ -168,6 +185,8 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     except ValueError as exc:
         raise FastsynthError(f"--steps {cfg.steps} with --sampler {cfg.sampler}: {exc}") from None
     cond_src = load_conditioning(cfg.mode, res, masks, images)
+    heldout = model_split(model_dir)
+    _warn_heldout_sources(cond_src, heldout, "--masks" if masks else "--images")
     dilate_px = dilate_px_for(res, cfg.inpaint_dilate_px_at_256)
     opening = opening_size(res, cfg.opening_px_at_256)
     backend = resolve_backend(cfg.backend, dev, cfg.precision)
@@ -181,10 +200,11 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         "mask_threshold": cfg.mask_threshold, "opening_px": opening, "dilate_px": dilate_px,
         "precision": cfg.precision, "backend": backend, "device": dev.type,
         "guidance": cfg.guidance, "redraw": cfg.redraw,
-        "source_fingerprint": cond_src.fingerprint, "source_dir": masks or images or "",
+        "source_fingerprint": cond_src.fingerprint, "source_dir": Path(masks or images).name if masks or images else "",
         "model_sha256": file_sha256(model_dir / WEIGHTS_NAME),
-        "model": {"path": "bundled" if model is None else str(model), "training": meta.get("training", {})},
-        "command": command or "",
+        "model": public_model_info(model, meta),
+        "model_split": split_fingerprint(heldout) if heldout is not None else None,
+        "command": public_text(command or ""),  # the dataset is what people share: no local paths in it
     }
     n_shards = (cfg.n + cfg.shard_size - 1) // cfg.shard_size
     spans = [(k * cfg.shard_size, min((k + 1) * cfg.shard_size, cfg.n)) for k in range(n_shards)]
@@ -257,7 +277,10 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     if complete:  # whichever process finishes last writes the final manifest and card (same content)
         final = {**manifest, "complete": True}
         writer.write_manifest(final)
-        writer.write_card(render_card(final))
+        card = render_card(final)
+        if (out / "README.md").is_file():  # keep what `fastsynth evaluate --update-card` wrote into it
+            card = carry_evaluation((out / "README.md").read_text(), card)
+        writer.write_card(card)
     summary = {"pairs": made, "total": cfg.n, "seconds": round(elapsed, 2),
                "pairs_per_s": round(made / elapsed, 2) if elapsed > 0 and made else None,
                "out": str(out), "complete": complete, "device": str(dev), "backend": backend}

@@ -1,10 +1,13 @@
-"""Small shared helpers: hashing files, the on-disk cache folder, atomic JSON writes."""
+"""Small shared helpers at the bottom of the import graph: hashing files, the on-disk cache folder, atomic
+writes, and resolving the ``--device`` option (torch is imported inside the function that needs it)."""
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 CACHE_ENV = "FASTSYNTH_CACHE"
@@ -32,9 +35,86 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _SHA_CACHE[key]
 
 
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """Write JSON to a per-process temporary name and rename it into place."""
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write text or bytes to a per-process temporary name beside ``path`` and rename it into place: readers
+    see the old file or the new one, never half of it. The one atomic writer of the package."""
     p = Path(path)
     tmp = p.with_name(f"{p.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, p)
+    try:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data)
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return p
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    """Write JSON to a per-process temporary name and rename it into place."""
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file"):
+    """A JSON file's content, or one clear FastsynthError naming the file when it is unreadable or corrupt."""
+    from .errors import FastsynthError
+
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FastsynthError(f"{p}: corrupt {what} ({type(exc).__name__}: {exc}); restore or remove it") from None
+
+
+def resolve_device(device: str):
+    """The torch.device of a ``--device`` option: auto (CUDA when available, this rank's GPU), cpu, cuda[:N]."""
+    import torch
+
+    from .errors import FastsynthError
+
+    if device == "auto":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() \
+            else torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FastsynthError(f"--device {device}: no CUDA GPU is available here; use --device cpu or auto")
+    if device.startswith("cuda:"):
+        idx = device.split(":", 1)[1]
+        if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
+            raise FastsynthError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise FastsynthError(f"--device {device!r}: choose auto, cpu or cuda[:N]")
+    return torch.device(device)
+
+
+# a local path: absolute (/...), home-relative (~/...) or relative to a checkout (./..., ../...); not the
+# second half of a word ("pairs/s"), of a URL (https://...) or of a relative path inside the dataset (data/...)
+_PATH_RE = re.compile(r"(?<![\w.:/~\-])(?:~|\.{1,2})?/[^\s'\"`<>|,;()\[\]{}]+")
+
+
+def public_text(text: str) -> str:
+    """``text`` with every local path replaced by its last component and the user's name removed."""
+    def last(m):
+        parts = [p for p in m.group(0).split("/") if p not in ("", ".", "..", "~")]
+        return parts[-1] if parts else "."
+
+    out = _PATH_RE.sub(last, text)
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user database entry (containers)
+        user = ""
+    if len(user) >= 3:
+        out = re.sub(rf"(?<![\w]){re.escape(user)}(?![\w])", "<user>", out)
+    return out
+
+
+def public_json(obj, drop_keys=frozenset({"nearest", "nearest_train", "per_image_file"})):
+    """A copy of a JSON value fit for publishing: no local paths or user names, and without the keys
+    ``drop_keys`` (by default those naming real images: the memorization audit's nearest neighbours)."""
+    if isinstance(obj, dict):
+        return {k: public_json(v, drop_keys) for k, v in obj.items() if k not in drop_keys}
+    if isinstance(obj, list):
+        return [public_json(v, drop_keys) for v in obj]
+    if isinstance(obj, str):
+        return public_text(obj)
+    return obj

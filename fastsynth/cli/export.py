@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..errors import FastsynthError
-    from ..runtime.export import export_artifact
+    from ..export import export_artifact
 
     if args.batch_size < 1:
         raise FastsynthError(f"--batch-size {args.batch_size}: must be at least 1")

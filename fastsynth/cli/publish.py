@@ -10,11 +10,18 @@ def add_parser(sub) -> None:
         "publish", help="upload a synthetic dataset folder to the Hugging Face Hub",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Validates the folder (manifest, shards, card metadata, loads with `datasets`) and uploads "
-                    "the card, manifest, parquet shards and evaluation plots as a dataset repo. The token comes "
-                    "from `hf auth login` or HF_TOKEN and is never printed or stored.")
+                    "the card, manifest, parquet shards and the evaluation's plots of synthetic data as a dataset "
+                    "repo (never eval/samples_real.png; local paths, the user name and real neighbours' stems are "
+                    "removed from the card and JSON files). Interrupted? Run the same command again: files already "
+                    "on the Hub are skipped. The token comes from `hf auth login` or HF_TOKEN and is never printed "
+                    "or stored.")
     p.add_argument("dir", metavar="DIR", help="the dataset folder written by `fastsynth generate`")
     p.add_argument("--repo-id", required=True, metavar="ORG/NAME", help="the dataset repository")
-    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--private", action="store_true",
+                   help="the repository must be private (created private; an existing public one is refused)")
+    p.add_argument("--change-visibility", action="store_true",
+                   help="make an existing repository private (--private) or public (no --private) instead of "
+                        "refusing when its visibility differs")
     p.add_argument("--revision", default=None, help="branch to upload to (created if missing; default main)")
     p.add_argument("--dry-run", action="store_true", help="validate and list what would be uploaded; send nothing")
     p.set_defaults(func=run)
@@ -23,7 +30,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..publish.hub import publish
 
-    plan = publish(args.dir, args.repo_id, private=args.private, revision=args.revision, dry_run=args.dry_run)
+    plan = publish(args.dir, args.repo_id, private=args.private, revision=args.revision, dry_run=args.dry_run,
+                   change_visibility=args.change_visibility, log=print)
     mb = plan["bytes"] / 1e6
     head = "would upload" if plan["dry_run"] else "uploaded"
     print(f"{head} {len(plan['files'])} files ({mb:.1f} MB, {plan['validation']['rows']} pairs) to "

@@ -278,10 +278,3 @@ def load_mask_folder(folder, size: int) -> tuple[list[str], np.ndarray]:
 
     stems, arr = _load_folder(folder, read_mask, size, Image.BILINEAR, "masks")
     return stems, np.where(arr >= 128, 255, 0).astype(np.uint8)
-
-
-def load_image_folder(folder, size: int) -> tuple[list[str], np.ndarray]:
-    """Images for inpainting: uint8 [N, size, size, 3], sorted by stem."""
-    from PIL import Image
-
-    return _load_folder(folder, read_image, size, Image.BICUBIC, "images")

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FastsynthError
+from ..errors import DataError, FastsynthError
+from ..utils import write_atomic
 
 MANIFEST = "fastsynth.json"
 # settings that must match to resume or extend an existing folder
@@ -32,6 +33,39 @@ IDENTITY_KEYS = ("model_sha256", "mode", "sampler", "steps", "seed", "resolution
                  "redraw")
 # the value an identity key had before it existed (datasets written by older versions)
 IDENTITY_DEFAULTS = {"guidance": 1.0, "redraw": False}
+
+
+def shard_name(k: int, fmt: str = "parquet") -> str:
+    """The path of shard ``k`` relative to the dataset folder (the one place shard names are made)."""
+    return f"data/train-{k:05d}.parquet" if fmt == "parquet" else f"shards/{k:05d}.jsonl"
+
+
+def shard_files(root: Path, manifest: dict) -> list[Path]:
+    """The shard files present in a dataset folder, in order."""
+    if manifest.get("format", "parquet") == "parquet":
+        return sorted((Path(root) / "data").glob("train-*.parquet"))
+    return sorted((Path(root) / "shards").glob("*.jsonl"))
+
+
+def read_manifest(root: str | os.PathLike, missing_ok: bool = False) -> dict | None:
+    """The manifest of a dataset folder (the one reader of ``fastsynth.json``); a missing or corrupt one is a
+    clear error (``missing_ok``: None when there is none yet)."""
+    root = Path(root)
+    p = root / MANIFEST
+    if not p.is_file():
+        if missing_ok:
+            return None
+        if not root.is_dir():
+            raise DataError(f"{root}: no such folder")
+        raise DataError(f"{root}: not a fastsynth dataset (no {MANIFEST}); give the folder written by "
+                        "`fastsynth generate --out DIR`")
+    try:
+        m = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{p}: corrupt manifest ({exc}); remove the folder or choose another --out") from None
+    if not isinstance(m, dict):
+        raise DataError(f"{p}: corrupt manifest (not a JSON object)")
+    return m
 
 
 def features():
@@ -76,9 +110,7 @@ class DatasetWriter:
 
     # --- shards -------------------------------------------------------------------------------------
     def shard_path(self, k: int) -> Path:
-        if self.fmt == "parquet":
-            return self.out / "data" / f"train-{k:05d}.parquet"
-        return self.out / "shards" / f"{k:05d}.jsonl"
+        return self.out / shard_name(k, self.fmt)
 
     def shard_rows(self, k: int) -> int | None:
         """Rows in a complete shard k, or None when it is absent or unreadable."""
@@ -95,8 +127,9 @@ class DatasetWriter:
             return None
 
     def any_shard(self) -> bool:
-        d = self.shard_path(0).parent
-        return d.is_dir() and any(f.suffix in (".parquet", ".jsonl") for f in d.iterdir())
+        """Whether any shard of either format is there (a parquet folder is not empty to a png run)."""
+        return any(d.is_dir() and any(f.suffix in (".parquet", ".jsonl") for f in d.iterdir())
+                   for d in (self.out / "data", self.out / "shards"))
 
     def write_shard(self, k: int, rows: Rows) -> None:
         p = self.shard_path(k)
@@ -151,26 +184,14 @@ class DatasetWriter:
 
     # --- manifest -----------------------------------------------------------------------------------
     def read_manifest(self) -> dict | None:
-        p = self.out / MANIFEST
-        if not p.exists():
-            return None
-        try:
-            return json.loads(p.read_text())
-        except json.JSONDecodeError as exc:
-            raise FastsynthError(f"{p}: corrupt manifest ({exc}); remove the folder or choose another --out")
+        return read_manifest(self.out, missing_ok=True)
 
     def write_manifest(self, manifest: dict) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        p = self.out / MANIFEST
-        tmp = p.with_name(f"{p.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, p)
+        write_atomic(self.out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
     def write_card(self, text: str) -> None:
-        p = self.out / "README.md"
-        tmp = p.with_name(f"{p.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, p)
+        write_atomic(self.out / "README.md", text)
 
 
 def check_compatible(existing: dict, wanted: dict, out: Path) -> None:

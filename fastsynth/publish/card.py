@@ -10,36 +10,9 @@ import os
 from pathlib import Path
 
 from ..errors import FastsynthError
+from ..utils import write_atomic
 
-EVAL_KEY = "fastsynth_evaluation"
-START = "<!-- fastsynth-evaluation:start -->"
-END = "<!-- fastsynth-evaluation:end -->"
-
-
-def split_card(text: str, where: str = "README.md") -> tuple[dict, str]:
-    """(metadata dict, body) of a card; a card without metadata gives ({}, text)."""
-    import yaml
-
-    if not text.startswith("---"):
-        return {}, text
-    parts = text.split("\n---", 1)
-    if len(parts) != 2:
-        raise FastsynthError(f"{where}: YAML metadata starts with '---' but never ends with a '---' line")
-    head, body = parts[0][3:], parts[1]
-    body = body[body.index("\n") + 1:] if "\n" in body else ""
-    try:
-        meta = yaml.safe_load(head) or {}
-    except yaml.YAMLError as exc:
-        raise FastsynthError(f"{where}: invalid YAML metadata ({exc})") from None
-    if not isinstance(meta, dict):
-        raise FastsynthError(f"{where}: YAML metadata must be a mapping, got {type(meta).__name__}")
-    return meta, body
-
-
-def join_card(meta: dict, body: str) -> str:
-    import yaml
-
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n" + body
+from ..dataset.card import END, EVAL_KEY, START, join_card, split_card  # noqa: F401 (the card format)
 
 
 def _fmt(v, nd=4):
@@ -146,7 +119,4 @@ def update_card(readme: str | os.PathLike, results: dict) -> Path:
         body = body[:a] + section.rstrip("\n") + body[b:]
     else:
         body = body.rstrip("\n") + "\n\n" + section
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(join_card(meta, body))
-    os.replace(tmp, p)
-    return p
+    return write_atomic(p, join_card(meta, body))

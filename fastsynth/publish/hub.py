@@ -1,7 +1,18 @@
 """Validate a synthetic dataset folder and upload it to the Hugging Face Hub.
 
 What is uploaded: README.md (the card), fastsynth.json (the manifest), data/train-*.parquet (the shards) and,
-when ``fastsynth evaluate`` wrote them, eval/*.png and eval/metrics.json. Nothing else from the folder.
+when ``fastsynth evaluate`` wrote them, the plots of synthetic data and of numbers (``SAFE_EVAL_FILES``) and
+eval/metrics.json. Nothing else from the folder: never ``eval/samples_real.png`` (real, possibly patient,
+images). The card and the JSON files go up as public copies (``public_text`` / ``public_json``): local paths
+become their last component, the user name is removed, and the stems of nearest real neighbours are dropped
+(their distances stay).
+
+Privacy: an existing repository keeps its visibility on ``create_repo``; publish reads it and refuses when it
+differs from what was asked (``change_visibility=True`` changes it), and says which it is before uploading.
+
+Resumable: shards go up in several commits, then the card and metadata in a last one; files already on the
+Hub with the same content (LFS sha256 or git blob id) are skipped, so running the same command again after an
+interruption uploads only what is missing, and remote shards that are not part of the dataset are deleted.
 
 The token comes from ``huggingface_hub.get_token()`` (``HF_TOKEN`` or the stored ``hf auth login`` token) or
 the ``token`` argument. It is only handed to huggingface_hub calls: never printed, logged, or written; error
@@ -11,16 +22,35 @@ messages are scrubbed of it.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from ..errors import FastsynthError
+from ..utils import public_json, public_text
 
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}$")
-UPLOAD_PATTERNS = ("README.md", "fastsynth.json", "data/train-*.parquet", "eval/*.png", "eval/metrics.json")
+# plots that show only synthetic data or numbers; eval/samples_real.png (held-out real images) is never one
+SAFE_EVAL_FILES = ("eval/samples_synthetic.png", "eval/metrics.png", "eval/mask_stats.png",
+                   "eval/downstream_dice.png", "eval/metrics.json")
+UPLOAD_PATTERNS = ("README.md", "fastsynth.json", "data/train-*.parquet") + SAFE_EVAL_FILES
+METADATA_FILES = ("README.md", "fastsynth.json", "eval/metrics.json")  # uploaded as public copies, last
+SHARDS_PER_COMMIT = 50
+def public_bytes(root: Path, rel: str) -> bytes | None:
+    """The public copy of a metadata file (card or JSON), or None for a file that goes up as it is."""
+    if rel not in METADATA_FILES:
+        return None
+    text = (root / rel).read_text()
+    if rel.endswith(".json"):
+        try:
+            return (json.dumps(public_json(json.loads(text)), indent=2, sort_keys=True) + "\n").encode()
+        except json.JSONDecodeError as exc:
+            raise FastsynthError(f"{root / rel}: invalid JSON ({exc}); run `fastsynth evaluate` again") from None
+    return public_text(text).encode()
 
 
 def plan_upload(root: str | os.PathLike) -> list[dict]:
@@ -31,7 +61,8 @@ def plan_upload(root: str | os.PathLike) -> list[dict]:
         if not f.is_file():
             continue
         rel = f.relative_to(root).as_posix()
-        if rel.endswith(".tmp") or not any(fnmatch.fnmatchcase(rel, p) for p in UPLOAD_PATTERNS):
+        if rel.endswith(".tmp") or not any(fnmatch.fnmatchcase(rel, p) for p in UPLOAD_PATTERNS) \
+                or rel == "eval/samples_real.png":
             continue
         if rel.count("/") > 1:
             continue
@@ -44,7 +75,7 @@ def validate_dataset(root: str | os.PathLike, load_check: bool = True) -> dict:
     metadata valid and pointing at the shards, and that ``datasets`` loads it with Image features."""
     import pyarrow.parquet as pq
 
-    from ..metrics.io import read_manifest
+    from ..dataset import read_manifest, shard_name
     from .card import split_card
 
     root = Path(root)
@@ -58,7 +89,7 @@ def validate_dataset(root: str | os.PathLike, load_check: bool = True) -> dict:
     n, size = int(m["n"]), int(m["shard_size"])
     n_shards = (n + size - 1) // size
     problems = []
-    expected = {f"train-{k:05d}.parquet": min(size, n - k * size) for k in range(n_shards)}
+    expected = {shard_name(k).split("/", 1)[1]: min(size, n - k * size) for k in range(n_shards)}
     present = {p.name for p in (root / "data").glob("train-*.parquet")} if (root / "data").is_dir() else set()
     for name, rows in expected.items():
         if name not in present:
@@ -151,9 +182,110 @@ def _http_status(exc) -> int | None:
     return getattr(resp, "status_code", None)
 
 
+def _remote_files(api, repo_id: str, revision: str | None, tok: str) -> dict:
+    """{path: (lfs sha256 or None, git blob id or None)} of the files on the Hub at ``revision``."""
+    try:
+        entries = list(api.list_repo_tree(repo_id, repo_type="dataset", revision=revision, recursive=True,
+                                          token=tok))
+    except Exception as exc:
+        if type(exc).__name__ in ("RepositoryNotFoundError", "RevisionNotFoundError", "EntryNotFoundError") \
+                or _http_status(exc) == 404:
+            return {}
+        raise
+    out = {}
+    for e in entries:
+        lfs = getattr(e, "lfs", None)
+        if lfs is None and getattr(e, "blob_id", None) is None:
+            continue  # a folder
+        sha = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)) if lfs else None
+        out[e.path] = (sha, getattr(e, "blob_id", None))
+    return out
+
+
+def _same_content(data: bytes | Path, remote: tuple) -> bool:
+    sha256, blob_id = remote
+    if isinstance(data, Path):
+        from ..utils import file_sha256
+
+        if sha256:
+            return file_sha256(data) == sha256
+        data = data.read_bytes()
+    if sha256:
+        return hashlib.sha256(data).hexdigest() == sha256
+    return blob_id == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _visibility(api, repo_id: str, private: bool, change_visibility: bool, tok: str,
+                say: Callable[[str], None]) -> str:
+    """Create the repo with the asked visibility, or check an existing one's (and change it when allowed)."""
+    want = "private" if private else "public"
+    try:
+        info = api.repo_info(repo_id, repo_type="dataset", token=tok)
+    except Exception as exc:
+        if type(exc).__name__ != "RepositoryNotFoundError" and _http_status(exc) != 404:
+            raise
+        info = None
+    if info is None:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True, token=tok)
+        say(f"created datasets/{repo_id} ({want})")
+        return want
+    have = "private" if getattr(info, "private", False) else "public"
+    if have != want:
+        if not change_visibility:
+            flag = "--private" if have == "private" else "no --private"
+            raise FastsynthError(f"datasets/{repo_id} exists and is {have}, but {want} was asked; nothing was "
+                                 f"uploaded. Run again with {flag} to keep it {have}, or add --change-visibility "
+                                 f"to make it {want}")
+        if hasattr(api, "update_repo_settings"):
+            api.update_repo_settings(repo_id, private=private, repo_type="dataset", token=tok)
+        else:  # huggingface_hub < 0.24
+            api.update_repo_visibility(repo_id, private=private, repo_type="dataset", token=tok)
+        say(f"datasets/{repo_id} existed as {have}; changed to {want}")
+        return want
+    say(f"datasets/{repo_id} exists ({have})")
+    return have
+
+
+def _upload(api, root: Path, repo_id: str, revision: str | None, files: list[dict], msg: str, tok: str,
+            say: Callable[[str], None]) -> tuple[list, int]:
+    """Commit the shards in batches, then the public metadata copies; skip what the Hub already holds.
+    Returns (commit infos, files skipped)."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    remote = _remote_files(api, repo_id, revision, tok)
+    shards, meta = [], []
+    skipped = 0
+    for f in files:
+        rel = f["path"]
+        pub = public_bytes(root, rel)
+        data = pub if pub is not None else root / rel
+        if rel in remote and _same_content(data, remote[rel]):
+            skipped += 1
+            continue
+        op = CommitOperationAdd(path_in_repo=rel, path_or_fileobj=data if pub is not None else str(data))
+        (meta if rel in METADATA_FILES or rel.startswith("eval/") else shards).append(op)
+    wanted = {f["path"] for f in files}
+    stale = [CommitOperationDelete(path_in_repo=p) for p in sorted(remote)
+             if fnmatch.fnmatchcase(p, "data/train-*.parquet") and p not in wanted]
+    if skipped:
+        say(f"{skipped} file(s) already on the Hub with the same content: skipped")
+    batches = [shards[i:i + SHARDS_PER_COMMIT] for i in range(0, len(shards), SHARDS_PER_COMMIT)]
+    if meta or stale or not batches:
+        batches.append(meta + stale)
+    infos = []
+    for i, ops in enumerate(batches):
+        if not ops:
+            continue
+        part = f" (part {i + 1}/{len(batches)})" if len(batches) > 1 else ""
+        infos.append(api.create_commit(repo_id, ops, commit_message=msg + part, repo_type="dataset",
+                                       revision=revision, token=tok))
+    return infos, skipped
+
+
 def publish(root: str | os.PathLike, repo_id: str, private: bool = False, revision: str | None = None,
             dry_run: bool = False, token: str | None = None, api=None, load_check: bool = True,
-            commit_message: str | None = None) -> dict:
+            commit_message: str | None = None, change_visibility: bool = False,
+            log: Callable[[str], None] | None = None) -> dict:
     """Validate ``root`` and upload it as the dataset repo ``repo_id``. Returns what was (or would be) sent."""
     if not REPO_ID_RE.match(repo_id or ""):
         raise FastsynthError(f"--repo-id {repo_id!r}: expected ORG/NAME (letters, digits, '-', '_', '.')")
@@ -181,13 +313,13 @@ def publish(root: str | os.PathLike, repo_id: str, private: bool = False, revisi
                                      "(`hf auth login`) or set HF_TOKEN") from None
             raise FastsynthError(f"could not reach the Hugging Face Hub to check the token "
                                  f"({type(exc).__name__}{f', HTTP {status}' if status else ''})") from None
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True, token=tok)
+        say = log or (lambda s: None)
+        plan["visibility"] = _visibility(api, repo_id, private, change_visibility, tok, say)
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True, token=tok)
         msg = commit_message or f"Upload fastsynth dataset ({report['rows']} pairs)"
-        info = api.upload_folder(repo_id=repo_id, folder_path=str(root), repo_type="dataset",
-                                 revision=revision, allow_patterns=[f["path"] for f in files],
-                                 commit_message=msg, token=tok)
+        say(f"uploading {len(files)} files to datasets/{repo_id} ({plan['visibility']})")
+        infos, plan["skipped"] = _upload(api, root, repo_id, revision, files, msg, tok, say)
     except FastsynthError:
         raise
     except Exception as exc:
@@ -198,6 +330,7 @@ def publish(root: str | os.PathLike, repo_id: str, private: bool = False, revisi
         raise FastsynthError(_scrub(f"upload to {repo_id} failed ({type(exc).__name__}"
                                     f"{f', HTTP {status}' if status else ''}: {exc})", tok)) from None
     plan["user"] = (who or {}).get("name") if isinstance(who, dict) else None
-    plan["commit_url"] = str(getattr(info, "commit_url", "") or info)
+    plan["private"] = plan["visibility"] == "private"
+    plan["commit_url"] = str(getattr(infos[-1], "commit_url", "") or infos[-1]) if infos else None
     plan["url"] = f"https://huggingface.co/datasets/{repo_id}"
     return plan

@@ -7,8 +7,10 @@ hash, the resolution, the opset and the torch version, so the export is paid onc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -29,14 +31,42 @@ def _export(module, args: tuple, input_names: list[str], output_name: str, path:
     require("onnxscript", "onnx", "ONNX export")
     path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.onnx")  # concurrent exporters never share one
-    with torch.no_grad(), warnings.catch_warnings():
+    tmp = path.resolve().with_name(f"{path.stem}.{os.getpid()}.tmp.onnx")  # concurrent exporters never share one
+    # the exporter and ONNX Runtime's shape inference write temporaries (e.g. sym_shape_infer_temp.onnx) into
+    # the working directory: run them inside a private temporary folder, removed afterwards
+    with tempfile.TemporaryDirectory(prefix="fastsynth-onnx-") as scratch, _cwd(scratch), torch.no_grad(), \
+            warnings.catch_warnings(), _quiet_logger("torch.onnx"):
         warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")  # one shared batch dim
         torch.onnx.export(module, args, str(tmp), input_names=input_names, output_names=[output_name],
                           dynamic_shapes=tuple({0: batch} for _ in input_names),
                           opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
     os.replace(tmp, path)
     return path
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str):
+    """The exporter's internal log lines (e.g. "torchvision is not installed. Skipping torchvision::roi_align")
+    say nothing to a fastsynth user: only errors get through while exporting."""
+    import logging
+
+    lg = logging.getLogger(name)
+    old = lg.level
+    lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        lg.setLevel(old)
+
+
+@contextlib.contextmanager
+def _cwd(path: str):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
 
 
 def export_onnx(model, path: str | os.PathLike, batch_size: int = 2) -> Path:
@@ -69,6 +99,10 @@ def cached_onnx(model, model_sha: str, kind: str = "denoiser", resolution: int |
             return p
         except Exception:  # a broken cache entry: export again
             p.unlink(missing_ok=True)
+    import sys
+
+    print(f"exporting the {kind} to ONNX for the onnx backend (once per model, about half a minute; cached in "
+          f"{p.parent})", file=sys.stderr, flush=True)
     if kind == "denoiser":
         export_onnx(model, p)
     else:

@@ -118,7 +118,7 @@ def distill(cfg: DistillConfig, resume: bool = False, time_limit_min: float | No
             progress: bool = True, device: str = "auto") -> Path:
     from tqdm.auto import tqdm
 
-    from ..pipeline import resolve_device
+    from ..utils import resolve_device
 
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         raise FastsynthError("fastsynth distill runs in one process (one GPU); launch it without accelerate")

@@ -31,8 +31,9 @@ from .. import __version__
 from ..conditioning import cond_from_masks, cond_inpaint, dilate_px_for, inpaint_region, random_boxes
 from ..config import LOSS_WEIGHTINGS, TrainConfig, model_config_for, to_dict, from_dict
 from ..data import load_pairs, make_split, scan_pairs
+from ..data.provenance import data_provenance
 from ..errors import FastsynthError
-from ..utils import write_json_atomic
+from ..utils import read_json, write_json_atomic
 from .checkpoint import latest_checkpoint, load_blob, save_checkpoint
 from ..models import Denoiser, save_model
 from ..models.denoiser import WEIGHTS_NAME
@@ -130,8 +131,8 @@ def _model_card(meta: dict) -> str:
     t = meta["training"]
     return f"""---
 library_name: fastsynth
-license: cc-by-4.0
-tags: [diffusion, medical-imaging, synthetic-data, segmentation, polyp]
+license: {(meta.get('training_data') or {}).get('license') or 'other'}
+tags: [diffusion, medical-imaging, synthetic-data, segmentation]
 ---
 # fastsynth joint image+mask denoiser
 
@@ -139,7 +140,7 @@ A pixel-space DDPM (diffusers UNet2DModel, {meta['parameters'] / 1e6:.2f} M para
 channel at {meta['resolution']}x{meta['resolution']}, conditioned on known values so one network makes new
 pairs, images from given masks, and new polyps inpainted into real images.
 
-- Training data: `{t['data']}` ({t['n_train']} training pairs; {t['n_test']} held out in split.json)
+- Training data: {(meta.get('training_data') or {}).get('name') or 'unknown'} ({t['n_train']} training pairs; {t['n_test']} held out in split.json)
 - Steps trained: {t['steps_done']} at batch size {t['batch_size']} (preset `{t['preset']}`)
 - Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}
 - Command: `{t['command']}`{_init_line(t.get('init'))}
@@ -165,12 +166,12 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     out = Path(cfg.out)
     ck = out / "checkpoint"
     if out.exists() and (out / "config.json").exists():
-        saved = json.loads((out / "config.json").read_text())
+        saved = read_json(out / "config.json", "run config")
         if not resume:
             raise FastsynthError(f"{out} already holds a training run; add --resume to continue it, "
                                  "or choose another --out")
         old = from_dict(TrainConfig, saved, where=str(out / "config.json"))
-        keep = ("steps", "checkpoint_every", "log_every", "sample_every", "num_workers")
+        keep = ("steps", "checkpoint_every", "log_every")
         diff = {k: (getattr(old, k), getattr(cfg, k)) for k in to_dict(cfg)
                 if k not in keep and getattr(old, k) != getattr(cfg, k)}
         if diff:
@@ -193,7 +194,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     # data: scan, split by stem, decode the train split once into memory (uint8)
     src = scan_pairs(cfg.data, skip_bad=cfg.skip_bad)
     if resume and (out / "split.json").exists():  # the saved split, even if files were added since
-        split = json.loads((out / "split.json").read_text())
+        split = read_json(out / "split.json", "split file")
     else:
         split = make_split(src.stems, cfg.test_fraction, cfg.split_seed)
     bar = (lambda it: tqdm(it, desc="loading data", unit="pair", disable=not (progress and is_main)))
@@ -281,6 +282,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
             "resolution": cfg.resolution,
             "modes": ["pairs", "from-masks", "inpaint"],
             "parameters": ema_net.num_parameters(),
+            "training_data": data_provenance(cfg.data),
             "training": {
                 "data": str(cfg.data), "n_train": len(stems), "n_test": len(split["test"]),
                 "split_seed": cfg.split_seed, "test_fraction": cfg.test_fraction,

@@ -1,0 +1,62 @@
+"""Where a training set comes from: its name, licence, citation and homepage, read from the data folder.
+
+A pair folder may carry a dataset card (``README.md`` with YAML metadata: ``pretty_name``, ``license``,
+``citation``, ``homepage``) or, for a Hugging Face dataset saved to disk, ``dataset_info.json``. Nothing is
+assumed: unknown fields are None, and a dataset card made from a model with an unknown licence says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+FIELDS = ("name", "license", "citation", "url")
+
+
+def data_provenance(data_dir: str | os.PathLike) -> dict:
+    """{name, license, citation, url} of a training data folder (the folder's name when nothing else is known)."""
+    p = Path(str(data_dir))
+    out = {"name": p.name or None, "license": None, "citation": None, "url": None}
+    card = p / "README.md"
+    if card.is_file():
+        meta = _yaml_head(card.read_text(errors="replace"))
+        out["name"] = meta.get("pretty_name") or out["name"]
+        lic = meta.get("license")
+        out["license"] = lic[0] if isinstance(lic, list) and lic else (lic or None)
+        out["citation"] = meta.get("citation") or None
+        out["url"] = meta.get("homepage") or meta.get("url") or None
+    info = p / "dataset_info.json"
+    if info.is_file():
+        try:
+            d = json.loads(info.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            d = {}
+        if isinstance(d, dict):
+            out["license"] = out["license"] or d.get("license") or None
+            out["citation"] = out["citation"] or d.get("citation") or None
+            out["url"] = out["url"] or d.get("homepage") or None
+    return {k: (str(v).strip() if v is not None else None) for k, v in out.items()}
+
+
+def model_data_provenance(meta: dict) -> dict:
+    """The training-data provenance of a model's metadata (``training_data``); for models saved before it was
+    recorded, only the name of its training folder (licence unknown)."""
+    td = meta.get("training_data")
+    if isinstance(td, dict):
+        return {k: td.get(k) for k in FIELDS}
+    data = str(meta.get("training", {}).get("data") or "")
+    return {"name": Path(data).name or None, "license": None, "citation": None, "url": None}
+
+
+def _yaml_head(text: str) -> dict:
+    import yaml
+
+    if not text.startswith("---"):
+        return {}
+    head = text[3:].split("\n---", 1)[0]
+    try:
+        meta = yaml.safe_load(head)
+    except yaml.YAMLError:
+        return {}
+    return meta if isinstance(meta, dict) else {}

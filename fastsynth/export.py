@@ -1,0 +1,102 @@
+"""Export + parity report: the artifact, its shapes/precision/versions, and its error against eager.
+
+Works for both kinds of model fastsynth saves: the denoiser (x_t, t, cond -> model_output) and segmenters
+trained by the downstream benchmark (image -> logits); the kind is read from the folder's fastsynth.json.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .errors import FastsynthError
+from .runtime.export import denoiser_inputs, image_inputs, parity
+
+
+def model_kind(model: str | os.PathLike | None) -> str:
+    """'segmenter' for a folder saved by the downstream benchmark, else 'denoiser'."""
+    from .models.denoiser import BUNDLED_MODELS
+
+    if model is None or str(model) in BUNDLED_MODELS:
+        return "denoiser"
+    meta = Path(model) / "fastsynth.json"
+    if meta.is_file():
+        try:
+            if json.loads(meta.read_text()).get("kind") == "segmenter":
+                return "segmenter"
+        except json.JSONDecodeError as exc:
+            raise FastsynthError(f"{meta}: invalid JSON ({exc})") from None
+    return "denoiser"
+
+
+def export_artifact(model: str | None, fmt: str, out: str | os.PathLike, device: str = "auto",
+                    precision: str = "fp32", batch_size: int = 8) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .runtime.eager import eager_model_fn
+    from .runtime.onnx import export_onnx, export_segmenter_onnx, onnx_model_fn
+    from .utils import file_sha256, resolve_device
+
+    dev = resolve_device(device)
+    if fmt == "tensorrt" and dev.type != "cuda":
+        raise FastsynthError("--format tensorrt needs a CUDA GPU (--device cuda); ONNX export works anywhere")
+    out = Path(out)
+    kind = model_kind(model)
+    if kind == "segmenter":
+        from .metrics.downstream import WEIGHTS_NAME, load_segmenter
+
+        mdir = Path(model)
+        net, seg_cfg, _ = load_segmenter(mdir)
+        res = seg_cfg.resolution
+        out.mkdir(parents=True, exist_ok=True)
+        ref_fn = eager_model_fn(copy.deepcopy(net), dev, torch.float32)
+        onnx_path = export_segmenter_onnx(net, out / "segmenter.onnx", res)
+        make_inputs = image_inputs(res)
+        inputs = {"image": ["batch", 3, res, res]}
+        outputs = {"logits": ["batch", 1, res, res]}
+    else:
+        from .models import load_model, resolve_model_dir
+        from .models.denoiser import WEIGHTS_NAME
+
+        mdir = resolve_model_dir(model)
+        net, _ = load_model(mdir)
+        res = net.config.resolution
+        out.mkdir(parents=True, exist_ok=True)
+        ref_fn = eager_model_fn(copy.deepcopy(net), dev, torch.float32)
+        onnx_path = export_onnx(net, out / "denoiser.onnx")
+        make_inputs = denoiser_inputs(res)
+        inputs = {"x_t": ["batch", 4, res, res], "t": ["batch"], "cond": ["batch", 8, res, res]}
+        outputs = {"model_output": ["batch", 4, res, res]}
+    sha = file_sha256(mdir / WEIGHTS_NAME)
+    if fmt == "onnx":
+        test_fn = onnx_model_fn(onnx_path, dev, "fp32")
+        tol = 1e-3
+    else:
+        test_fn = onnx_model_fn(onnx_path, dev, precision, tensorrt=True, trt_cache=out / "engines")
+        tol = 1e-3 if precision == "fp32" else 3e-2
+    rep = parity(ref_fn, test_fn, res, batch_size=batch_size, tol=tol, make_inputs=make_inputs)
+
+    def v(pkg):
+        try:
+            return version(pkg)
+        except PackageNotFoundError:
+            return None
+
+    report = {
+        "kind": kind, "format": fmt, "artifact": str(onnx_path if fmt == "onnx" else out / "engines"),
+        "onnx": str(onnx_path), "model": str(mdir), "model_sha256": sha,
+        "inputs": inputs, "outputs": outputs,
+        "precision": precision if fmt == "tensorrt" else "fp32", "device": str(dev),
+        "versions": {"fastsynth": __version__, "torch": torch.__version__, "onnx": v("onnx"),
+                     "onnxruntime": v("onnxruntime") or v("onnxruntime-gpu"), "tensorrt": v("tensorrt"),
+                     "python": platform.python_version()},
+        "parity": rep,
+    }
+    (out / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
