@@ -144,6 +144,21 @@ def random_model_dir(preset: str, resolution: int, seed: int = 0) -> Path:
     return out
 
 
+def effective_precision(backend: str, precision: str, device: torch.device) -> str:
+    """What a backend really runs for a ``--precision`` (``auto``: bf16/fp16 eager on a GPU, fp16 TensorRT;
+    the onnx backend's graph is always fp32)."""
+    from .runtime import resolve_backend, resolve_precision
+
+    b = resolve_backend(backend, device, precision)
+    if b == "onnx":
+        return "fp32"
+    if b == "tensorrt":
+        from .runtime.tensorrt import trt_precision
+
+        return trt_precision(precision)
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[resolve_precision(precision, device)]
+
+
 def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=(32,), steps: int | None = None,
               sampler: str | None = None, device: str = "auto", precision: str = "fp32", repeats: int = 5,
               baselines: bool = True, log=print, preset: str | None = None, resolution: int | None = None) -> dict:
@@ -224,7 +239,8 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
                 import resource
 
                 mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            rec(scenario="per_eval", backend=backend, batch_size=b, ms_per_eval=1000 * med,
+            rec(scenario="per_eval", backend=backend, batch_size=b,
+                effective_precision=effective_precision(backend, precision, dev), ms_per_eval=1000 * med,
                 evals_per_s=b / med, build_s=build_s, first_call_s=first_call_s, repeats=repeats,
                 times_s=times, peak_memory_bytes=mem)
             if b == batch_sizes[-1]:

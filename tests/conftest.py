@@ -47,3 +47,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
                       batch_size=8, lr=1e-3, warmup_steps=5, checkpoint_every=1000, test_fraction=0.0)
     train(cfg, progress=False)
     return root / "run" / "model"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` skip cleanly without a CUDA GPU (``pytest -m gpu`` on a CPU machine: all skipped)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -64,6 +64,7 @@ def test_bench_record_has_cpu_flags_and_random_preset_model(tmp_path):
     assert res["random_weights"]["preset"] == "tiny" and res["random_weights"]["seed"] == 0
     per_eval = [r for r in res["records"] if r["scenario"] == "per_eval"]
     assert per_eval and per_eval[0]["resolution"] == 16 and per_eval[0]["evals_per_s"] > 0
+    assert per_eval[0]["effective_precision"] == "fp32"
     write_json(res, tmp_path / "b.json")
     assert json.loads((tmp_path / "b.json").read_text())["environment"]["cpu"] == env["cpu"]
     # built once: the same folder (and weights hash) the second time
@@ -82,3 +83,16 @@ def test_bench_preset_errors(capsys):
         run_bench(resolution=64, device="cpu")
     assert main(["bench", "--preset", "paper", "--resolution", "100", "--device", "cpu"]) == 2
     assert "--resolution 100" in capsys.readouterr().err
+
+
+def test_effective_precision_per_backend():
+    import torch
+
+    from fastsynth.bench import effective_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert effective_precision("eager", "auto", cpu) == "fp32"
+    assert effective_precision("eager", "bf16", cpu) == "bf16"
+    assert effective_precision("onnx", "auto", cpu) == "fp32"
+    assert effective_precision("tensorrt", "auto", cuda) == "fp16"  # TensorRT's auto: fp16 engines
+    assert effective_precision("tensorrt", "bf16", cuda) == "bf16"

@@ -230,3 +230,74 @@ def test_export_cli_tensorrt_batch_defaults_to_generates(monkeypatch, tmp_path, 
     assert "--batch-size 64" in capsys.readouterr().out
     assert main(["export", "--format", "onnx", "--out", str(tmp_path / "o")]) == 0
     assert seen == {"tensorrt": GenerateConfig().batch_size, "onnx": 8}
+
+
+def test_extras_keep_torch_and_one_onnxruntime():
+    """The gpu extra pulls nothing that replaces the installed torch; no extra meant for one environment
+    mixes the CPU onnxruntime with onnxruntime-gpu; gpu-test is the gpu extra plus pytest."""
+    import re
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[1]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+    def names(extra):
+        return {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() for r in extras[extra]}
+
+    torch_pinning = {"torch", "xformers", "torchvision", "torchaudio", "timm", "segmentation-models-pytorch"}
+    assert not names("gpu") & torch_pinning and not names("gpu-test") & torch_pinning
+    for extra in extras:
+        assert not {"onnxruntime", "onnxruntime-gpu"} <= names(extra), extra
+    assert {"onnxruntime-gpu", "tensorrt", "onnx", "onnxscript"} <= names("gpu") <= names("gpu-test")
+    assert "pytest" in names("gpu-test") and "onnxruntime" not in names("gpu-test")
+    # xformers would only belong in an extra if fastsynth used it
+    assert not any("xformers" in p.read_text() for p in (root / "fastsynth").rglob("*.py"))
+
+
+def test_gpu_check_script_parses_and_its_helpers_run_on_the_cpu(tiny_model_dir, tmp_path):
+    """benchmarks/gpu_check.sh is valid bash; the python it calls works here (parity, probe, generate, compare,
+    summary), so the one call on a GPU machine fails only for GPU reasons."""
+    import importlib.util
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    bash = shutil.which("bash")
+    if bash:
+        subprocess.run([bash, "-n", str(root / "benchmarks" / "gpu_check.sh")], check=True)
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, root / "benchmarks" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    par, helpers = load("gpu_parity"), load("gpu_check_helpers")
+    res = tmp_path / "results"
+    assert par.main(["--model", str(tiny_model_dir), "--device", "cpu", "--backends", "eager",
+                     "--precisions", "fp32,fp16", "--batch-size", "2", "--n-inputs", "1", "--repeats", "1",
+                     "--out", str(res / "parity.json")]) == 0
+    rows = json.loads((res / "parity.json").read_text())["rows"]
+    assert [(r["backend"], r["precision"], r["status"]) for r in rows] == [("eager", "fp32", "ok"),
+                                                                          ("eager", "fp16", "refused")]
+    assert helpers.main(["probe", str(res / "probe_after.json")]) == 0
+    probe = json.loads((res / "probe_after.json").read_text())
+    assert probe["modules"]["torch"]["ok"] and "cpu" in probe and probe["gpu_ready"] is False
+    common = ["--model", str(tiny_model_dir), "--steps", "1", "--batch-size", "2", "--shard-size", "2",
+              "--backend", "eager", "--device", "cpu", "--no-progress"]
+    assert helpers.main(["generate", str(res / "generate_10k.json"), "--", "--n", "4", "--out",
+                         str(tmp_path / "a"), *common]) == 0
+    gen = json.loads((res / "generate_10k.json").read_text())
+    assert gen["rc"] == 0 and gen["manifest"]["n"] == 4 and gen["environment"]["cpu"]["model"]
+    assert helpers.main(["generate", str(tmp_path / "g2.json"), "--", "--n", "2", "--out", str(tmp_path / "b"),
+                         *common]) == 0
+    assert helpers.main(["compare", str(res / "generate_2proc_compare.json"), str(tmp_path / "a"),
+                         str(tmp_path / "b")]) == 0
+    assert json.loads((res / "generate_2proc_compare.json").read_text())["rows_compared"] == 2
+    (res / "step-parity.json").write_text(json.dumps({"name": "parity", "status": "ok", "rc": 0}))
+    assert helpers.main(["summary", str(res)]) == 0
+    summary = json.loads((res / "summary.json").read_text())
+    assert summary["steps"]["parity"]["status"] == "ok" and summary["results"]["parity"]["eager/fp16"] == "refused"
