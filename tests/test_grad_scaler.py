@@ -94,7 +94,7 @@ def test_train_fp16_steps_through_the_accelerators_scaler(pair_folder, tmp_path,
             super().__init__(*a, **kw)
             assert self.mixed_precision == "fp16"  # train asked for fp16
             self.native_amp = True
-            self.scaler = SpyScaler("cpu", init_scale=2.0 ** (10 - 5 * len(made)))  # a resumed run: another
+            self.scaler = SpyScaler(self.device.type, init_scale=2.0 ** (10 - 5 * len(made)))  # resumed: another
             made.append(self)
 
     monkeypatch.setattr(accelerate, "Accelerator", GPUlikeAccelerator)
