@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .utils import cpu_info
 
 # dense bf16/fp16 tensor-core peaks (FLOP/s) of the GPUs we may be lent; CPU peak is measured (fp32 GEMM)
 GPU_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
@@ -103,26 +104,67 @@ def environment(device: torch.device) -> dict:
                                 cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
     except Exception:
         commit = None
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_info()  # the CPU model and its AVX2 / AVX-512 / AVX512_BF16 / VNNI / AMX flags: rankings differ
     return {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU: {cpu}",
-        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU: {cpu['model']}",
+        "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "fastsynth": __version__, "git_commit": commit, "torch": torch.__version__,
         "diffusers": v("diffusers"), "onnxruntime": v("onnxruntime") or v("onnxruntime-gpu"),
         "tensorrt": v("tensorrt"), "python": platform.python_version(),
     }
 
 
+def random_model_dir(preset: str, resolution: int, seed: int = 0) -> Path:
+    """A model folder with random weights of ``preset`` at ``resolution`` (for speed measurements only: a
+    GPU-sized network without a trained checkpoint). Built once, deterministically from ``seed``, under
+    ``$FASTSYNTH_CACHE/random-models/`` so its ONNX export / TensorRT engines are cached like a real model's."""
+    from .config import model_config_for
+    from .models import Denoiser, save_model
+    from .models.denoiser import WEIGHTS_NAME
+    from .utils import cache_dir
+
+    cfg = model_config_for(preset, resolution)  # a clear error for an unknown preset / bad resolution
+    out = cache_dir() / "random-models" / f"{preset}-r{resolution}-seed{seed}"
+    if not (out / WEIGHTS_NAME).exists():
+        import shutil
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = Denoiser(cfg)
+        meta = {"fastsynth_version": __version__, "resolution": resolution,
+                "random_weights": {"preset": preset, "seed": seed,
+                                   "note": "untrained: for throughput measurements only"}}
+        tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")  # complete or absent, even if killed
+        save_model(net, tmp, meta=meta, card=f"# random {preset} denoiser at {resolution}x{resolution}\n\n"
+                                               "Untrained weights, for throughput measurements only.\n")
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another process made it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def effective_precision(backend: str, precision: str, device: torch.device) -> str:
+    """What a backend really runs for a ``--precision`` (``auto``: bf16/fp16 eager on a GPU, fp16 TensorRT;
+    the onnx backend's graph is always fp32)."""
+    from .runtime import resolve_backend, resolve_precision
+
+    b = resolve_backend(backend, device, precision)
+    if b == "onnx":
+        return "fp32"
+    if b == "tensorrt":
+        from .runtime.tensorrt import trt_precision
+
+        return trt_precision(precision)
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[resolve_precision(precision, device)]
+
+
 def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=(32,), steps: int | None = None,
               sampler: str | None = None, device: str = "auto", precision: str = "fp32", repeats: int = 5,
-              baselines: bool = True, log=print) -> dict:
+              baselines: bool = True, log=print, preset: str | None = None, resolution: int | None = None) -> dict:
+    """Throughput of ``model`` (default: bundled), or with ``preset``: of a random-weight network of that preset
+    at ``resolution`` (default 256), e.g. the GPU-sized ``paper`` network, whose speed needs no training."""
+    from .errors import FastsynthError
     from .models import load_model, resolve_model_dir
     from .models.denoiser import WEIGHTS_NAME
     from .utils import file_sha256, resolve_device
@@ -132,7 +174,14 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
     from .data.codec import tensor_to_image
 
     dev = resolve_device(device)
-    mdir = resolve_model_dir(model)
+    if preset is not None:
+        if model is not None:
+            raise FastsynthError("give --model or --preset (a random-weight network), not both")
+        mdir = random_model_dir(preset, resolution or 256)
+    elif resolution is not None:
+        raise FastsynthError("--resolution needs --preset (a saved model has its own resolution)")
+    else:
+        mdir = resolve_model_dir(model)
     sha = file_sha256(mdir / WEIGHTS_NAME)
     base_net, meta = load_model(mdir)
     cfg = base_net.config
@@ -190,7 +239,8 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
                 import resource
 
                 mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            rec(scenario="per_eval", backend=backend, batch_size=b, ms_per_eval=1000 * med,
+            rec(scenario="per_eval", backend=backend, batch_size=b,
+                effective_precision=effective_precision(backend, precision, dev), ms_per_eval=1000 * med,
                 evals_per_s=b / med, build_s=build_s, first_call_s=first_call_s, repeats=repeats,
                 times_s=times, peak_memory_bytes=mem)
             if b == batch_sizes[-1]:
@@ -228,7 +278,8 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
         rec(scenario="baseline_paper_repaint", backend="eager (NCHW, no tuning)", batch_size=b,
             sampler="ddpm200+repaint(j=10,r=10)", nfe=nfe, ms_per_eval=1000 * med, evals_per_s=b / med,
             pairs_per_s=b / (nfe * med), derived=True)
-    return {"environment": env, "model": str(mdir), "model_sha256": sha, "records": records}
+    return {"environment": env, "model": str(mdir), "model_sha256": sha,
+            "random_weights": meta.get("random_weights"), "records": records}
 
 
 def _fmt(v):

@@ -16,7 +16,7 @@ import torch
 
 from . import __version__
 from .errors import FastsynthError
-from .runtime.export import denoiser_inputs, image_inputs, parity
+from .runtime.export import denoiser_inputs, image_inputs, parity, parity_tolerance
 
 
 def model_kind(model: str | os.PathLike | None) -> str:
@@ -37,6 +37,11 @@ def model_kind(model: str | os.PathLike | None) -> str:
 
 def export_artifact(model: str | None, fmt: str, out: str | os.PathLike, device: str = "auto",
                     precision: str = "fp32", batch_size: int = 8) -> dict:
+    """``onnx``: ``out/denoiser.onnx`` (or ``segmenter.onnx``) + parity vs eager. ``tensorrt``: builds the engine
+    in the cache that ``generate --backend tensorrt --precision P --batch-size B`` reads (through the same
+    ``make_model_fn`` path: same ONNX file, engine folder and provider options), copies the ONNX file to ``out``
+    and writes the parity of that engine."""
+    import shutil
     from importlib.metadata import PackageNotFoundError, version
 
     from .runtime.eager import eager_model_fn
@@ -56,7 +61,7 @@ def export_artifact(model: str | None, fmt: str, out: str | os.PathLike, device:
         res = seg_cfg.resolution
         out.mkdir(parents=True, exist_ok=True)
         ref_fn = eager_model_fn(copy.deepcopy(net), dev, torch.float32)
-        onnx_path = export_segmenter_onnx(net, out / "segmenter.onnx", res)
+        onnx_name = "segmenter.onnx"
         make_inputs = image_inputs(res)
         inputs = {"image": ["batch", 3, res, res]}
         outputs = {"logits": ["batch", 1, res, res]}
@@ -69,17 +74,30 @@ def export_artifact(model: str | None, fmt: str, out: str | os.PathLike, device:
         res = net.config.resolution
         out.mkdir(parents=True, exist_ok=True)
         ref_fn = eager_model_fn(copy.deepcopy(net), dev, torch.float32)
-        onnx_path = export_onnx(net, out / "denoiser.onnx")
+        onnx_name = "denoiser.onnx"
         make_inputs = denoiser_inputs(res)
         inputs = {"x_t": ["batch", 4, res, res], "t": ["batch"], "cond": ["batch", 8, res, res]}
         outputs = {"model_output": ["batch", 4, res, res]}
     sha = file_sha256(mdir / WEIGHTS_NAME)
+    trt_cache = None
     if fmt == "onnx":
+        onnx_path = (export_segmenter_onnx(net, out / onnx_name, res) if kind == "segmenter"
+                     else export_onnx(net, out / onnx_name))
         test_fn = onnx_model_fn(onnx_path, dev, "fp32")
-        tol = 1e-3
-    else:
-        test_fn = onnx_model_fn(onnx_path, dev, precision, tensorrt=True, trt_cache=out / "engines")
-        tol = 1e-3 if precision == "fp32" else 3e-2
+        tol = parity_tolerance("fp32")
+    else:  # exactly what generate / filter build (same cached ONNX file, engine folder, provider options)
+        from .runtime import make_model_fn, make_segmenter_fn
+
+        if kind == "segmenter":
+            test_fn = make_segmenter_fn(copy.deepcopy(net), res, "tensorrt", dev, precision, batch_size=batch_size,
+                                        model_sha=sha)
+        else:
+            test_fn = make_model_fn(copy.deepcopy(net), "tensorrt", dev, precision, batch_size=batch_size,
+                                    model_sha=sha)
+        trt_cache = test_fn.trt_cache
+        onnx_path = out / onnx_name
+        shutil.copyfile(test_fn.onnx_path, onnx_path)
+        tol = parity_tolerance(precision)
     rep = parity(ref_fn, test_fn, res, batch_size=batch_size, tol=tol, make_inputs=make_inputs)
 
     def v(pkg):
@@ -89,8 +107,9 @@ def export_artifact(model: str | None, fmt: str, out: str | os.PathLike, device:
             return None
 
     report = {
-        "kind": kind, "format": fmt, "artifact": str(onnx_path if fmt == "onnx" else out / "engines"),
+        "kind": kind, "format": fmt, "artifact": str(onnx_path if fmt == "onnx" else trt_cache),
         "onnx": str(onnx_path), "model": str(mdir), "model_sha256": sha,
+        "batch_size": batch_size, "providers": getattr(test_fn, "providers", None),
         "inputs": inputs, "outputs": outputs,
         "precision": precision if fmt == "tensorrt" else "fp32", "device": str(dev),
         "versions": {"fastsynth": __version__, "torch": torch.__version__, "onnx": v("onnx"),

@@ -1,5 +1,6 @@
 """Small shared helpers at the bottom of the import graph: hashing files, the on-disk cache folder, atomic
-writes, and resolving the ``--device`` option (torch is imported inside the function that needs it)."""
+writes, resolving the ``--device`` option (torch is imported inside the function that needs it), the CPU's
+instruction sets."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import getpass
 import hashlib
 import json
 import os
+import platform
 import re
 from pathlib import Path
 
@@ -118,3 +120,32 @@ def public_json(obj, drop_keys=frozenset({"nearest", "nearest_train", "per_image
     if isinstance(obj, str):
         return public_text(obj)
     return obj
+
+
+# /proc/cpuinfo flag -> what it means for inference speed (bf16 / int8 paths differ with them)
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict:
+    """The CPU model and the instruction sets that decide CPU inference speed, from ``/proc/cpuinfo`` (Linux).
+
+    ``flags`` maps each of :data:`CPU_FLAGS` to True/False; it is None where ``/proc/cpuinfo`` cannot be read
+    (other systems), so a missing flag is never reported as absent. ``cpuinfo``: the file's text (for tests).
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    model, flags = None, None
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model is None:
+            model = value.strip()
+        elif key == "flags" and flags is None:  # x86; the first processor's line stands for all
+            flags = set(value.split())
+        if model is not None and flags is not None:
+            break
+    return {"model": model or platform.processor() or platform.machine(),
+            "flags": None if flags is None else {f: f in flags for f in CPU_FLAGS}}

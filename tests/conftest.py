@@ -59,3 +59,15 @@ def _private_cache(tmp_path_factory):
         os.environ.pop("FASTSYNTH_CACHE", None)
     else:
         os.environ["FASTSYNTH_CACHE"] = old
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` skip cleanly without a CUDA GPU (``pytest -m gpu`` on a CPU machine: all skipped)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

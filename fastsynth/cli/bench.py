@@ -16,6 +16,7 @@ def _ints(s: str) -> tuple[int, ...]:
 
 
 def add_parser(sub) -> None:
+    from ..config import PRESETS
     from ..runtime import BACKENDS, PRECISIONS
     from ..sampling import SAMPLER_NAMES
 
@@ -23,6 +24,10 @@ def add_parser(sub) -> None:
                        description="Times network evaluations per backend and batch size (warm-up excluded, "
                                    "median of repeats), one end-to-end batch, and two baselines in the same run.")
     p.add_argument("--model", default=None, help="model or run folder (default: bundled)")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="instead of --model: a random-weight network of this preset (speed only; e.g. paper at "
+                        "256x256 on a GPU), built once and cached")
+    p.add_argument("--resolution", type=int, default=None, help="resolution of the --preset network (default 256)")
     p.add_argument("--backends", default="eager,onnx", help=f"comma-separated, from {','.join(BACKENDS)}")
     p.add_argument("--batch-sizes", type=_ints, default=(32,), help="comma-separated batch sizes")
     p.add_argument("--sampler", choices=SAMPLER_NAMES, default=None,
@@ -48,7 +53,8 @@ def run(args) -> int:
     if bad:
         raise FastsynthError(f"--backends: unknown {bad}; choose from {', '.join(BACKENDS)}")
     res = run_bench(args.model, backends, args.batch_sizes, args.steps, args.sampler, args.device,
-                    args.precision, args.repeats, baselines=not args.no_baselines)
+                    args.precision, args.repeats, baselines=not args.no_baselines, preset=args.preset,
+                    resolution=args.resolution)
     if args.json:
         write_json(res, args.json)
         print(f"wrote {args.json}")

@@ -15,7 +15,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="auto", help="device for the parity check (tensorrt needs cuda)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="tensorrt precision")
-    p.add_argument("--batch-size", type=int, default=8, help="batch of the parity check / TensorRT profile")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="batch of the parity check and, for tensorrt, of the engine (its static shape profile): "
+                        "use generate's --batch-size (default: 64 for tensorrt, generate's default; 8 for onnx)")
     p.set_defaults(func=run)
 
 
@@ -23,11 +25,21 @@ def run(args) -> int:
     from ..errors import FastsynthError
     from ..export import export_artifact
 
-    if args.batch_size < 1:
-        raise FastsynthError(f"--batch-size {args.batch_size}: must be at least 1")
+    from ..config import GenerateConfig
+
+    batch = args.batch_size or (GenerateConfig().batch_size if args.format == "tensorrt" else 8)
+    if batch < 1:
+        raise FastsynthError(f"--batch-size {batch}: must be at least 1")
     report = export_artifact(args.model, args.format, args.out, device=args.device, precision=args.precision,
-                             batch_size=args.batch_size)
+                             batch_size=batch)
     par = report["parity"]
     print(f"wrote {report['artifact']} ({report['format']}); parity vs eager on {par['n_inputs']} random inputs: "
           f"max abs {par['max_abs']:.2e}, max rel {par['max_rel']:.2e} -> {'OK' if par['ok'] else 'FAILED'}")
+    if args.format == "tensorrt" and report["kind"] == "segmenter":
+        note = "" if args.precision == "fp32" else " (filter runs fp32: export with --precision fp32 to warm its engine)"
+        print(f"engine cache warmed for: fastsynth filter SYNTH --segmenter {args.model} --backend tensorrt "
+              f"--batch-size {batch} --device {report['device']} ...{note}")
+    elif args.format == "tensorrt":
+        print(f"engine cache warmed for: fastsynth generate --backend tensorrt --precision {args.precision} "
+              f"--batch-size {batch} --device {report['device']}" + (f" --model {args.model}" if args.model else ""))
     return 0 if par["ok"] else 1

@@ -64,31 +64,28 @@ def _make_fn(model, backend, device, precision, batch_size, model_sha, kind, res
 
         return compile_model_fn(model, device, dtype, batch_size or 64)
     if backend in ("onnx", "tensorrt"):
-        from .onnx import cache_dir, cached_onnx, onnx_model_fn
+        from .onnx import cached_onnx, onnx_model_fn
 
         if backend == "tensorrt" and device.type != "cuda":
             raise FastsynthError("the tensorrt backend needs a CUDA GPU (--device cuda)")
         sha = model_sha or _state_sha(model)
+        # TensorRT names its engines after the ONNX file's name and graph: every caller (generate, bench,
+        # filter, export --format tensorrt) must come through here to share the same file and engine cache
         path = cached_onnx(model, sha, kind, resolution)
         trt_cache = None
         if backend == "tensorrt":  # engines depend on weights, shape profile, precision and TensorRT version
-            trt_cache = cache_dir() / "tensorrt" / f"{sha[:16]}-b{batch_size}-{precision}-trt{_trt_version()}"
-        fn = onnx_model_fn(path, device, precision, tensorrt=backend == "tensorrt", trt_cache=trt_cache)
+            from .tensorrt import engine_cache_dir
+
+            trt_cache = engine_cache_dir(sha, batch_size or 64, precision, kind)
+        inner = onnx_model_fn(path, device, precision, tensorrt=backend == "tensorrt", trt_cache=trt_cache)
+        fn = inner
         if backend == "tensorrt":  # one static shape profile per batch size: pad the last batch
             from .padding import fixed_batch
 
-            fn = fixed_batch(fn, batch_size or 64)
+            fn = fixed_batch(inner, batch_size or 64)
+        fn.session, fn.providers, fn.onnx_path, fn.trt_cache = inner.session, inner.providers, path, trt_cache
         return fn
     raise FastsynthError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-
-
-def _trt_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("tensorrt")
-    except PackageNotFoundError:
-        return "none"
 
 
 def _state_sha(model) -> str:

@@ -1,6 +1,7 @@
 """ONNX export of the denoiser and of segmenters (dynamic batch) and an ONNX Runtime runner.
 
-Providers: CPU here; CUDA (with IO binding) and TensorRT with ``onnxruntime-gpu`` (the ``gpu`` extra) on a GPU.
+Providers: CPU here; CUDA (with IO binding) and TensorRT with ``onnxruntime-gpu`` (the ``gpu`` extra) on a GPU;
+the session must really get the provider asked for (see ``tensorrt.check_session_providers``).
 Exported files are cached under ``$FASTSYNTH_CACHE`` (default ~/.cache/fastsynth), keyed by the weights'
 hash, the resolution, the opset and the torch version, so the export is paid once per model.
 """
@@ -20,6 +21,7 @@ import torch
 
 from ..errors import FastsynthError, require
 from ..utils import cache_dir
+from .tensorrt import check_session_providers, preload_tensorrt, providers_for
 
 OPSET = 18
 GRAPH_FORMAT = 2  # bump when the exported graph's inputs/outputs change (part of the cache key)
@@ -110,27 +112,6 @@ def cached_onnx(model, model_sha: str, kind: str = "denoiser", resolution: int |
     return p
 
 
-def _providers(device: torch.device, tensorrt: bool, precision: str, trt_cache: Path | None):
-    ort = require("onnxruntime", "onnx", "The onnx backend")
-    avail = ort.get_available_providers()
-    if device.type == "cuda":
-        if tensorrt:
-            if "TensorrtExecutionProvider" not in avail:
-                raise FastsynthError("the tensorrt backend needs onnxruntime-gpu built with TensorRT and the "
-                                     "tensorrt package: pip install 'fastsynth[gpu]'")
-            opts = {"device_id": device.index or 0, "trt_engine_cache_enable": True,
-                    "trt_engine_cache_path": str(trt_cache), "trt_fp16_enable": precision in ("fp16", "auto"),
-                    "trt_bf16_enable": precision == "bf16"}
-            return [("TensorrtExecutionProvider", opts), ("CUDAExecutionProvider", {"device_id": device.index or 0})]
-        if "CUDAExecutionProvider" not in avail:
-            raise FastsynthError("ONNX Runtime here has no CUDA provider; install onnxruntime-gpu "
-                                 "(pip install 'fastsynth[gpu]', in an environment without onnxruntime)")
-        return [("CUDAExecutionProvider", {"device_id": device.index or 0})]
-    if tensorrt:
-        raise FastsynthError("the tensorrt backend needs a CUDA GPU (--device cuda)")
-    return ["CPUExecutionProvider"]
-
-
 def onnx_model_fn(onnx_path: Path, device: torch.device, precision: str = "fp32", tensorrt: bool = False,
                 trt_cache: Path | None = None):
     ort = require("onnxruntime", "onnx", "The onnx backend")
@@ -141,9 +122,13 @@ def onnx_model_fn(onnx_path: Path, device: torch.device, precision: str = "fp32"
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = torch.get_num_threads()
     so.log_severity_level = 3
-    if trt_cache is not None:
+    providers = providers_for(device, tensorrt, precision, trt_cache, ort)
+    if tensorrt:
+        preload_tensorrt()
         trt_cache.mkdir(parents=True, exist_ok=True)
-    sess = ort.InferenceSession(str(onnx_path), so, providers=_providers(device, tensorrt, precision, trt_cache))
+    sess = ort.InferenceSession(str(onnx_path), so, providers=providers)
+    # ONNX Runtime falls back to the next provider (CUDA, CPU) when one cannot start: refuse, loudly
+    got = check_session_providers(sess, providers)
 
     in_names = [i.name for i in sess.get_inputs()]
     out_meta = sess.get_outputs()[0]
@@ -172,4 +157,5 @@ def onnx_model_fn(onnx_path: Path, device: torch.device, precision: str = "fp32"
             feed = {name: prep(v.cpu()).numpy() for name, v in zip(in_names, args)}
             return torch.from_numpy(sess.run([out_meta.name], feed)[0])
     model_fn.session = sess
+    model_fn.providers = got
     return model_fn

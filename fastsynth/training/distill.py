@@ -174,7 +174,7 @@ def distill(cfg: DistillConfig, resume: bool = False, time_limit_min: float | No
 
     teacher = base.to(dev)
     student = None
-    opt = sched = None
+    opt = sched = scaler = None
     resumed_blob = None
     if src_ck is not None:
         from safetensors.torch import load_file
@@ -194,7 +194,9 @@ def distill(cfg: DistillConfig, resume: bool = False, time_limit_min: float | No
     def new_round_state(stu):
         o = torch.optim.AdamW(stu.parameters(), lr=cfg.lr, weight_decay=0.0)
         s = torch.optim.lr_scheduler.LambdaLR(o, lambda k: min(1.0, (k + 1) / max(1, cfg.warmup_steps)))
-        return o, s
+        # fp16 gradients underflow without loss scaling; a disabled scaler (fp32 / bf16) passes everything through
+        sc = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
+        return o, s, sc
 
     stop = {"flag": False}
 
@@ -245,10 +247,12 @@ def distill(cfg: DistillConfig, resume: bool = False, time_limit_min: float | No
             if opt is None:
                 student.train().requires_grad_(True)
                 teacher.eval().requires_grad_(False)
-                opt, sched = new_round_state(student)
+                opt, sched, scaler = new_round_state(student)
                 if resumed_blob is not None:
                     opt.load_state_dict(resumed_blob["optimizer"])
                     sched.load_state_dict(resumed_blob["scheduler"])
+                    if scaler.is_enabled() and resumed_blob.get("scaler"):
+                        scaler.load_state_dict(resumed_blob["scaler"])
                     resumed_blob = None
             g = _step_generator(cfg.seed, step, 0)
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
@@ -258,10 +262,12 @@ def distill(cfg: DistillConfig, resume: bool = False, time_limit_min: float | No
             x0, known, indicator, eps, j = (v.to(dev) for v in (x0, known, indicator, eps, j))
             cond = torch.cat([known * indicator, indicator], dim=1)
             loss = distill_loss(student, teacher, x0, cond, eps, j, fine, ac_ext, mcfg.prediction_type, autocast)
-            loss.backward()
+            scaler.scale(loss).backward()
             if cfg.grad_clip > 0:
+                scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
                 torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
-            opt.step()
+            scaler.step(opt)  # skipped when fp16 gradients overflowed
+            scaler.update()
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
@@ -285,15 +291,15 @@ def distill(cfg: DistillConfig, resume: bool = False, time_limit_min: float | No
                 if step == total:
                     save_student(student, k_steps, grid, rnd + 1, elapsed, out / "model")
                 teacher = student.eval().requires_grad_(False)
-                student, opt, sched = None, None, None
+                student, opt, sched, scaler = None, None, None, None
                 pbar.write(f"round {rnd + 1}/{len(rounds)} done: {k_steps}-step student in {folder}")
             if step % cfg.checkpoint_every == 0 or step % cfg.steps_per_round == 0:
-                _checkpoint(ck, teacher, student, opt, sched, step, elapsed)
+                _checkpoint(ck, teacher, student, opt, sched, step, elapsed, scaler)
             if deadline and time.perf_counter() > deadline:
                 pbar.write(f"time limit reached at step {step}")
                 break
         elapsed = elapsed_before + time.perf_counter() - t_start
-        _checkpoint(ck, teacher, student, opt, sched, step, elapsed)
+        _checkpoint(ck, teacher, student, opt, sched, step, elapsed, scaler)
     finally:
         pbar.close()
         log_f.close()
@@ -306,9 +312,12 @@ def distill(cfg: DistillConfig, resume: bool = False, time_limit_min: float | No
     return out
 
 
-def _checkpoint(ck: Path, teacher, student, opt, sched, step: int, elapsed: float) -> None:
-    """Between rounds (student None) the saved student is the new teacher with a fresh optimizer."""
+def _checkpoint(ck: Path, teacher, student, opt, sched, step: int, elapsed: float, scaler=None) -> None:
+    """Between rounds (student None) the saved student is the new teacher with a fresh optimizer (and fp16
+    gradient scaler)."""
     stu = student if student is not None else teacher
     blob = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()} if opt is not None else {}
+    if blob and scaler is not None and scaler.is_enabled():
+        blob["scaler"] = scaler.state_dict()
     save_checkpoint(ck, {"teacher": teacher.unet.state_dict(), "student": stu.unet.state_dict()}, blob,
                     {"step": step, "elapsed_s": elapsed})

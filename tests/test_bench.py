@@ -1,0 +1,98 @@
+"""The throughput benchmark's records: the CPU's instruction sets, random-weight preset models."""
+
+import json
+import platform
+from pathlib import Path
+
+import pytest
+
+from fastsynth.errors import FastsynthError
+from fastsynth.utils import CPU_FLAGS, cpu_info
+
+SPR = """processor	: 0
+vendor_id	: GenuineIntel
+model name	: Intel(R) Xeon(R) Platinum 8480+
+flags		: fpu sse2 avx avx2 avx512f avx512_bf16 avx512_vnni amx_bf16 amx_tile amx_int8 avx_vnni
+processor	: 1
+model name	: Intel(R) Xeon(R) Platinum 8480+
+flags		: fpu
+"""
+AVX2_ONLY = """processor	: 0
+model name	: AMD EPYC 7B12
+flags		: fpu sse2 avx avx2 fma
+"""
+ARM = """processor	: 0
+BogoMIPS	: 50.00
+Features	: fp asimd evtstrm
+"""
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTSYNTH_CACHE", str(tmp_path / "cache"))
+
+
+def test_cpu_info_reads_model_and_instruction_sets():
+    spr = cpu_info(SPR)
+    assert spr["model"] == "Intel(R) Xeon(R) Platinum 8480+"
+    assert set(spr["flags"]) == set(CPU_FLAGS) and all(spr["flags"].values())  # the first processor's line
+    avx2 = cpu_info(AVX2_ONLY)
+    assert avx2["model"] == "AMD EPYC 7B12"
+    assert avx2["flags"]["avx2"] and not any(v for k, v in avx2["flags"].items() if k != "avx2")
+    # no x86 flags line: unknown (None), never "absent"
+    arm = cpu_info(ARM)
+    assert arm["flags"] is None and arm["model"]
+    for need in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "avx512_vnni"):
+        assert need in CPU_FLAGS
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists() or platform.machine() not in ("x86_64", "AMD64"),
+                    reason="needs Linux on x86")
+def test_cpu_info_of_this_machine():
+    info = cpu_info()
+    assert isinstance(info["model"], str) and info["model"]
+    assert info["flags"] is not None and set(info["flags"]) == set(CPU_FLAGS)
+
+
+def test_bench_record_has_cpu_flags_and_random_preset_model(tmp_path):
+    from fastsynth.bench import run_bench, write_json
+
+    res = run_bench(backends=("eager",), batch_sizes=(2,), steps=1, device="cpu", repeats=1, baselines=False,
+                    log=lambda *a: None, preset="tiny", resolution=16)
+    env = res["environment"]
+    assert env["cpu"]["model"] and "flags" in env["cpu"] and env["device"].startswith("CPU: ")
+    assert res["random_weights"]["preset"] == "tiny" and res["random_weights"]["seed"] == 0
+    per_eval = [r for r in res["records"] if r["scenario"] == "per_eval"]
+    assert per_eval and per_eval[0]["resolution"] == 16 and per_eval[0]["evals_per_s"] > 0
+    assert per_eval[0]["effective_precision"] == "fp32"
+    write_json(res, tmp_path / "b.json")
+    assert json.loads((tmp_path / "b.json").read_text())["environment"]["cpu"] == env["cpu"]
+    # built once: the same folder (and weights hash) the second time
+    again = run_bench(backends=("eager",), batch_sizes=(2,), steps=1, device="cpu", repeats=1, baselines=False,
+                      log=lambda *a: None, preset="tiny", resolution=16)
+    assert again["model"] == res["model"] and again["model_sha256"] == res["model_sha256"]
+
+
+def test_bench_preset_errors(capsys):
+    from fastsynth.bench import run_bench
+    from fastsynth.cli import main
+
+    with pytest.raises(FastsynthError, match="not both"):
+        run_bench(model="bundled", preset="tiny", device="cpu")
+    with pytest.raises(FastsynthError, match="needs --preset"):
+        run_bench(resolution=64, device="cpu")
+    assert main(["bench", "--preset", "paper", "--resolution", "100", "--device", "cpu"]) == 2
+    assert "--resolution 100" in capsys.readouterr().err
+
+
+def test_effective_precision_per_backend():
+    import torch
+
+    from fastsynth.bench import effective_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert effective_precision("eager", "auto", cpu) == "fp32"
+    assert effective_precision("eager", "bf16", cpu) == "bf16"
+    assert effective_precision("onnx", "auto", cpu) == "fp32"
+    assert effective_precision("tensorrt", "auto", cuda) == "fp16"  # TensorRT's auto: fp16 engines
+    assert effective_precision("tensorrt", "bf16", cuda) == "bf16"
