@@ -1,0 +1,58 @@
+"""Quality checks of the bundled model against the real data it was trained on (skipped without the data).
+
+These state the targets of the project's quality work; a check the shipped model does not meet yet is marked
+``xfail(strict=True)`` with the measured value, so it turns into a failure (to be un-marked) the day it passes.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import REAL_DATA
+
+pytestmark = [pytest.mark.realdata, pytest.mark.slow,
+              pytest.mark.skipif(not (REAL_DATA / "images").is_dir(), reason="needs ../shared/data/kvasir-seg")]
+
+
+def _bundled_samples(n: int = 32):
+    import torch
+
+    from fastsynth.config import GenerateConfig
+    from fastsynth.models import load_model
+    from fastsynth.pipeline import Conditioning, row_seed, sample_pairs
+    from fastsynth.runtime import make_model_fn
+    from fastsynth.sampling import make_scheduler, opening_size, resolve_sampler
+
+    net, meta = load_model(None)
+    res = net.config.resolution
+    sampler, steps, grid = resolve_sampler(None, None, meta)
+    sch = make_scheduler(sampler, net.config.num_train_timesteps, net.config.beta_schedule,
+                         net.config.prediction_type, grid=grid)
+    idx = np.arange(n)
+    im, mk, _ = sample_pairs(make_model_fn(net, "eager", "cpu"), sch, GenerateConfig(sampler=sampler, steps=steps),
+                             Conditioning("pairs", [], None, ""), idx, np.array([row_seed(0, i) for i in idx]), res,
+                             0, opening_size(res), torch.device("cpu"))
+    return net, im, mk
+
+
+def _real_train(res: int, n: int = 128):
+    from fastsynth.data import load_pairs, scan_pairs
+    from fastsynth.models import resolve_model_dir
+
+    split = json.loads((resolve_model_dir(None) / "split.json").read_text())
+    _, arr = load_pairs(scan_pairs(REAL_DATA), res, split["train"][:n])
+    return arr
+
+
+HF_MEASURED = "bundled model: adjacent-pixel difference 2.0x the real images' (15.2 vs 7.6; see README)"
+
+
+@pytest.mark.xfail(strict=True, reason=HF_MEASURED)
+def test_bundled_samples_have_the_grain_of_real_images():
+    from fastsynth.metrics.texture import hf_energy_report
+
+    net, im, _ = _bundled_samples()
+    real = _real_train(net.config.resolution)
+    rep = hf_energy_report(im, real[:, :3].transpose(0, 2, 3, 1))
+    assert rep["within_margin"], rep
