@@ -89,3 +89,27 @@ def foreground_channel(label_channels: torch.Tensor) -> torch.Tensor:
     if label_channels.shape[1] == 1:
         return label_channels
     return label_channels.amax(1, keepdim=True)
+
+
+def raw_to_rgb8(raw: np.ndarray, modality) -> np.ndarray:
+    """Images in their own depth ([N, H, W] grey, [N, H, W, 3] RGB, or [N, C, H, W]) -> uint8 [N, H, W, 3], the
+    8-bit view the image metrics compare: RGB unchanged, grey replicated to three channels, 16-bit mapped through
+    the model's intensity window (the model's own [-1, 1] range, written as 8 bits)."""
+    a = np.asarray(raw)
+    if a.ndim == 4 and a.shape[1] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = a.transpose(0, 2, 3, 1)
+    if a.ndim == 4 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim == 4:
+        return np.ascontiguousarray(a.astype(np.uint8))
+    if modality.window is not None:
+        lo, hi = modality.lo_hi
+        a = np.clip(np.rint((a.astype(np.float64) - lo) / (hi - lo) * 255.0), 0, 255)
+    return np.ascontiguousarray(np.repeat(a.astype(np.uint8)[..., None], 3, axis=-1))
+
+
+def pairs_to_view4(arr: np.ndarray, modality) -> np.ndarray:
+    """Loaded pairs [N, C + 1, H, W] -> uint8 [N, 4, H, W]: the 8-bit RGB view (:func:`raw_to_rgb8`) + the label."""
+    c = modality.channels
+    rgb = raw_to_rgb8(arr[:, :c], modality).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(np.concatenate([rgb, arr[:, c:c + 1].astype(np.uint8)], axis=1))
