@@ -66,7 +66,8 @@ def tensor_to_raw(x: torch.Tensor, modality) -> np.ndarray:
 
 def labels_to_channels(labels: np.ndarray | torch.Tensor, modality) -> torch.Tensor:
     """uint8 labels [N, H, W] ({0, 255} binary, 0..K-1 label map) -> float {-1, +1} [N, K-1, H, W]."""
-    t = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+    t = torch.as_tensor(np.asarray(labels).astype(np.int64) if not isinstance(labels, torch.Tensor) else labels)
+    t = t.long()
     if t.ndim == 4:
         t = t[:, 0]
     if modality.binary:
