@@ -32,7 +32,7 @@ from ..conditioning import cond_from_masks, cond_inpaint, dilate_px_for, inpaint
 from ..config import LOSS_WEIGHTINGS, TrainConfig, model_config_for, to_dict, from_dict
 from ..data import load_pairs, make_split, scan_pairs
 from ..data.codec import pairs_to_x0
-from ..data.modality import with_window
+from ..data.modality import modality_from_dict, with_window
 from ..errors import FastsynthError
 from ..utils import write_json_atomic
 from .checkpoint import latest_checkpoint, load_blob, save_checkpoint
@@ -149,6 +149,7 @@ channel at {meta['resolution']}x{meta['resolution']}, conditioned on known value
 pairs, images from given masks, and new polyps inpainted into real images.
 
 - Training data: `{t['data']}` ({t['n_train']} training pairs; {t['n_test']} held out in split.json)
+- Images and labels: {modality_from_dict(meta.get('data')).describe()}
 - Steps trained: {t['steps_done']} at batch size {t['batch_size']} (preset `{t['preset']}`)
 - Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}
 - Command: `{t['command']}`{_init_line(t.get('init'))}
