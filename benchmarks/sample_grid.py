@@ -73,11 +73,13 @@ def main() -> None:
         return
     gcfg = replace(cfg, guidance=a.guidance)
     given = drawn_masks(a.n, res, a.seed)
-    fm = Conditioning("from-masks", [f"m{i}" for i in idx], mask_to_channel(torch.from_numpy(given))[:, None], "")
+    fm = Conditioning("from-masks", [f"m{i}" for i in idx], mask_to_channel(torch.from_numpy(given))[:, None], "",
+                      raw=given)
     im2, mk2, _ = sample_pairs(fn, sch, replace(gcfg, mode="from-masks"), fm, idx, seeds, res, dilate, opening, dev)
     before = torch.cat([image_to_tensor(torch.from_numpy(im).permute(0, 3, 1, 2)),
                         mask_to_channel(torch.from_numpy(mk))[:, None]], 1)
-    ip = Conditioning("inpaint", [f"p{i}" for i in idx], before, "")
+    ip = Conditioning("inpaint", [f"p{i}" for i in idx], before, "",
+                      raw=np.concatenate([im.transpose(0, 3, 1, 2), mk[:, None]], 1))
     im3, mk3, _ = sample_pairs(fn, sch, replace(gcfg, mode="inpaint"), ip, idx, seeds ^ 1, res, dilate, opening, dev)
     rows_im = np.concatenate([im, im2, im, im3])
     rows_mk = np.concatenate([mk, mk2, mk, mk3])

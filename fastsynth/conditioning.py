@@ -21,9 +21,10 @@ def cond_pairs(n: int, resolution: int, channels: int = 4) -> tuple[torch.Tensor
 def cond_from_masks(mask_channel: torch.Tensor, channels: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     n, _, h, w = mask_channel.shape
     known = torch.zeros(n, channels, h, w, dtype=mask_channel.dtype)
-    known[:, channels - 1:] = mask_channel
+    lc = mask_channel.shape[1]  # label channels: the last lc of x (1 for a binary mask)
+    known[:, channels - lc:] = mask_channel
     indicator = torch.zeros_like(known)
-    indicator[:, channels - 1:] = 1.0
+    indicator[:, channels - lc:] = 1.0
     return known, indicator
 
 
@@ -34,8 +35,9 @@ def cond_inpaint(x0: torch.Tensor, region01: torch.Tensor) -> tuple[torch.Tensor
 
 
 def inpaint_region(mask_channel: torch.Tensor, dilate_px: int) -> torch.Tensor:
-    """The region to regenerate: the real mask dilated by ``dilate_px`` (20 px at 256x256 in the paper)."""
-    return binary_dilation((mask_channel > 0).float(), dilate_px)
+    """The region to regenerate: the real mask dilated by ``dilate_px`` (20 px at 256x256 in the paper).
+    With several label channels [N, K-1, H, W]: the dilated foreground (any class but the background)."""
+    return binary_dilation((mask_channel > 0).any(1, keepdim=True).float(), dilate_px)
 
 
 def dilate_px_for(resolution: int, px_at_256: int) -> int:

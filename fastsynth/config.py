@@ -67,6 +67,12 @@ class ModelConfig:
     # v-prediction (Salimans & Ho 2022): with eps-prediction the x0 estimate at t~T divides by
     # sqrt(alpha_bar_T) ~ 0 under the cosine schedule and few-step data-prediction solvers blow up
     prediction_type: str = "v_prediction"
+    # the data (issue 11; fastsynth.data.modality): absent from an older config.json = 8-bit RGB + binary mask.
+    # data_channels = image_channels + (K - 1) one-hot label channels (1 for a binary mask)
+    image_channels: int = 3  # 1 grey, 3 RGB
+    image_bits: int = 8  # 8, or 16 (grey)
+    intensity_window: tuple | None = None  # (low, high) raw values mapped to [-1, 1]; None: 8-bit [0, 255]
+    class_names: tuple | None = None  # None: a binary mask; else the K class names of a label map (0..K-1)
 
     @property
     def in_channels(self) -> int:
@@ -153,6 +159,11 @@ class TrainConfig:
     min_snr_gamma: float = 5.0
     # warm start: a model folder (or "bundled") whose weights initialise the network and its EMA
     init_from: str = ""
+    # label classes (--classes background,blood-pool,myocardium); empty: found from the masks
+    classes: tuple = ()
+    # keep stems of one group on one side of the split: "auto" (the part before the first - or _ when that groups
+    # stems), "none", or a regular expression whose first group (or whole match) names a stem's group
+    group_by: str = "auto"
 
 
 LOSS_WEIGHTINGS = ("v", "min-snr")

@@ -75,9 +75,10 @@ def export_artifact(model: str | None, fmt: str, out: str | os.PathLike, device:
         out.mkdir(parents=True, exist_ok=True)
         ref_fn = eager_model_fn(copy.deepcopy(net), dev, torch.float32)
         onnx_name = "denoiser.onnx"
-        make_inputs = denoiser_inputs(res)
-        inputs = {"x_t": ["batch", 4, res, res], "t": ["batch"], "cond": ["batch", 8, res, res]}
-        outputs = {"model_output": ["batch", 4, res, res]}
+        dc = net.config.data_channels  # image channels + label channels (4: RGB + a binary mask)
+        make_inputs = denoiser_inputs(res, dc)
+        inputs = {"x_t": ["batch", dc, res, res], "t": ["batch"], "cond": ["batch", 2 * dc, res, res]}
+        outputs = {"model_output": ["batch", dc, res, res]}
     sha = file_sha256(mdir / WEIGHTS_NAME)
     trt_cache = None
     if fmt == "onnx":

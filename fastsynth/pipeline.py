@@ -25,14 +25,16 @@ import torch
 from . import __version__
 from .conditioning import cond_from_masks, cond_inpaint, cond_pairs, dilate_px_for, inpaint_region, random_boxes
 from .config import GenerateConfig, MODES, to_dict
-from .data.codec import image_to_tensor, mask_to_channel, tensor_to_image
+from .data.codec import labels_to_channels, pairs_to_x0, tensor_to_raw
+from .data.modality import Modality, modality_from_config
 from .dataset import DatasetWriter, Rows, render_card
 from .dataset.card import carry_evaluation
 from .dataset.writer import check_compatible
 from .errors import FastsynthError
 from .metrics.leakage import model_split, split_fingerprint
 from .utils import file_sha256, public_text, resolve_device
-from .sampling import decode_mask, make_scheduler, opening_size, resolve_sampler, sample
+from .sampling.masks import decode_labels
+from .sampling import make_scheduler, opening_size, resolve_sampler, sample
 from .sampling.guidance import guided_model_fn
 
 REDRAW_SEED_XOR = 0x2545F4914F6CDD1D  # the redraw pass's noise: its own stream of the row's seed
@@ -50,21 +52,24 @@ class Conditioning:
 
     mode: str
     stems: list
-    data: torch.Tensor | None  # [M, 4, H, W] float (inpaint) or [M, 1, H, W] mask channel (from-masks)
+    data: torch.Tensor | None  # [M, D, H, W] float x0 (inpaint) or [M, K-1, H, W] label channels (from-masks)
     fingerprint: str
+    modality: Modality = Modality()
+    # the given values in their own depth, pasted back exactly: [M, C + 1, H, W] (inpaint) or labels [M, H, W]
+    raw: np.ndarray | None = None
 
     def batch(self, indices: np.ndarray, seeds: np.ndarray, resolution: int, dilate_px: int):
         n = len(indices)
         if self.mode == "pairs":
-            known, indicator = cond_pairs(n, resolution)
+            known, indicator = cond_pairs(n, resolution, self.modality.data_channels)
             return known, indicator, [""] * n
         j = torch.as_tensor(indices % len(self.stems))
         src = [self.stems[int(k)] for k in j]
         if self.mode == "from-masks":
-            known, indicator = cond_from_masks(self.data[j])
+            known, indicator = cond_from_masks(self.data[j], channels=self.modality.data_channels)
             return known, indicator, src
         x0 = self.data[j]
-        region = inpaint_region(x0[:, 3:], dilate_px)
+        region = inpaint_region(x0[:, self.modality.channels:], dilate_px)
         for r in torch.nonzero(region.flatten(1).amax(1) == 0).flatten().tolist():
             # an empty real mask would leave nothing to generate (a verbatim copy of a real image):
             # regenerate a box drawn from the row's own seed instead, as in training
@@ -74,30 +79,33 @@ class Conditioning:
         return known, indicator, src
 
 
-def load_conditioning(mode: str, resolution: int, masks: str | None, images: str | None) -> Conditioning:
-    from .data import load_mask_folder, load_pairs, scan_pairs
+def load_conditioning(mode: str, resolution: int, masks: str | None, images: str | None,
+                      modality: Modality | None = None) -> Conditioning:
+    from .data import load_pairs, scan_pairs
+    from .data.pairs import load_label_folder
+
+    modality = modality or Modality()
 
     if mode not in MODES:
         raise FastsynthError(f"--mode {mode!r}: choose one of {', '.join(MODES)}")
     if mode == "pairs":
         if masks or images:
             raise FastsynthError("--masks/--images are for --mode from-masks / inpaint, not pairs")
-        return Conditioning("pairs", [], None, "")
+        return Conditioning("pairs", [], None, "", modality)
     if mode == "from-masks":
         if not masks:
             raise FastsynthError("--mode from-masks needs --masks DIR (a folder of binary mask images)")
-        stems, arr = load_mask_folder(masks, resolution)
-        data = mask_to_channel(torch.from_numpy(arr))[:, None]
+        stems, arr = load_label_folder(masks, resolution, modality)
+        data = labels_to_channels(arr, modality)
     else:
         if not images:
             raise FastsynthError("--mode inpaint needs --images DIR (a folder with images/ and masks/: each "
                                  "real mask, dilated, is the region where a new polyp is generated)")
         src = scan_pairs(images)
-        stems, arr = load_pairs(src, resolution)
-        t = torch.from_numpy(arr)
-        data = torch.cat([image_to_tensor(t[:, :3]), mask_to_channel(t[:, 3:])], dim=1)
+        stems, arr = load_pairs(src, resolution, modality=modality)
+        data = pairs_to_x0(arr.astype(np.int32) if arr.dtype == np.uint16 else arr, modality)
     fp = hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16] + f"-{len(stems)}"
-    return Conditioning(mode, stems, data, fp)
+    return Conditioning(mode, stems, data, fp, modality, arr)
 
 
 # what a dataset records of its model's training: numbers, never local paths or the shell command
@@ -184,7 +192,8 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         scheduler.__class__.from_config(scheduler.config).set_timesteps(cfg.steps)
     except ValueError as exc:
         raise FastsynthError(f"--steps {cfg.steps} with --sampler {cfg.sampler}: {exc}") from None
-    cond_src = load_conditioning(cfg.mode, res, masks, images)
+    modality = modality_from_config(net.config)
+    cond_src = load_conditioning(cfg.mode, res, masks, images, modality)
     heldout = model_split(model_dir)
     _warn_heldout_sources(cond_src, heldout, "--masks" if masks else "--images")
     dilate_px = dilate_px_for(res, cfg.inpaint_dilate_px_at_256)
@@ -199,7 +208,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         "resolution": res, "shard_size": cfg.shard_size, "format": cfg.format,
         "mask_threshold": cfg.mask_threshold, "opening_px": opening, "dilate_px": dilate_px,
         "precision": cfg.precision, "backend": backend, "device": dev.type,
-        "guidance": cfg.guidance, "redraw": cfg.redraw,
+        "guidance": cfg.guidance, "redraw": cfg.redraw, "data": modality.to_dict(),
         "source_fingerprint": cond_src.fingerprint, "source_dir": Path(masks or images).name if masks or images else "",
         "model_sha256": file_sha256(model_dir / WEIGHTS_NAME),
         "model": public_model_info(model, meta),
@@ -304,26 +313,35 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
     known, indicator, src = cond_src.batch(indices, seeds, res, dilate_px)
     fn = model_fn if cfg.mode == "pairs" else guided_model_fn(model_fn, cfg.guidance)
     x0 = _sample_rows(fn, scheduler, cfg, seeds, known, indicator, res, device)
-    mask_u8 = decode_mask(x0[:, 3:], cfg.mask_threshold, opening)
-    rgb = x0[:, :3]
+    m = cond_src.modality
+    c = m.channels
+    mask_u8 = decode_labels(x0[:, c:], cfg.mask_threshold, opening)
+    rgb = x0[:, :c]
     if cfg.redraw:
         # second pass: a new image for each generated (cleaned) mask, mask-conditioned and guided; the mask is kept
-        known, indicator = cond_from_masks(torch.where(mask_u8[:, None] > 0, 1.0, -1.0))
+        known, indicator = cond_from_masks(labels_to_channels(mask_u8, m), channels=m.data_channels)
         redraw_seeds = [int(s) ^ REDRAW_SEED_XOR for s in seeds]
         rgb = _sample_rows(guided_model_fn(model_fn, cfg.guidance), scheduler, cfg, redraw_seeds, known, indicator,
-                           res, device)[:, :3]
+                           res, device)[:, :c]
+    images = tensor_to_raw(rgb, m)
+    masks_np = mask_u8.numpy()
     if cfg.mode != "pairs":
-        # known values are given, not generated: paste them back exactly
-        rgb = torch.where(indicator[:, :3] > 0, known[:, :3], rgb)
-        known_mask = torch.where(known[:, 3] > 0, 255, 0).to(torch.uint8)
-        mask_u8 = torch.where(indicator[:, 3] > 0, known_mask, mask_u8)
-    return tensor_to_image(rgb), mask_u8.numpy(), src
+        # known values are given, not generated: paste them back exactly, in their own depth
+        raw = cond_src.raw[np.asarray(indices) % len(cond_src.stems)]
+        if cfg.mode == "from-masks":
+            masks_np = raw.copy()
+        else:
+            keep = (indicator[:, 0] > 0).numpy()
+            src_img = raw[:, :c].transpose(0, 2, 3, 1) if c == 3 else raw[:, 0]
+            images = np.where(keep[..., None] if c == 3 else keep, src_img, images).astype(images.dtype)
+            masks_np = np.where(keep, raw[:, c], masks_np).astype(np.uint8)
+    return images, masks_np, src
 
 
 def _sample_rows(model_fn, scheduler, cfg: GenerateConfig, seeds, known, indicator, res: int, device):
     """x0 [N, 4, H, W] for rows with the given seeds (one generator each) and conditioning."""
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    noise = torch.stack([torch.randn(4, res, res, generator=g) for g in gens])
+    noise = torch.stack([torch.randn(known.shape[1], res, res, generator=g) for g in gens])
     cond = torch.cat([known * indicator, indicator], dim=1)
     x0 = sample(model_fn, scheduler, noise.to(device), cond.to(device), cfg.steps,
                 generators=gens if cfg.sampler == "ddpm" else None).float().cpu()

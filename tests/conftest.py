@@ -71,3 +71,31 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def make_modality_folder(root: Path, n: int = 6, size=(40, 48), seed: int = 0, kind: str = "L",
+                         classes: int = 2) -> Path:
+    """A tiny grey / 16-bit / RGB folder with a binary mask (classes=2: {0, 255}) or a label map with values
+    0..classes-1: a disc of class 1 inside a ring of class 2 (and so on outwards), like a heart cavity and wall."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    h, w = size
+    yy, xx = np.mgrid[:h, :w]
+    for i in range(n):
+        cy, cx, r = rng.integers(12, h - 12), rng.integers(12, w - 12), rng.integers(4, 7)
+        d2 = (yy - cy) ** 2 + (xx - cx) ** 2
+        label = np.zeros((h, w), np.uint8)
+        for k in range(classes - 1, 0, -1):  # outer rings first, inner class 1 last
+            label[d2 <= (r + 3 * (k - 1)) ** 2] = k
+        if kind == "I;16":
+            img = 800 + rng.integers(-100, 100, (h, w)) + 900 * (label > 0) + 300 * (label == 1)
+            Image.fromarray(img.astype(np.uint16)).save(root / "images" / f"p{i % 3}-{i:03d}.png")
+        else:
+            g = 60 + rng.integers(-20, 20, (h, w)) + 80 * (label > 0) + 40 * (label == 1)
+            g = np.clip(g, 0, 255).astype(np.uint8)
+            arr = g if kind == "L" else np.stack([g, g // 2, g // 3], -1)
+            Image.fromarray(arr).save(root / "images" / f"p{i % 3}-{i:03d}.png")
+        out = (label > 0).astype(np.uint8) * 255 if classes == 2 else label
+        Image.fromarray(out).save(root / "masks" / f"p{i % 3}-{i:03d}.png")
+    return root

@@ -32,6 +32,12 @@ def add_parser(sub) -> None:
     p.add_argument("--init-from", default=d.init_from, metavar="MODEL",
                    help="warm start: initialise from a saved model folder, run folder or 'bundled' (same preset "
                         "and resolution); recorded in the model card")
+    p.add_argument("--classes", default="", metavar="NAMES",
+                   help="label class names, background first (e.g. background,blood-pool,myocardium): the masks are "
+                        "label maps with values 0..K-1; default: binary masks, or K found from the label values")
+    p.add_argument("--group-by", default=d.group_by, metavar="RULE",
+                   help="keep related images on one side of the split: auto (the stem's part before the first - "
+                        "or _, when that groups stems), none, or a regex whose first group names a stem's group")
     add_run_options(p, d)
     p.set_defaults(func=run)
 
@@ -39,6 +45,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from . import invoked_command
     from ..config import TrainConfig
+    from ..data.modality import parse_classes
     from ..errors import FastsynthError
     from ..training import train
 
@@ -49,7 +56,8 @@ def run(args) -> int:
                       test_fraction=args.test_fraction, split_seed=args.split_seed, seed=args.seed,
                       mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,
                       skip_bad=args.skip_bad, loss_weighting=args.loss_weighting,
-                      min_snr_gamma=args.min_snr_gamma, init_from=args.init_from)
+                      min_snr_gamma=args.min_snr_gamma, init_from=args.init_from,
+                      classes=parse_classes(args.classes) or (), group_by=args.group_by)
     command = invoked_command("train")
     train(cfg, resume=args.resume, time_limit_min=args.time_limit, command=command,
           progress=not args.no_progress)

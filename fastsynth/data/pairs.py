@@ -221,8 +221,14 @@ def load_pairs(
     stems: Iterable[str] | None = None,
     skip_bad: bool = False,
     progress: Callable[[Iterable], Iterable] | None = None,
+    modality=None,
 ) -> tuple[list[str], np.ndarray]:
-    """Decode, validate and resize pairs to uint8 [N, 4, size, size]. Returns (stems kept, array)."""
+    """Decode, validate and resize pairs to uint8 [N, 4, size, size]. Returns (stems kept, array).
+
+    ``modality`` (a :class:`~fastsynth.data.modality.Modality`): read grey / 16-bit images and label maps as
+    :func:`load_pairs_modality` does; None: 8-bit RGB + binary mask, as always."""
+    if modality is not None:
+        return load_pairs_modality(src, size, modality, stems, skip_bad, progress)
     stems = list(src.stems if stems is None else stems)
     it = progress(stems) if progress else stems
     kept, arrays = [], []
@@ -278,3 +284,97 @@ def load_mask_folder(folder, size: int) -> tuple[list[str], np.ndarray]:
 
     stems, arr = _load_folder(folder, read_mask, size, Image.BILINEAR, "masks")
     return stems, np.where(arr >= 128, 255, 0).astype(np.uint8)
+
+
+# --- any modality (issue 11): grey / 16-bit images, label maps ----------------------------------------------
+def resize_image_raw(a: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop + resize an image of its own kind (uint8 [H, W] / [H, W, 3] bicubic as always; uint16 [H, W]
+    bicubic in float, rounded and clipped to 0..65535)."""
+    from PIL import Image
+
+    if a.dtype == np.uint16:
+        im = center_crop_resize(Image.fromarray(a.astype(np.float32), mode="F"), size, Image.BICUBIC)
+        return np.clip(np.rint(np.asarray(im)), 0, 65535).astype(np.uint16)
+    return np.asarray(center_crop_resize(Image.fromarray(a), size, Image.BICUBIC))
+
+
+def resize_label(a: np.ndarray, size: int, num_classes: int) -> np.ndarray:
+    """Centre-crop + resize a label: a binary {0,255} mask bilinear + threshold at 128 (as always); a label map
+    per class (its one-hot plane bilinear, then the largest), so no class is invented at a border between two."""
+    from PIL import Image
+
+    if num_classes == 2:
+        mk = center_crop_resize(Image.fromarray(a), size, Image.BILINEAR)
+        return np.where(np.asarray(mk) >= 128, 255, 0).astype(np.uint8)
+    planes = [np.asarray(center_crop_resize(Image.fromarray((a == k).astype(np.float32), mode="F"), size,
+                                            Image.BILINEAR)) for k in range(num_classes)]
+    return np.argmax(np.stack(planes), axis=0).astype(np.uint8)
+
+
+def prepare_pair_modality(image: np.ndarray, label: np.ndarray, size: int, name: str, modality) -> np.ndarray:
+    """[C + 1, size, size] (uint8, or uint16 for 16-bit images): the image channels then the label."""
+    if image.shape[:2] != label.shape[:2]:
+        raise DataError(
+            f"{name}: image is {image.shape[1]}x{image.shape[0]} but its mask is {label.shape[1]}x{label.shape[0]}"
+        )
+    im = resize_image_raw(image, size)
+    im = im[None] if im.ndim == 2 else im.transpose(2, 0, 1)
+    lab = resize_label(label, size, modality.num_classes)
+    return np.concatenate([im, lab[None].astype(im.dtype)], axis=0)
+
+
+def _read_pair_modality(src: PairSource, stem: str, size: int, modality) -> np.ndarray:
+    from .modality import read_image_raw, read_label
+
+    kind = modality.image_mode
+    img_ref, mask_ref = src.items[stem]
+    if src.kind == "hf":
+        name = f"{src.root}[{stem}]"
+        try:
+            row = src._hf[img_ref]
+        except Exception as exc:  # datasets decodes on access: corrupt bytes surface here
+            raise DataError(f"{name}: unreadable row ({exc})") from None
+        return prepare_pair_modality(read_image_raw(row["image"], name, kind),
+                                     read_label(row["mask"], name + " mask", modality), size, name, modality)
+    return prepare_pair_modality(read_image_raw(img_ref, str(img_ref), kind),
+                                 read_label(mask_ref, str(mask_ref), modality), size,
+                                 f"{img_ref} / {mask_ref}", modality)
+
+
+def load_pairs_modality(src: PairSource, size: int, modality, stems: Iterable[str] | None = None,
+                        skip_bad: bool = False, progress=None) -> tuple[list[str], np.ndarray]:
+    """Like :func:`load_pairs` for any :class:`~fastsynth.data.modality.Modality`: [N, C + 1, size, size], the
+    image channels in their own depth (uint8 or uint16), the last channel the label ({0,255} or 0..K-1)."""
+    stems = list(src.stems if stems is None else stems)
+    it = progress(stems) if progress else stems
+    kept, arrays = [], []
+    for stem in it:
+        try:
+            arr = _read_pair_modality(src, stem, size, modality)
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            src.skipped.append((stem, str(exc)))
+            continue
+        kept.append(stem)
+        arrays.append(arr)
+    if not arrays:
+        raise DataError(f"{src.root}: no usable pairs (all {len(stems)} were skipped)")
+    return kept, np.stack(arrays)
+
+
+def load_label_folder(folder, size: int, modality) -> tuple[list[str], np.ndarray]:
+    """Labels for mask->image generation: uint8 [N, size, size] ({0,255} or 0..K-1), sorted by stem."""
+    from .modality import read_label
+
+    p = Path(folder)
+    if not p.is_dir():
+        raise DataError(f"{p}: no such folder of masks")
+    files = _list_images(p)
+    if not files:
+        raise DataError(f"{p}: no masks found")
+    stems, out = [], []
+    for stem, f in files.items():
+        stems.append(stem)
+        out.append(resize_label(read_label(f, str(f), modality), size, modality.num_classes))
+    return stems, np.stack(out)

@@ -152,7 +152,36 @@ it was conditioned on (empty for unconditional pairs).
 {_provenance(td)} The method follows Saragih, Hibi & Tyrrell, IJCARS 2024. Synthetic images are not clinical
 data; evaluate them (FID, downstream Dice, memorization audit) before use.
 """
+    if m.get("data") and (m["data"].get("class_names") or m["data"].get("channels", 3) != 3):
+        body = _modality_body(body, m)
     return yaml + body
+
+
+def _modality_body(body: str, m: dict) -> str:
+    """The card of a non-polyp dataset (grey / 16-bit images, label maps): what the columns hold, the classes,
+    and no Kvasir provenance."""
+    from ..data.modality import modality_from_dict
+
+    mod = modality_from_dict(m["data"])
+    t = m.get("model", {}).get("training", {})
+    body = body.replace("# Synthetic polyp image + mask dataset (fastsynth)", "# Synthetic image + label dataset (fastsynth)")
+    body = body.replace("with a joint RGB+mask diffusion model.", f"with a joint image+label diffusion model: {mod.describe()}.")
+    img = {"RGB": "8-bit RGB", "L": "8-bit greyscale (mode L)", "I;16": "16-bit greyscale (mode I;16)"}[mod.image_mode]
+    if mod.window is not None:
+        img += (f"; values in the original scanner range, generated in the intensity window {mod.window[0]:g}.."
+                f"{mod.window[1]:g} (the 0.5 / 99.5 percentiles of the training images)")
+    if mod.binary:
+        lab = "Masks are 8-bit greyscale with values exactly 0 and 255."
+    else:
+        rows = "\n".join(f"| {k} | {n} |" for k, n in enumerate(mod.names))
+        lab = (f"Masks are 8-bit label maps (mode L) with values 0..{mod.num_classes - 1}:\n\n| value | class |\n"
+               f"|---|---|\n{rows}\n")
+    body = body.replace("Masks are 8-bit greyscale with values exactly 0 and 255.", f"Images are {img}.\n\n{lab}\n")
+    head, _, _ = body.partition("## Provenance and licence")
+    return head + f"""## Provenance and licence
+The generating model was trained on `{t.get('data', '?')}`; the licence and credit of that data apply. Synthetic
+images are not clinical data; evaluate them (FID, downstream Dice per class, memorization audit) before use.
+"""
 
 
 def _how_to_load(fmt: str) -> str:

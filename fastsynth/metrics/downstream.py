@@ -71,6 +71,14 @@ class SegConfig:
     hflip: bool = True
     vflip: bool = True
     threshold: float = 0.5
+    # label maps (issue 11): the K class names; None: a binary mask (one sigmoid channel). With K classes the
+    # segmenter has K softmax outputs, is trained with cross-entropy + soft Dice over the foreground classes,
+    # predicts the argmax, and is scored per class (Dice/IoU of each class >= 1) and by their mean
+    class_names: tuple | None = None
+
+
+def num_classes(cfg: SegConfig) -> int:
+    return 2 if not cfg.class_names else len(cfg.class_names)
 
 
 def seg_config_from_dict(d: dict) -> SegConfig:
@@ -91,7 +99,8 @@ def build_model(cfg: SegConfig):
     arch = cfg.arch.lower().replace("-", "").replace("_", "").replace("+", "plus")
     if arch not in ARCHS:
         raise FastsynthError(f"--seg-arch {cfg.arch!r}: unknown; choose one of {', '.join(ARCHS)}")
-    kw = dict(encoder_name=cfg.encoder, encoder_depth=cfg.encoder_depth, in_channels=3, classes=1)
+    kw = dict(encoder_name=cfg.encoder, encoder_depth=cfg.encoder_depth, in_channels=3,
+              classes=1 if num_classes(cfg) == 2 else num_classes(cfg))
     if cfg.decoder_channels is not None:
         kw["decoder_channels"] = list(cfg.decoder_channels) if arch != "fpn" else None
         if arch == "fpn":
@@ -224,16 +233,37 @@ def predict(model, images_u8: np.ndarray, threshold: float = 0.5, batch_size: in
     with torch.inference_mode():
         for s in range(0, len(images_u8), batch_size):
             logits = fn(_to_input(images_u8[s:s + batch_size]))
-            out.append((torch.sigmoid(logits[:, 0].float()) > threshold).cpu().numpy())
+            if logits.shape[1] > 1:  # K classes: the label map (argmax)
+                out.append(logits.float().argmax(1).to(torch.uint8).cpu().numpy())
+            else:
+                out.append((torch.sigmoid(logits[:, 0].float()) > threshold).cpu().numpy())
     return np.concatenate(out)
 
 
-def score(model, test: np.ndarray, threshold: float = 0.5, device="cpu") -> dict:
+def score(model, test: np.ndarray, threshold: float = 0.5, device="cpu", class_names=None) -> dict:
     """Dice/IoU (per-image mean) of ``model`` (a module or a backend function) on a uint8 [N, 4, H, W] test set."""
     pred = predict(model, test[:, :3], threshold, device=device)
+    if pred.dtype == np.uint8:  # a label map: per class
+        return score_label_maps(pred, test[:, 3], class_names)
     dice, iou = dice_iou(pred, test[:, 3] >= 128)
     return {"dice": float(dice.mean()), "iou": float(iou.mean()), "dice_std": float(dice.std()),
             "iou_std": float(iou.std()), "n": int(len(test))}
+
+
+def score_label_maps(pred: np.ndarray, target: np.ndarray, class_names=None) -> dict:
+    """Per-class Dice/IoU (per-image mean, both empty -> 1, as for binary masks) of label maps [N, H, W] for each
+    class >= 1, and their mean over the classes as ``dice`` / ``iou`` (the background is not scored)."""
+    k_max = int(max(pred.max(initial=0), target.max(initial=0)))
+    names = list(class_names) if class_names else ["background"] + [f"class{k}" for k in range(1, k_max + 1)]
+    per_class, dices, ious = {}, [], []
+    for k in range(1, len(names)):
+        d, i = dice_iou(pred == k, target == k)
+        per_class[str(names[k])] = {"dice": float(d.mean()), "iou": float(i.mean())}
+        dices.append(d)
+        ious.append(i)
+    dice, iou = np.mean(dices, axis=0), np.mean(ious, axis=0)  # per image: the mean over classes
+    return {"dice": float(dice.mean()), "iou": float(iou.mean()), "dice_std": float(dice.std()),
+            "iou_std": float(iou.std()), "n": int(len(pred)), "per_class": per_class}
 
 
 # --- training ----------------------------------------------------------------------------------------------
@@ -248,6 +278,8 @@ def _batch(stream_rows: np.ndarray, real: np.ndarray | None, synth: np.ndarray |
         if cfg.vflip and rng.random() < 0.5:
             arr[b] = arr[b, :, ::-1, :]
     x = _to_input(arr[:, :3])
+    if num_classes(cfg) > 2:  # label map: class indices [B, H, W]
+        return x, torch.from_numpy(arr[:, 3].astype(np.int64))
     y = torch.from_numpy((arr[:, 3:] >= 128).astype(np.float32))
     return x, y
 
@@ -283,10 +315,13 @@ def train_segmenter(cfg: SegConfig, real: np.ndarray | None, synth: np.ndarray |
         x, y = _batch(stream[step * cfg.batch_size:(step + 1) * cfg.batch_size], real, synth, cfg, rng)
         x, y = x.to(device), y.to(device)
         logits = model(x)
-        prob = torch.sigmoid(logits)
-        inter = (prob * y).sum((1, 2, 3))
-        soft_dice = 1 - (2 * inter + 1) / (prob.sum((1, 2, 3)) + y.sum((1, 2, 3)) + 1)
-        loss = F.binary_cross_entropy_with_logits(logits, y) + soft_dice.mean()
+        if y.dtype == torch.int64:
+            loss = multiclass_loss(logits, y)
+        else:
+            prob = torch.sigmoid(logits)
+            inter = (prob * y).sum((1, 2, 3))
+            soft_dice = 1 - (2 * inter + 1) / (prob.sum((1, 2, 3)) + y.sum((1, 2, 3)) + 1)
+            loss = F.binary_cross_entropy_with_logits(logits, y) + soft_dice.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -298,6 +333,18 @@ def train_segmenter(cfg: SegConfig, real: np.ndarray | None, synth: np.ndarray |
             "n_real_images": int(len(real_idx)) if use_real else 0,
             "n_synthetic_images": int(len(np.unique(stream[stream[:, 0] == 1, 1]))) if synth is not None else 0}
     return model.eval(), info
+
+
+def multiclass_loss(logits, y):
+    """Cross-entropy + soft Dice of the foreground classes (per image and class, then the mean): the label-map
+    analogue of the binary loss (BCE + soft Dice)."""
+    import torch.nn.functional as F
+
+    prob = logits.float().softmax(1)[:, 1:]
+    onehot = F.one_hot(y, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].float()
+    inter = (prob * onehot).sum((2, 3))
+    soft_dice = 1 - (2 * inter + 1) / (prob.sum((2, 3)) + onehot.sum((2, 3)) + 1)
+    return F.cross_entropy(logits, y) + soft_dice.mean()
 
 
 def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str], synth: np.ndarray | None,
@@ -344,7 +391,7 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
                 from ..runtime import make_segmenter_fn
 
                 fn = make_segmenter_fn(model, cfg.resolution, backend, device)
-            scores = {t: score(fn, arr, cfg.threshold, device) for t, arr in test_sets.items()}
+            scores = {t: score(fn, arr, cfg.threshold, device, cfg.class_names) for t, arr in test_sets.items()}
             per_seed.append({**info, "seed": scfg.seed, "test": scores})
             if run["name"] == "real":
                 real_models.append(fn)
@@ -378,7 +425,8 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
            "runs": results, "comparisons": comparisons, "summary": summary, "skipped_low_data_n": skipped}
     if synth is not None and real_models:
         first = "heldout" if "heldout" in test_sets else next(iter(test_sets))
-        out["agreement"] = label_agreement(real_models, synth, results["real"], cfg.threshold, device, first)
+        out["agreement"] = label_agreement(real_models, synth, results["real"], cfg.threshold, device, first,
+                                           cfg.class_names)
     return out
 
 
@@ -391,6 +439,9 @@ def aggregate(per_seed: list[dict]) -> dict:
         out[k] = float(v.mean())
         out[f"{k}_seed_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
         out[f"{k}_per_seed"] = [round(float(x), 4) for x in v]
+    if "per_class" in per_seed[0]:  # label maps: each class's mean over seeds
+        out["per_class"] = {c: {k: float(np.mean([r["per_class"][c][k] for r in per_seed])) for k in ("dice", "iou")}
+                            for c in per_seed[0]["per_class"]}
     return out
 
 
@@ -418,13 +469,17 @@ def compare_runs(cand: dict, base: dict, cand_name: str, base_name: str, test: s
 
 
 def label_agreement(models: list, synth: np.ndarray, real_run: dict | None = None, threshold: float = 0.5,
-                    device="cpu", test: str = "heldout") -> dict:
+                    device="cpu", test: str = "heldout", class_names=None) -> dict:
     """Do the generated images and masks belong together? Segmenters trained on real pairs predict on the
     synthetic images; their Dice against the synthetic masks (mean over images, then mean ± std over the
     segmenters), next to the same segmenters' Dice on held-out real images (``real_run``)."""
-    vals = np.array([score(m, synth, threshold, device)["dice"] for m in models], np.float64)
+    scores = [score(m, synth, threshold, device, class_names) for m in models]
+    vals = np.array([s["dice"] for s in scores], np.float64)
     out = {"dice": float(vals.mean()), "dice_seed_std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
            "dice_per_seed": [round(float(v), 4) for v in vals], "n_synthetic": int(len(synth))}
+    if "per_class" in scores[0]:  # label maps: each class's agreement, mean over the segmenters
+        out["dice_per_class"] = {c: float(np.mean([s["per_class"][c]["dice"] for s in scores]))
+                                 for c in scores[0]["per_class"]}
     ref = (real_run or {}).get("test", {}).get(test)
     if ref:
         out["real_test_set"] = test
@@ -482,7 +537,10 @@ def _store_real_segmenter(model, cfg, real_train, idx, info) -> None:
 def _cfg_dict(cfg: SegConfig) -> dict:
     from ..config import to_dict
 
-    return to_dict(cfg)
+    d = to_dict(cfg)
+    if d.get("class_names") is None:  # binary: the dict (and so the cache key) of before label maps existed
+        d.pop("class_names", None)
+    return d
 
 
 def save_segmenter(model, cfg: SegConfig, out_dir: str | os.PathLike, meta: dict | None = None) -> Path:

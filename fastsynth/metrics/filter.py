@@ -35,6 +35,10 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
     manifest = read_manifest(src)
     if manifest.get("format", "parquet") != "parquet":
         raise FastsynthError(f"{src}: filter reads parquet datasets (this one was written with --format png)")
+    if (manifest.get("data") or {}).get("channels", 3) != 3 or (manifest.get("data") or {}).get("class_names"):
+        raise FastsynthError(f"{src}: filter works on RGB datasets with binary masks for now (this one is "
+                             f"{manifest['data'].get('image_mode')}, classes {manifest['data'].get('class_names')}); "
+                             "use `fastsynth evaluate --metrics agreement` for its per-class label agreement")
     if out.resolve() == src.resolve():
         raise FastsynthError("--out must be a new folder, not the input dataset")
     if out.exists() and any(out.iterdir()) and not (out / ".filter-parts").is_dir():

@@ -27,6 +27,8 @@ class SynthSet:
     masks: np.ndarray  # uint8 [N, H, W] {0, 255}
     index: np.ndarray
     source: list
+    # what the generating model made (the manifest's "data"); images above are its 8-bit RGB view
+    modality: object = None
 
 
 @dataclass
@@ -88,6 +90,7 @@ def load_synthetic(root: str | Path, limit: int | None = None, seed: int = 0) ->
     if limit is not None and limit < len(order):
         rng = np.random.default_rng(seed)
         order = np.sort(rng.choice(order, limit, replace=False))
+    modality = synth_modality(m)
     imgs, masks = [], []
     for i in order:
         what = f"{root} row {index[i]}"
@@ -95,16 +98,16 @@ def load_synthetic(root: str | Path, limit: int | None = None, seed: int = 0) ->
             raise DataError(f"{what}: image or mask missing")
         im = Image.open(im_refs[i]) if isinstance(im_refs[i], Path) else _decode(im_refs[i], what)
         mk = Image.open(mk_refs[i]) if isinstance(mk_refs[i], Path) else _decode(mk_refs[i], what + " mask")
-        a, b = np.asarray(im.convert("RGB")), np.asarray(mk.convert("L"))
+        a, b = _image_view(im, modality, what), np.asarray(mk.convert("L"))
         if a.shape[:2] != b.shape:
             raise DataError(f"{what}: image {a.shape[:2]} and mask {b.shape} differ in size")
         if imgs and a.shape != imgs[0].shape:
             raise DataError(f"{what}: image size {a.shape[:2]} differs from row {index[order[0]]}'s "
                             f"{imgs[0].shape[:2]}; a dataset must have one resolution")
         imgs.append(a)
-        masks.append(np.where(b >= 128, 255, 0).astype(np.uint8))
+        masks.append(np.where(b >= 128, 255, 0).astype(np.uint8) if modality.binary else _label_view(b, modality, what))
     return SynthSet(root, m, np.stack(imgs), np.stack(masks), np.asarray(index)[order],
-                    [source[i] for i in order])
+                    [source[i] for i in order], modality)
 
 
 def resolve_real(path: str | Path, heldout_fraction: float = 0.2, split_seed: int = 0) -> tuple:
@@ -148,7 +151,7 @@ def resolve_real(path: str | Path, heldout_fraction: float = 0.2, split_seed: in
                             "training images as reference")
         return src, rs
     src = scan_pairs(p)
-    sp = make_split(src.stems, heldout_fraction, split_seed)
+    sp = make_split(src.stems, heldout_fraction, split_seed, group_by="auto")
     rs = RealSet(str(p), None, sp["train"], sp["test"])
     rs.notes.append(f"{p} has no split.json: a seeded split ({heldout_fraction:.0%} held out, seed {split_seed}) "
                     "is used for the downstream benchmark; if the generator saw these images, held-out scores "
@@ -156,9 +159,48 @@ def resolve_real(path: str | Path, heldout_fraction: float = 0.2, split_seed: in
     return src, rs
 
 
-def load_test_set(path: str | Path, size: int) -> tuple[list[str], np.ndarray]:
-    """An extra real test set (all its pairs), resized to ``size``; missing masks are an error."""
+def load_test_set(path: str | Path, size: int, modality=None) -> tuple[list[str], np.ndarray]:
+    """An extra real test set (all its pairs), resized to ``size``; missing masks are an error. ``modality``
+    (not the default RGB binary one): read as the model's data and returned as its 8-bit view + label."""
     from ..data import load_pairs, scan_pairs
 
     src = scan_pairs(path)  # raises DataError naming an image without a mask
-    return load_pairs(src, size)
+    return load_real(src, size, None, modality)
+
+
+# --- any modality (issue 11) --------------------------------------------------------------------------------
+def synth_modality(manifest: dict):
+    from ..data.modality import modality_from_dict
+
+    return modality_from_dict(manifest.get("data"))
+
+
+def _image_view(im, modality, what: str) -> np.ndarray:
+    """A decoded synthetic image as the 8-bit RGB view of its modality (RGB: as always)."""
+    from ..data.codec import raw_to_rgb8
+
+    if modality is None or modality.channels == 3:
+        return np.asarray(im.convert("RGB"))
+    a = np.asarray(im)
+    if a.ndim != 2:
+        raise DataError(f"{what}: a {im.mode} image, but the dataset's manifest says greyscale ({modality.image_mode})")
+    return raw_to_rgb8(a[None], modality)[0]
+
+
+def _label_view(b: np.ndarray, modality, what: str) -> np.ndarray:
+    if int(b.max()) >= modality.num_classes:
+        raise DataError(f"{what}: label value {int(b.max())} >= {modality.num_classes} (classes "
+                        f"{', '.join(modality.names)})")
+    return b.astype(np.uint8)
+
+
+def load_real(src, size: int, stems, modality=None) -> tuple[list[str], np.ndarray]:
+    """Real pairs as uint8 [N, 4, H, W] for the metrics: the 8-bit RGB view of the images + the label ({0,255}
+    or 0..K-1). The default modality (RGB, binary) reads exactly as always."""
+    from ..data import load_pairs
+    from ..data.codec import pairs_to_view4
+
+    if modality is None or modality.is_default:
+        return load_pairs(src, size, stems)
+    kept, arr = load_pairs(src, size, stems, modality=modality)
+    return kept, pairs_to_view4(arr, modality)

@@ -105,3 +105,19 @@ def compare(synth: dict, real: dict, seed: int = 0) -> dict:
         "centroid_mean_offset": float(np.linalg.norm(cs.mean(0) - cr.mean(0))) if len(cs) and len(cr) else None,
         "empty_fraction_diff": float(np.mean(synth["components"] == 0) - np.mean(real["components"] == 0)),
     }
+
+
+def label_map_report(synth_labels: np.ndarray, real_labels: np.ndarray, class_names, seed: int = 0) -> dict:
+    """Label maps (values 0..K-1, [N, H, W]): the statistics of the foreground (any class but 0) in the binary
+    report's keys (``synthetic``, ``real``, ``distance``), and the same per class >= 1 under ``per_class``."""
+    s, r = np.asarray(synth_labels), np.asarray(real_labels)
+
+    def one(ms, mr):
+        ss, sr = mask_stats(ms), mask_stats(mr)
+        return {"synthetic": summarize(ss), "real": summarize(sr), "distance": compare(ss, sr, seed)}
+
+    out = one(np.where(s > 0, 255, 0).astype(np.uint8), np.where(r > 0, 255, 0).astype(np.uint8))
+    out["per_class"] = {str(class_names[k]): one(np.where(s == k, 255, 0).astype(np.uint8),
+                                                 np.where(r == k, 255, 0).astype(np.uint8))
+                        for k in range(1, len(class_names))}
+    return out

@@ -60,8 +60,9 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
     if fid_reference not in ("test", "train", "all"):
         raise FastsynthError(f"--fid-reference {fid_reference!r}: choose test, train or all")
     say(f"loading real images from {rs.root} at {res}x{res}")
-    _, train_arr = load_pairs(src, res, rs.train_stems)
-    test_arr = load_pairs(src, res, rs.test_stems)[1] if rs.test_stems else None
+    modality = synth.modality  # real images are read as the model's data, and compared in the same 8-bit view
+    _, train_arr = eio.load_real(src, res, rs.train_stems, modality)
+    test_arr = eio.load_real(src, res, rs.test_stems, modality)[1] if rs.test_stems else None
     ref_kind = fid_reference if (fid_reference != "test" or test_arr is not None) else "train"
     if fid_reference == "test" and test_arr is None:
         rs.notes.append("no held-out images: the metrics' real reference is the training set")
@@ -70,7 +71,7 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
     extra_tests = {}
     for t in tests or []:
         name = Path(t).name or str(t)
-        extra_tests[name] = eio.load_test_set(t, res)[1]
+        extra_tests[name] = eio.load_test_set(t, res, modality)[1]
 
     out = Path(out_dir) if out_dir else Path(synth_dir) / "eval"
     out.mkdir(parents=True, exist_ok=True)
@@ -86,10 +87,17 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
                       "resize": f"centre crop + resize to {res}x{res} (the synthetic resolution)"},
         "notes": list(rs.notes), "environment": {"python": platform.python_version(), "device": device},
     }
+    if not modality.is_default:
+        results["data"] = modality.to_dict()
+        if modality.channels == 1:
+            results["notes"].append("greyscale images: the image metrics (FID/KID, MS-SSIM, memorization, hf) see "
+                                    "them replicated to three channels" + (", 16-bit values mapped to 8 bits "
+                                    "through the model's intensity window" if modality.bits == 16 else ""))
     if not synth.manifest.get("complete", False):
         results["notes"].append("the synthetic dataset is incomplete (generation not finished)")
-    plots.sample_grid(synth.images, synth.masks, out / "samples_synthetic.png")
-    plots.sample_grid(ref[:, :3].transpose(0, 2, 3, 1), ref[:, 3], out / "samples_real.png")
+    fg = (lambda m: m) if modality.binary else (lambda m: np.where(m > 0, 255, 0).astype(np.uint8))  # contours
+    plots.sample_grid(synth.images, fg(synth.masks), out / "samples_synthetic.png")
+    plots.sample_grid(ref[:, :3].transpose(0, 2, 3, 1), fg(ref[:, 3]), out / "samples_real.png")
 
     feats_s = None
     if "fid" in wanted:
@@ -113,9 +121,12 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
                              "real": pairwise_msssim(ref[:, :3], msssim_pairs, seed) if len(ref) > 1 else None}
     if "masks" in wanted:
         say("mask statistics")
-        ss, sr = mstats.mask_stats(synth.masks), mstats.mask_stats(ref[:, 3])
-        results["masks"] = {"synthetic": mstats.summarize(ss), "real": mstats.summarize(sr),
-                            "distance": mstats.compare(ss, sr, seed)}
+        if modality.binary:
+            ss, sr = mstats.mask_stats(synth.masks), mstats.mask_stats(ref[:, 3])
+            results["masks"] = {"synthetic": mstats.summarize(ss), "real": mstats.summarize(sr),
+                                "distance": mstats.compare(ss, sr, seed)}
+        else:  # the foreground (any class) as the binary statistics, and every class on its own
+            results["masks"] = mstats.label_map_report(synth.masks, ref[:, 3], modality.names, seed)
         plots.mask_histograms(results["masks"]["synthetic"], results["masks"]["real"], out / "mask_stats.png")
     if "memorization" in wanted:
         from .memorization import audit
@@ -149,7 +160,8 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
         backend = d.pop("backend", "eager")
         drop_leaking = d.pop("drop_leaking", False)
         n_seeds = d.pop("seeds", DEFAULT_SEEDS)
-        cfg = SegConfig(resolution=res, seed=seed, **d)
+        cfg = SegConfig(resolution=res, seed=seed, **d,
+                        **({} if modality.binary else {"class_names": tuple(modality.names)}))
         test_sets = ({"heldout": test_arr} if test_arr is not None else {}) | extra_tests
         synth4 = np.concatenate([synth.images.transpose(0, 3, 1, 2), synth.masks[:, None]], 1)
         sources = synth.source
@@ -214,6 +226,10 @@ def text_table(results: dict) -> str:
                      f"{mk['real']['area_fraction_mean']:.4f}"))
         rows.append(("components (mean)", f"{mk['synthetic']['components_mean']:.2f}",
                      f"{mk['real']['components_mean']:.2f}"))
+    for name, pc in (mk or {}).get("per_class", {}).items():
+        rows.append((f"  {name}: area fraction / components", f"{pc['synthetic']['area_fraction_mean']:.4f} / "
+                     f"{pc['synthetic']['components_mean']:.2f}", f"{pc['real']['area_fraction_mean']:.4f} / "
+                     f"{pc['real']['components_mean']:.2f}"))
     mem = results.get("memorization")
     if mem:
         rows.append(("near-copies", f"{mem['n_flagged']} / {mem['n_synthetic']}", ""))
@@ -224,12 +240,16 @@ def text_table(results: dict) -> str:
     if ag:
         rows.append(("label agreement Dice", f"{ag['dice']:.3f} ± {ag['dice_seed_std']:.3f}",
                      f"{ag['real_heldout_dice']:.3f} (held-out)" if "real_heldout_dice" in ag else ""))
+        for name, v in ag.get("dice_per_class", {}).items():
+            rows.append((f"  {name}", f"{v:.3f}", ""))
     ds = results.get("downstream")
     if ds:
         for p, r in ds["runs"].items():
             for t, s in r["test"].items():
                 rows.append((f"Dice {p} on {t}", f"{s['dice']:.4f} ± {s['dice_seed_std']:.4f}",
                              f"({s['n_seeds']} seeds)"))
+                for name, v in s.get("per_class", {}).items():
+                    rows.append((f"  {name}", f"{v['dice']:.4f}", f"IoU {v['iou']:.4f}"))
         for c in ds.get("comparisons", []):
             rows.append((f"{c['candidate']} vs {c['baseline']} ({c['test']})",
                          f"{c['dice_delta']:+.4f} (spread {c['spread']:.4f})", c["verdict"]))

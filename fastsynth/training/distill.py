@@ -96,7 +96,7 @@ def distill_loss(student, teacher, x0, cond, eps, j, fine, ac_ext, prediction_ty
     return (w * (x_hat - target) ** 2).mean()
 
 
-def _teacher_data(cfg: DistillConfig, meta: dict, model_dir: Path, resolution: int):
+def _teacher_data(cfg: DistillConfig, meta: dict, model_dir: Path, resolution: int, modality=None):
     data = cfg.data or meta.get("training", {}).get("data", "")
     if not data:
         raise FastsynthError("the teacher's metadata names no training data; give --data (the pairs it was "
@@ -111,7 +111,7 @@ def _teacher_data(cfg: DistillConfig, meta: dict, model_dir: Path, resolution: i
         stems = [s for s in stems if s not in held_out]
     if len(stems) < 2:
         raise FastsynthError(f"{data}: fewer than 2 training pairs left after removing the held-out split")
-    return data, *load_pairs(src, resolution, stems, skip_bad=cfg.skip_bad)
+    return data, *load_pairs(src, resolution, stems, skip_bad=cfg.skip_bad, modality=modality)
 
 
 def distill(cfg: DistillConfig, resume: bool = False, time_limit_min: float | None = None, command: str = "",
@@ -147,8 +147,12 @@ def distill(cfg: DistillConfig, resume: bool = False, time_limit_min: float | No
     dev = resolve_device(device)
     base, meta = load_model(model_dir)
     mcfg = base.config
-    data, stems, arr = _teacher_data(cfg, meta, model_dir, mcfg.resolution)
-    data_u8 = torch.from_numpy(arr)
+    from ..data.modality import modality_from_config
+
+    modality = modality_from_config(mcfg)  # the teacher's data: read and encoded as it was trained
+    modality = None if modality.is_default else modality
+    data, stems, arr = _teacher_data(cfg, meta, model_dir, mcfg.resolution, modality)
+    data_u8 = torch.from_numpy(arr.astype(np.int32) if arr.dtype == np.uint16 else arr)
     tcfg = replace(TrainConfig(), **{k: v for k, v in meta.get("training", {}).items()
                                      if k in ("p_pairs", "p_from_masks", "p_inpaint", "hflip", "vflip")})
     dilate_px = dilate_px_for(mcfg.resolution, 20)
@@ -256,7 +260,7 @@ def distill(cfg: DistillConfig, resume: bool = False, time_limit_min: float | No
                     resumed_blob = None
             g = _step_generator(cfg.seed, step, 0)
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
-            x0, known, indicator = make_batch(data_u8, tcfg, g, cfg.batch_size, dilate_px)
+            x0, known, indicator = make_batch(data_u8, tcfg, g, cfg.batch_size, dilate_px, modality)
             eps = torch.randn(x0.shape, generator=g)
             j = torch.randint(0, k_steps, (cfg.batch_size,), generator=g)
             x0, known, indicator, eps, j = (v.to(dev) for v in (x0, known, indicator, eps, j))

@@ -32,6 +32,8 @@ from ..conditioning import cond_from_masks, cond_inpaint, dilate_px_for, inpaint
 from ..config import LOSS_WEIGHTINGS, TrainConfig, model_config_for, to_dict, from_dict
 from ..data import load_pairs, make_split, scan_pairs
 from ..data.provenance import data_provenance
+from ..data.codec import pairs_to_x0
+from ..data.modality import modality_from_dict, with_window
 from ..errors import FastsynthError
 from ..utils import read_json, write_json_atomic
 from .checkpoint import latest_checkpoint, load_blob, save_checkpoint
@@ -44,12 +46,19 @@ def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(ss.generate_state(1, np.uint64)[0] & ((1 << 63) - 1)))
 
 
-def make_batch(data_u8: torch.Tensor, cfg: TrainConfig, g: torch.Generator, batch_size: int, dilate_px: int):
-    """One training batch: (x0, known, indicator) with the conditioning mode drawn per example."""
+def make_batch(data_u8: torch.Tensor, cfg: TrainConfig, g: torch.Generator, batch_size: int, dilate_px: int,
+               modality=None):
+    """One training batch: (x0, known, indicator) with the conditioning mode drawn per example.
+
+    ``data_u8``: loaded pairs [N, C + 1, H, W]; ``modality`` (None: 8-bit RGB + binary mask) says how to encode them."""
     n_data = data_u8.shape[0]
     idx = torch.randint(0, n_data, (batch_size,), generator=g)
     u8 = data_u8[idx]
-    x0 = torch.cat([u8[:, :3].float().div(127.5).sub(1.0), torch.where(u8[:, 3:] >= 128, 1.0, -1.0)], dim=1)
+    if modality is None:
+        x0 = torch.cat([u8[:, :3].float().div(127.5).sub(1.0), torch.where(u8[:, 3:] >= 128, 1.0, -1.0)], dim=1)
+    else:
+        x0 = pairs_to_x0(u8, modality)
+    c = 3 if modality is None else modality.channels  # image channels; the label channels follow
     if cfg.hflip:
         flip = torch.rand(batch_size, generator=g) < 0.5
         x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
@@ -64,11 +73,11 @@ def make_batch(data_u8: torch.Tensor, cfg: TrainConfig, g: torch.Generator, batc
     known = torch.zeros_like(x0)
     indicator = torch.zeros_like(x0)
     if is_fm.any():
-        k, ind = cond_from_masks(x0[is_fm, 3:])
+        k, ind = cond_from_masks(x0[is_fm, c:], channels=x0.shape[1])
         known[is_fm], indicator[is_fm] = k, ind
     if is_ip.any():
         xs = x0[is_ip]
-        region = inpaint_region(xs[:, 3:], dilate_px)
+        region = inpaint_region(xs[:, c:], dilate_px)
         # a third of the regions are random boxes, and empty masks always get one
         use_box = (torch.rand(xs.shape[0], generator=g) < 1 / 3) | (region.flatten(1).amax(1) == 0)
         if use_box.any():
@@ -141,6 +150,7 @@ channel at {meta['resolution']}x{meta['resolution']}, conditioned on known value
 pairs, images from given masks, and new polyps inpainted into real images.
 
 - Training data: {(meta.get('training_data') or {}).get('name') or 'unknown'} ({t['n_train']} training pairs; {t['n_test']} held out in split.json)
+- Images and labels: {modality_from_dict(meta.get('data')).describe()}
 - Steps trained: {t['steps_done']} at batch size {t['batch_size']} (preset `{t['preset']}`)
 - Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}
 - Command: `{t['command']}`{_init_line(t.get('init'))}
@@ -196,10 +206,14 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     if resume and (out / "split.json").exists():  # the saved split, even if files were added since
         split = read_json(out / "split.json", "split file")
     else:
-        split = make_split(src.stems, cfg.test_fraction, cfg.split_seed)
+        split = make_split(src.stems, cfg.test_fraction, cfg.split_seed, group_by=cfg.group_by)
     bar = (lambda it: tqdm(it, desc="loading data", unit="pair", disable=not (progress and is_main)))
-    stems, arr = load_pairs(src, cfg.resolution, split["train"], skip_bad=cfg.skip_bad, progress=bar)
-    data_u8 = torch.from_numpy(arr)
+    modality = _detect_modality(src, cfg, is_main)
+    stems, arr = load_pairs(src, cfg.resolution, split["train"], skip_bad=cfg.skip_bad, progress=bar,
+                            modality=modality)
+    modality = with_window(modality, arr[:, :modality.channels])  # 16-bit: the training split's window
+    model_cfg = replace(model_cfg, **modality.model_fields())
+    data_u8 = torch.from_numpy(arr.astype(np.int32) if arr.dtype == np.uint16 else arr)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "config.json", to_dict(cfg))
@@ -281,6 +295,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
             "fastsynth_version": __version__,
             "resolution": cfg.resolution,
             "modes": ["pairs", "from-masks", "inpaint"],
+            "data": modality.to_dict(),
             "parameters": ema_net.num_parameters(),
             "training_data": data_provenance(cfg.data),
             "training": {
@@ -301,7 +316,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
             g = _step_generator(cfg.seed, step, rank)
             # global RNGs (dropout) re-seeded per step too, so a resumed run repeats the uninterrupted one
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
-            x0, known, indicator = make_batch(data_u8, cfg, g, per_proc, dilate_px)
+            x0, known, indicator = make_batch(data_u8, cfg, g, per_proc, dilate_px, modality)
             noise = torch.randn(x0.shape, generator=g)
             t = torch.randint(0, model_cfg.num_train_timesteps, (per_proc,), generator=g)
             x0, known, indicator, noise, t = (v.to(device) for v in (x0, known, indicator, noise, t))
@@ -358,6 +373,21 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     if is_main:
         print(f"trained to step {step}; model in {out / 'model'}")
     return out
+
+
+def _detect_modality(src, cfg: TrainConfig, is_main: bool):
+    """The data's Modality (checked across the whole folder), told to the user with any warning."""
+    import sys
+
+    from ..data.modality import detect_modality, parse_classes
+
+    modality, warnings = detect_modality(src, class_names=parse_classes(cfg.classes) if cfg.classes else None,
+                                         skip_bad=cfg.skip_bad)
+    if is_main:
+        print(f"data: {modality.describe()}", file=sys.stderr)
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    return modality
 
 
 def _hardware(accelerator) -> str:
