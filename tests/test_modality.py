@@ -251,7 +251,7 @@ def test_every_sampler_with_label_maps(grey16_3class, tmp_path):
 @pytest.mark.onnx
 @pytest.mark.skipif(not HAS_ORT, reason="onnxruntime/onnxscript not installed")
 def test_onnx_export_and_generate_with_label_maps(grey16_3class, tmp_path):
-    from fastsynth.runtime.export import export_artifact
+    from fastsynth.export import export_artifact
 
     _, model = grey16_3class
     rep = export_artifact(str(model), "onnx", tmp_path / "exp", device="cpu", batch_size=2)
