@@ -13,16 +13,23 @@ from pathlib import Path
 
 import torch
 
+from .card import model_card
 from .denoiser import BUNDLED_MODEL_DIR, BUNDLED_MODELS, load_model, save_model
 
 
-def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = "") -> Path:
+def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = "",
+           training_data_from: str | None = None) -> Path:
     net, meta = load_model(run_or_model)
     meta = {k: v for k, v in meta.items() if k != "path"}
+    if training_data_from:  # provenance (name, licence, citation) recorded with another model of the same data
+        _, other = load_model(training_data_from)
+        if "training_data" in other:
+            meta["training_data"] = other["training_data"]
     meta["stored_dtype"] = "float16"
     src = Path(run_or_model)
     src_model = src / "model" if (src / "model").is_dir() else src
-    card = (src_model / "README.md").read_text() if (src_model / "README.md").exists() else ""
+    card = model_card(meta) if "training" in meta else (
+        (src_model / "README.md").read_text() if (src_model / "README.md").exists() else "")
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(net, tmp, meta=meta, dtype=torch.float16, card=card + extra_card)
@@ -37,11 +44,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("run", help="training run folder or model folder")
     ap.add_argument("--notes", default=None, help="markdown file appended to the model card")
+    ap.add_argument("--training-data-from", default=None, metavar="MODEL",
+                    help="copy the training-data provenance (name, licence, citation) from this model's metadata, "
+                         "e.g. 'bundled' when the data folder carries no dataset card")
     ap.add_argument("--as", dest="name", choices=("bundled", "bundled-fast"), default="bundled",
                     help="which shipped model to replace (bundled-fast: the distilled few-step student)")
     a = ap.parse_args()
     extra = Path(a.notes).read_text() if a.notes else ""
-    d = bundle(a.run, dest=BUNDLED_MODELS[a.name], extra_card=extra)
+    d = bundle(a.run, dest=BUNDLED_MODELS[a.name], extra_card=extra, training_data_from=a.training_data_from)
     print(f"bundled {a.run} -> {d} ({(d / 'model.safetensors').stat().st_size / 2**20:.1f} MB)")
 
 

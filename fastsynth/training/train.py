@@ -38,6 +38,7 @@ from ..errors import FastsynthError
 from ..utils import read_json, write_json_atomic
 from .checkpoint import latest_checkpoint, load_blob, save_checkpoint
 from ..models import Denoiser, save_model
+from ..models.card import model_card as _model_card
 from ..models.denoiser import WEIGHTS_NAME
 
 
@@ -134,37 +135,6 @@ def _save_checkpoint(ck: Path, unet_state: dict, ema: EMA, opt, sched, scaler, s
     if scaler is not None:
         blob["scaler"] = scaler.state_dict()
     save_checkpoint(ck, {"model": unet_state, "ema": ema.shadow}, blob, {"step": step, "elapsed_s": elapsed})
-
-
-def _model_card(meta: dict) -> str:
-    t = meta["training"]
-    return f"""---
-library_name: fastsynth
-license: {(meta.get('training_data') or {}).get('license') or 'other'}
-tags: [diffusion, medical-imaging, synthetic-data, segmentation]
----
-# fastsynth joint image+mask denoiser
-
-A pixel-space DDPM (diffusers UNet2DModel, {meta['parameters'] / 1e6:.2f} M parameters) over RGB + a binary mask
-channel at {meta['resolution']}x{meta['resolution']}, conditioned on known values so one network makes new
-pairs, images from given masks, and new polyps inpainted into real images.
-
-- Training data: {(meta.get('training_data') or {}).get('name') or 'unknown'} ({t['n_train']} training pairs; {t['n_test']} held out in split.json)
-- Images and labels: {modality_from_dict(meta.get('data')).describe()}
-- Steps trained: {t['steps_done']} at batch size {t['batch_size']} (preset `{t['preset']}`)
-- Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}
-- Command: `{t['command']}`{_init_line(t.get('init'))}
-- fastsynth {meta['fastsynth_version']}, torch {t['torch']}
-"""
-
-
-def _init_line(init: dict | None) -> str:
-    """The warm-start history of a model, one clause per earlier run (oldest last)."""
-    parts = []
-    while init:
-        parts.append(f"`{init['from']}` ({init.get('steps_done')} steps, {(init.get('wall_time_s') or 0) / 60:.0f} min)")
-        init = init.get("earlier")
-    return ("\n- Warm-started from " + ", itself warm-started from ".join(parts)) if parts else ""
 
 
 def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None = None,

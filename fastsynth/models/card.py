@@ -1,0 +1,37 @@
+"""The model card (README.md of a model folder): a pure function of the model's metadata (fastsynth.json)."""
+
+from __future__ import annotations
+
+from ..data.modality import modality_from_dict
+
+
+def model_card(meta: dict) -> str:
+    """The card of a denoiser folder from its metadata: training data, steps, wall time, warm starts."""
+    t = meta["training"]
+    return f"""---
+library_name: fastsynth
+license: {(meta.get('training_data') or {}).get('license') or 'other'}
+tags: [diffusion, medical-imaging, synthetic-data, segmentation]
+---
+# fastsynth joint image+mask denoiser
+
+A pixel-space DDPM (diffusers UNet2DModel, {meta['parameters'] / 1e6:.2f} M parameters) over RGB + a binary mask
+channel at {meta['resolution']}x{meta['resolution']}, conditioned on known values so one network makes new
+pairs, images from given masks, and new polyps inpainted into real images.
+
+- Training data: {(meta.get('training_data') or {}).get('name') or 'unknown'} ({t['n_train']} training pairs; {t['n_test']} held out in split.json)
+- Images and labels: {modality_from_dict(meta.get('data')).describe()}
+- Steps trained: {t['steps_done']} at batch size {t['batch_size']} (preset `{t['preset']}`)
+- Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}
+- Command: `{t['command']}`{_init_line(t.get('init'))}
+- fastsynth {meta['fastsynth_version']}, torch {t['torch']}
+"""
+
+
+def _init_line(init: dict | None) -> str:
+    """The warm-start history of a model, one clause per earlier run (oldest last)."""
+    parts = []
+    while init:
+        parts.append(f"`{init['from']}` ({init.get('steps_done')} steps, {(init.get('wall_time_s') or 0) / 60:.0f} min)")
+        init = init.get("earlier")
+    return ("\n- Warm-started from " + ", itself warm-started from ".join(parts)) if parts else ""
