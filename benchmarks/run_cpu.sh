@@ -17,7 +17,7 @@ fastsynth generate --n 1000 --out /tmp/ds/pairs1k --no-progress
   --json benchmarks/results/downstream_bundled_cpu.json
 # progressive distillation of the bundled model (16 -> 8 -> 4 -> 2 DDIM steps) and its quality
 fastsynth distill --out runs/pd16 --teacher-steps 16 --student-steps 2 --steps-per-round 400 --batch-size 32 --lr 2e-4
-python benchmarks/quality_vs_nfe.py --n 128 --out benchmarks/results/distill_quality_cpu.json \
+python benchmarks/quality_vs_nfe.py --n 128 --reference ddim:16 --out benchmarks/results/distill_quality_cpu.json \
   --grid "ddim:2,4,8,16;unipc:6;distilled@runs/pd16/round-1-8steps:8;distilled@runs/pd16/round-2-4steps:4;distilled@runs/pd16/round-3-2steps:2"
 # the distilled student's data on the downstream benchmark
 python -m fastsynth.models.bundle runs/pd16/round-2-4steps --as bundled-fast --notes benchmarks/bundled_fast_notes.md
