@@ -27,7 +27,7 @@ import torch
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", required=True, help="comma list of model folders, run folders or 'bundled'")
-    ap.add_argument("--labels", default=None, help="comma list of row names (default: the model paths)")
+    ap.add_argument("--labels", default=None, help="semicolon-separated row names (default: the model paths)")
     ap.add_argument("--real", default=str(Path(__file__).resolve().parents[2] / "shared/data/kvasir-seg"))
     ap.add_argument("--n", type=int, default=128)
     ap.add_argument("--sampler", default="unipc:6")
@@ -78,7 +78,7 @@ def main() -> None:
             real_segs.append(m)
             real_run.append(ds.score(m, test))
         real_run = {"test": {"heldout": ds.aggregate(real_run)}}
-    labels = a.labels.split(",") if a.labels else a.models.split(",")
+    labels = a.labels.split(";") if a.labels else a.models.split(",")
     rows = []
     for label, spec in zip(labels, a.models.split(",")):
         net, meta = load_model(None if spec == "bundled" else spec)
