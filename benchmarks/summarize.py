@@ -49,6 +49,83 @@ def quality_table(path: Path) -> str:
     return "\n".join(lines)
 
 
+def judge_table(path: Path) -> str:
+    """A dataset judged by `fastsynth evaluate --downstream` (several segmenter seeds): every protocol's Dice as
+    mean ± std over the seeds, the comparisons with their verdicts, label agreement and the image metrics."""
+    d = json.loads(path.read_text())
+    ds = d.get("downstream") or {}
+    st = ds.get("settings", {})
+    lines = [f"{d['n_synthetic']} synthetic pairs ({d['synthetic_manifest'].get('mode')}, "
+             f"{d['synthetic_manifest'].get('sampler')} x{d['synthetic_manifest'].get('steps')}); "
+             + (f"{st['arch']}/{st['encoder']}, {st['steps']} steps x {st['batch_size']}, seeds {st['seeds']}; "
+                if st else "") + f"{d['seconds'] / 60:.1f} min in all", ""]
+    if ds:
+        lines += ["| protocol | Dice (mean ± std over seeds) | per seed |", "|---|---|---|"]
+        for name, run in ds["runs"].items():
+            sc = run["test"]["heldout"]
+            lines.append(f"| {name} | {sc['dice']:.3f} ± {sc['dice_seed_std']:.3f} | "
+                         f"{', '.join(f'{v:.3f}' for v in sc['dice_per_seed'])} |")
+        lines += ["", "| comparison | Dice difference | spread | verdict |", "|---|---|---|---|"]
+        for c in ds.get("comparisons", []):
+            lines.append(f"| {c['candidate']} vs {c['baseline']} | {c['dice_delta']:+.3f} | {c['spread']:.3f} | "
+                         f"{c['verdict']} |")
+    ag, hf, fk, mem = d.get("agreement"), d.get("hf"), d.get("fid_kid"), d.get("memorization")
+    extra = []
+    if ag:
+        extra.append(f"label agreement {ag['dice']:.3f} ± {ag['dice_seed_std']:.3f} "
+                     f"({ag.get('ratio', 0):.2f}x the real-trained segmenters' held-out Dice {ag['real_heldout_dice']:.3f})")
+    if hf:
+        extra.append(f"grain {hf['synthetic']:.2f} vs real {hf['real']:.2f} ({hf['ratio']:.2f}x)")
+    if fk:
+        extra.append(f"FID {fk['fid']:.1f}, KID {fk['kid']:.4f} ± {fk['kid_std']:.4f} (n={fk.get('n_synthetic')})")
+    if mem:
+        extra.append(f"memorization: {mem['n_flagged']} / {mem['n_synthetic']} flagged")
+    if extra:
+        lines += ["", "; ".join(extra)]
+    return "\n".join(lines)
+
+
+def study_table(paths: list[Path]) -> str:
+    lines = ["| arm | grain (real 7.6) | HF power (real 0.030) | mask area (real 0.171) | area W1 | empty masks | "
+             "label agreement (3 seeds) | agreement / real held-out | sampling s (128 pairs) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for p in paths:
+        for r in json.loads(p.read_text())["rows"]:
+            ag = r.get("agreement") or {}
+            lines.append(f"| {r['label']} | {r['hf']:.2f} | {r['hf_power']:.4f} | {r['mask_area']:.3f} | "
+                         f"{r['mask_area_w1']:.3f} | {r['empty_masks']:.3f} | "
+                         f"{ag.get('dice', float('nan')):.3f} ± {ag.get('dice_seed_std', float('nan')):.3f} | "
+                         f"{ag.get('ratio', float('nan')):.2f} | {r['sampling_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def noise_table(path: Path) -> str:
+    d = json.loads(path.read_text())
+    lines = [f"Real training images: grain {d['real_train']['adjacent_diff']:.2f}, HF power "
+             f"{d['real_train']['hf_power_fraction']:.4f}, 2x2 patch-boundary ratio "
+             f"{d['real_train']['patch_boundary_ratio']:.3f}; {d['n']} seeds per row", "",
+             "| model | sampler | grain | HF power | patch-boundary ratio |", "|---|---|---|---|---|"]
+    for name, m in d["models"].items():
+        for s, g in m["samplers"].items():
+            lines.append(f"| {name} ({m['steps_trained']} steps) | {s} | {g['adjacent_diff']:.2f} | "
+                         f"{g['hf_power_fraction']:.4f} | {g['patch_boundary_ratio']:.3f} |")
+        if "fp16_storage" in m:
+            g = m["fp16_storage"]
+            lines.append(f"| {name}, weights rounded to fp16 | unipc:6 | {g['adjacent_diff']:.2f} | "
+                         f"{g['hf_power_fraction']:.4f} | {g['patch_boundary_ratio']:.3f} (max pixel change "
+                         f"{g['max_abs_pixel_diff']}) |")
+        if "raw_weights_unipc6" in m:
+            g = m["raw_weights_unipc6"]
+            lines.append(f"| {name}, raw (non-EMA) weights | unipc:6 | {g['adjacent_diff']:.2f} | "
+                         f"{g['hf_power_fraction']:.4f} | {g['patch_boundary_ratio']:.3f} |")
+        tr = m.get("ddim50_x0_trajectory")
+        if tr:
+            lines.append(f"| {name}: grain of the x0 prediction along DDIM-50 | t = "
+                         + ", ".join(str(r['t']) for r in tr) + " | "
+                         + ", ".join(f"{r['adjacent_diff']:.1f}" for r in tr) + " | | |")
+    return "\n".join(lines)
+
+
 def downstream_table(path: Path) -> str:
     d = json.loads(path.read_text())
     ds = d["downstream"]
@@ -68,3 +145,10 @@ if __name__ == "__main__":
                      ("downstream_bundled_fast_cpu.json", downstream_table)):
         if (R / name).exists():
             print(f"### {name}\n\n{fn(R / name)}\n")
+    for p in sorted(R.glob("judge_*.json")):
+        print(f"### {p.name}\n\n{judge_table(p)}\n")
+    studies = sorted(R.glob("recipe_study_*.json"))
+    if studies:
+        print(f"### recipe study ({', '.join(p.name for p in studies)})\n\n{study_table(studies)}\n")
+    if (R / "noise_diagnosis_cpu.json").exists():
+        print(f"### noise_diagnosis_cpu.json\n\n{noise_table(R / 'noise_diagnosis_cpu.json')}\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..data.modality import modality_from_dict
+from ..utils import public_text
 
 
 def model_card(meta: dict) -> str:
@@ -23,7 +24,7 @@ pairs, images from given masks, and new polyps inpainted into real images.
 - Images and labels: {modality_from_dict(meta.get('data')).describe()}
 - Steps trained: {t['steps_done']} at batch size {t['batch_size']} (preset `{t['preset']}`)
 - Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}
-- Command: `{t['command']}`{_init_line(t.get('init'))}
+- Command: `{public_text(t['command'])}`{_init_line(t.get('init'))}
 - fastsynth {meta['fastsynth_version']}, torch {t['torch']}
 """
 
