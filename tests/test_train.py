@@ -110,3 +110,29 @@ def test_warm_start_from_a_saved_model(pair_folder, tmp_path):
     bad = replace(_cfg(pair_folder, tmp_path / "c", 1), init_from=str(first), resolution=32)
     with pytest.raises(FastsynthError, match="--init-from"):
         train(bad, progress=False)
+
+
+def test_bundle_records_provenance_evaluation_and_a_path_free_card(pair_folder, tmp_path):
+    from fastsynth.models.bundle import bundle
+
+    run = train(_cfg(pair_folder, tmp_path / "run", 2), progress=False)
+    donor = tmp_path / "donor"
+    net, meta = load_model(run)
+    meta = {k: v for k, v in meta.items() if k != "path"}
+    meta["training_data"] = {"name": "Tiny-SEG", "license": "cc0-1.0", "citation": "x", "url": None}
+    from fastsynth.models import save_model
+
+    save_model(net, donor, meta=meta)
+    heldout = {"dice": 0.5, "iou": 0.4, "dice_seed_std": 0.01, "iou_seed_std": 0.01, "n": 2, "n_seeds": 3,
+               "dice_per_seed": [0.49, 0.5, 0.51]}
+    metrics = {"command": "fastsynth evaluate S --real R --downstream", "n_synthetic": 8,
+               "downstream": {"runs": {"real": {"test": {"heldout": heldout}}}, "comparisons": []},
+               "agreement": {"dice": 0.45, "dice_seed_std": 0.02, "dice_per_seed": [0.4], "real_heldout_dice": 0.5}}
+    out = bundle(str(run), dest=tmp_path / "b", training_data_from=str(donor), evaluation=metrics)
+    _, m = load_model(out)
+    assert m["training_data"]["name"] == "Tiny-SEG" and m["stored_dtype"] == "float16"
+    ev = m["evaluation"]["downstream"]
+    assert ev["heldout"]["real"] == {"dice": 0.5, "iou": 0.4, "dice_seed_std": 0.01, "iou_seed_std": 0.01}
+    assert ev["agreement"]["dice"] == 0.45 and "dice_per_seed" not in ev["agreement"]
+    card = (out / "README.md").read_text()
+    assert "license: cc0-1.0" in card and "Tiny-SEG" in card and str(tmp_path) not in card

@@ -38,7 +38,11 @@ def run(args) -> int:
                              f"steps/round; command: {dist.get('command')}")
     if meta.get("evaluation", {}).get("downstream"):
         e = meta["evaluation"]["downstream"]
-        info["downstream_dice"] = ", ".join(f"{k} {v['dice']:.3f}" for k, v in e["heldout"].items())
+        info["downstream_dice"] = ", ".join(
+            f"{k} {v['dice']:.3f}" + (f" ± {v['dice_seed_std']:.3f}" if "dice_seed_std" in v else "")
+            for k, v in e["heldout"].items())
+        if e.get("agreement"):
+            info["label_agreement"] = f"{e['agreement']['dice']:.3f} (real held-out {e['agreement'].get('real_heldout_dice', float('nan')):.3f})"
     if args.json:
         print(json.dumps(info, indent=2))
     else:

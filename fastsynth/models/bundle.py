@@ -17,10 +17,33 @@ from .card import model_card
 from .denoiser import BUNDLED_MODEL_DIR, BUNDLED_MODELS, load_model, save_model
 
 
+def evaluation_summary(metrics: dict) -> dict:
+    """The compact record of a `fastsynth evaluate --downstream` result kept in a model's fastsynth.json (what
+    `fastsynth info` prints): per protocol Dice/IoU as mean and seed std on the held-out split, the comparisons'
+    verdicts, label agreement, grain, FID/KID and the command."""
+    ds = metrics.get("downstream") or {}
+    out = {"command": metrics.get("command"), "n_synthetic": metrics.get("n_synthetic"),
+           "synthetic": metrics.get("synthetic_manifest"), "settings": ds.get("settings"),
+           "seconds": metrics.get("seconds"),
+           "heldout": {name: {k: round(v, 4) for k, v in run["test"]["heldout"].items()
+                              if k in ("dice", "iou", "dice_seed_std", "iou_seed_std")}
+                       for name, run in ds.get("runs", {}).items()},
+           "comparisons": ds.get("comparisons")}
+    for key in ("agreement", "hf", "fid_kid"):
+        if key in metrics:
+            out[key] = {k: v for k, v in metrics[key].items() if not isinstance(v, (list, dict))}
+    if "memorization" in metrics:
+        out["memorization"] = {k: metrics["memorization"][k] for k in ("n_flagged", "n_synthetic", "method")
+                               if k in metrics["memorization"]}
+    return out
+
+
 def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = "",
-           training_data_from: str | None = None) -> Path:
+           training_data_from: str | None = None, evaluation: dict | None = None) -> Path:
     net, meta = load_model(run_or_model)
-    meta = {k: v for k, v in meta.items() if k != "path"}
+    meta = {k: v for k, v in meta.items() if k not in ("path", "evaluation")}
+    if evaluation is not None:
+        meta["evaluation"] = {"downstream": evaluation_summary(evaluation)}
     if training_data_from:  # provenance (name, licence, citation) recorded with another model of the same data
         _, other = load_model(training_data_from)
         if "training_data" in other:
@@ -47,11 +70,15 @@ def main() -> None:
     ap.add_argument("--training-data-from", default=None, metavar="MODEL",
                     help="copy the training-data provenance (name, licence, citation) from this model's metadata, "
                          "e.g. 'bundled' when the data folder carries no dataset card")
+    ap.add_argument("--evaluation", default=None, metavar="METRICS_JSON",
+                    help="a `fastsynth evaluate --downstream` result of this model's data, recorded in its "
+                         "fastsynth.json (shown by `fastsynth info`)")
     ap.add_argument("--as", dest="name", choices=("bundled", "bundled-fast"), default="bundled",
                     help="which shipped model to replace (bundled-fast: the distilled few-step student)")
     a = ap.parse_args()
     extra = Path(a.notes).read_text() if a.notes else ""
-    d = bundle(a.run, dest=BUNDLED_MODELS[a.name], extra_card=extra, training_data_from=a.training_data_from)
+    d = bundle(a.run, dest=BUNDLED_MODELS[a.name], extra_card=extra, training_data_from=a.training_data_from,
+               evaluation=json.loads(Path(a.evaluation).read_text()) if a.evaluation else None)
     print(f"bundled {a.run} -> {d} ({(d / 'model.safetensors').stat().st_size / 2**20:.1f} MB)")
 
 
