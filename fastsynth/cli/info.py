@@ -29,6 +29,13 @@ def run(args) -> int:
         "training_data": t.get("data"), "n_train": t.get("n_train"), "steps_trained": t.get("steps_done"),
         "wall_time_s": t.get("wall_time_s"), "hardware": t.get("hardware"), "command": t.get("command"),
     }
+    init, total = t.get("init"), t.get("steps_done")
+    if init and total is not None:  # warm starts: the steps of every earlier run too
+        while init:
+            total += init.get("steps_done") or 0
+            init = init.get("earlier")
+        info["steps_trained_total"] = total
+        info["warm_started_from"] = t["init"].get("from")
     sampler, steps, _ = resolve_sampler(None, None, meta)
     info["default_sampler"] = f"{sampler} x{steps}"
     if meta.get("distillation"):
