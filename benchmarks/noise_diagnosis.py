@@ -75,7 +75,7 @@ def main() -> None:
                 capture.append({"t": int(t[0]), **grain(img)})
             return out
 
-        cfg = GenerateConfig(sampler=sampler, steps=steps, batch_size=a.n)
+        cfg = GenerateConfig(sampler=sampler, steps=steps, batch_size=a.n, redraw=False)
         im, _, _ = sample_pairs(fn, sched, cfg, cond, idx, seeds, res, 0, opening, torch.device("cpu"))
         return im
 

@@ -78,7 +78,7 @@ def main() -> None:
         for nfe in (int(v) for v in nfes.split(",")):
             n = a.ddpm_n if sampler == "ddpm" else a.n
             _, _, grid = resolve_sampler(sampler, nfe, meta)
-            cfg = GenerateConfig(sampler=sampler, steps=nfe, seed=0)
+            cfg = GenerateConfig(sampler=sampler, steps=nfe, seed=0, redraw=False)  # one pass: the sampler alone
             sch = make_scheduler(sampler, net.config.num_train_timesteps, net.config.beta_schedule,
                                  net.config.prediction_type, grid=grid)
             ims, mks = [], []

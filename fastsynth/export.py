@@ -93,7 +93,11 @@ def export_artifact(model: str | None, fmt: str, out: str | os.PathLike, device:
             test_fn = make_segmenter_fn(copy.deepcopy(net), res, "tensorrt", dev, precision, batch_size=batch_size,
                                         model_sha=sha)
         else:
-            test_fn = make_model_fn(copy.deepcopy(net), "tensorrt", dev, precision, batch_size=batch_size,
+            from .config import GenerateConfig, network_batch_size
+
+            # the engine generate builds for --batch-size B with its default guidance (a doubled batch)
+            test_fn = make_model_fn(copy.deepcopy(net), "tensorrt", dev, precision,
+                                    batch_size=network_batch_size(GenerateConfig(batch_size=batch_size)),
                                     model_sha=sha)
         trt_cache = test_fn.trt_cache
         onnx_path = out / onnx_name

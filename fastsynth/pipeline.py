@@ -24,7 +24,7 @@ import torch
 
 from . import __version__
 from .conditioning import cond_from_masks, cond_inpaint, cond_pairs, dilate_px_for, inpaint_region, random_boxes
-from .config import GenerateConfig, MODES, to_dict
+from .config import GenerateConfig, MODES, network_batch_size, resolve_guidance, to_dict
 from .data.codec import labels_to_channels, pairs_to_x0, tensor_to_raw
 from .data.modality import Modality, modality_from_config
 from .dataset import DatasetWriter, Rows, render_card
@@ -166,6 +166,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         raise FastsynthError("--batch-size and --shard-size must be at least 1")
     if cfg.seed < 0:
         raise FastsynthError(f"--seed {cfg.seed}: must be a non-negative integer")
+    cfg = resolve_guidance(cfg)
     if not cfg.guidance >= 0:
         raise FastsynthError(f"--guidance {cfg.guidance}: must be >= 0 (1 = no guidance)")
     if cfg.redraw and cfg.mode != "pairs":
@@ -238,7 +239,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         raise FastsynthError(f"{out} exists and is not a fastsynth dataset folder; choose an empty or new --out")
 
     model_fn = make_model_fn(net, backend=backend, device=dev, precision=cfg.precision,
-                             batch_size=cfg.batch_size * (2 if cfg.guidance != 1.0 else 1),
+                             batch_size=network_batch_size(cfg),
                              model_sha=manifest["model_sha256"])
     if rank == 0:
         if world == 1:
@@ -310,6 +311,7 @@ def _wait_for_manifest(writer: DatasetWriter, timeout_s: float = 600.0) -> dict 
 @torch.inference_mode()
 def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditioning, indices, seeds, res: int,
                   dilate_px: int, opening: int, device: torch.device):
+    cfg = resolve_guidance(cfg)
     known, indicator, src = cond_src.batch(indices, seeds, res, dilate_px)
     fn = model_fn if cfg.mode == "pairs" else guided_model_fn(model_fn, cfg.guidance)
     x0 = _sample_rows(fn, scheduler, cfg, seeds, known, indicator, res, device)

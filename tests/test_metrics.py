@@ -362,3 +362,15 @@ def test_hf_energy_separates_grain_and_patch_artefacts():
     rep = hf_energy_report(noisy, smooth)
     assert not rep["within_margin"] and rep["ratio"] > 3
     assert hf_energy_report(smooth, smooth)["within_margin"]
+
+
+def test_real_reference_from_a_model_folder(tiny_model_dir):
+    """--real MODEL: its fastsynth.json carries both the data folder (training.data) and a description of the
+    images and labels under "data" (a dict): the folder is found, the held-out split is the model's."""
+    from fastsynth.metrics.io import resolve_real
+
+    meta = json.loads((tiny_model_dir / "fastsynth.json").read_text())
+    assert isinstance(meta.get("data"), dict)
+    src, rs = resolve_real(tiny_model_dir)
+    assert rs.root == str(Path(meta["training"]["data"])) or Path(rs.root).name == Path(meta["training"]["data"]).name
+    assert len(rs.train_stems) == meta["training"]["n_train"]

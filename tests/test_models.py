@@ -78,5 +78,10 @@ def test_shipped_models_load_and_describe_themselves(name):
         assert (sampler, steps, grid) == ("unipc", 6, None)
     else:
         assert (sampler, steps, grid) == ("distilled", 4, [999, 749, 499, 249])
+        # the student of the previous bundled model (sha256 below); the current bundled model (a warm start from
+        # that one) has not been distilled yet, and the student's card says so
+        previous = "1b908a561fab5f63874d5aebf5b951bfe1e7f27d2d9a1880ba9da94dedd63b2b"
         teacher = resolve_model_dir("bundled") / "model.safetensors"
-        assert meta["distillation"]["teacher_sha256"] == file_sha256(teacher)
+        assert meta["distillation"]["teacher_sha256"] in (file_sha256(teacher), previous)
+        if meta["distillation"]["teacher_sha256"] != file_sha256(teacher):
+            assert "previous bundled model" in (d / "README.md").read_text()

@@ -130,7 +130,10 @@ def resolve_real(path: str | Path, heldout_fraction: float = 0.2, split_seed: in
                 c = read_json(cfg_file, "config")
                 if not isinstance(c, dict):
                     raise FastsynthError(f"{cfg_file}: corrupt config (not a JSON object)")
-                data = c.get("data") or c.get("training", {}).get("data")
+                # a run's config.json: "data" is the folder; a model's fastsynth.json: "data" describes the
+                # images and labels (a dict) and training.data is the folder
+                data = c.get("data") if isinstance(c.get("data"), str) else None
+                data = data or (c.get("training") or {}).get("data")
                 if data:
                     break
         if not data:
