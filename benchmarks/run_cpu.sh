@@ -26,3 +26,38 @@ python -m fastsynth.models.bundle runs/pd16/round-2-4steps --as bundled-fast --n
 fastsynth generate --n 1000 --model bundled-fast --out /tmp/ds/fast1k --no-progress
 fastsynth evaluate /tmp/ds/fast1k --real fastsynth/bundled --metrics masks --downstream \
   --json benchmarks/results/downstream_bundled_fast_cpu.json
+# --- issue 8: the judge, the noise diagnosis, the recipe study and the new bundled model ---------------------------
+# recipe study: two warm starts from the previous bundled model, side by side, 35 min each on one thread
+OMP_NUM_THREADS=1 fastsynth train --data ../shared/data/kvasir-seg --out runs/armA-v --init-from bundled --lr 3e-4 \
+  --steps 20000 --checkpoint-every 250 --time-limit 35 --no-progress &
+OMP_NUM_THREADS=1 fastsynth train --data ../shared/data/kvasir-seg --out runs/armB-minsnr --init-from bundled --lr 3e-4 \
+  --loss-weighting min-snr --steps 20000 --checkpoint-every 250 --time-limit 35 --no-progress &
+wait
+mkdir -p runs/study && cp -r runs/armA-v/model runs/study/armA-v-771 && cp -r runs/armB-minsnr/model runs/study/armB-minsnr-766
+python benchmarks/recipe_study.py --n 128 --agreement --models bundled,runs/study/armA-v-771,runs/study/armB-minsnr-766 \
+  --labels 'bundled (3825 steps);arm A: +771 steps v-loss;arm B: +766 steps min-SNR-5' --out benchmarks/results/recipe_study_cpu.json
+for g in 1 2 3; do
+  python benchmarks/recipe_study.py --n 128 --agreement --redraw --guidance $g --models runs/study/armB-minsnr-766 \
+    --labels "arm B, redraw, guidance $g" --out benchmarks/results/recipe_study_redraw_g$g.json
+done
+python benchmarks/noise_diagnosis.py --models bundled,runs/armA-v,runs/study/armB-minsnr-766 --n 16 \
+  --samplers unipc:6,ddim:50 --ddpm --out benchmarks/results/noise_diagnosis_cpu.json
+# judge of the study model: one pass vs redraw with guidance 2 (synthetic-only protocol, 3 seeds)
+fastsynth generate --n 900 --model runs/study/armB-minsnr-766 --no-redraw --out /tmp/j/B766-pairs --backend eager --no-progress
+fastsynth generate --n 900 --model runs/study/armB-minsnr-766 --redraw --guidance 2 --out /tmp/j/B766-redraw2 --backend eager --no-progress
+for d in B766-pairs B766-redraw2; do
+  fastsynth evaluate /tmp/j/$d --real fastsynth/bundled --metrics hf --downstream --protocols real,synthetic \
+    --json /tmp/j/$d.json
+done
+# the winner continued (resume), then bundled (fp16) with its provenance
+fastsynth train --data ../shared/data/kvasir-seg --out runs/armB-minsnr --init-from bundled --lr 3e-4 \
+  --loss-weighting min-snr --steps 20000 --checkpoint-every 250 --time-limit 80 --no-progress --resume
+python -m fastsynth.models.bundle runs/armB-minsnr --training-data-from bundled --notes benchmarks/bundled_model_notes.md
+# the judge of the bundled model's default data (and, with the previous model, judge_previous_bundled_cpu.json)
+fastsynth generate --n 900 --out /tmp/judge/redraw --no-progress | tee benchmarks/results/generate_900_default_cpu.txt
+fastsynth evaluate /tmp/judge/redraw --real fastsynth/bundled --metrics fid,masks,hf,agreement,memorization \
+  --fid-reference train --downstream --json benchmarks/results/judge_bundled_cpu.json
+python -m fastsynth.models.bundle runs/armB-minsnr --training-data-from bundled --notes benchmarks/bundled_model_notes.md \
+  --evaluation benchmarks/results/judge_bundled_cpu.json
+python benchmarks/sample_grid.py --n 24 --out benchmarks/results/samples.png
+python benchmarks/sample_grid.py --modes --n 8 --out benchmarks/results/samples_modes.png

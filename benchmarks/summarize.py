@@ -56,7 +56,9 @@ def judge_table(path: Path) -> str:
     ds = d.get("downstream") or {}
     st = ds.get("settings", {})
     lines = [f"{d['n_synthetic']} synthetic pairs ({d['synthetic_manifest'].get('mode')}, "
-             f"{d['synthetic_manifest'].get('sampler')} x{d['synthetic_manifest'].get('steps')}); "
+             f"{d['synthetic_manifest'].get('sampler')} x{d['synthetic_manifest'].get('steps')}"
+             + (f", redrawn with guidance {d['synthetic_manifest'].get('guidance')}"
+                if d['synthetic_manifest'].get('redraw') else "") + "); "
              + (f"{st['arch']}/{st['encoder']}, {st['steps']} steps x {st['batch_size']}, seeds {st['seeds']}; "
                 if st else "") + f"{d['seconds'] / 60:.1f} min in all", ""]
     if ds:
