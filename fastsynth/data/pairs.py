@@ -229,25 +229,33 @@ def load_pairs(
     :func:`load_pairs_modality` does; None: 8-bit RGB + binary mask, as always."""
     if modality is not None:
         return load_pairs_modality(src, size, modality, stems, skip_bad, progress)
+    return _collect(src, stems, lambda stem: _read_pair_rgb(src, stem, size), skip_bad, progress)
+
+
+def _read_pair_rgb(src: PairSource, stem: str, size: int) -> np.ndarray:
+    img_ref, mask_ref = src.items[stem]
+    if src.kind == "hf":
+        name = f"{src.root}[{stem}]"
+        try:
+            row = src._hf[img_ref]
+        except Exception as exc:  # datasets decodes on access: corrupt bytes surface here
+            raise DataError(f"{name}: unreadable row ({exc})") from None
+        if not all(hasattr(row[c], "load") for c in ("image", "mask")):
+            raise DataError(f"{name}: the image and mask columns must be Image features "
+                            f"(got {type(row['image']).__name__}, {type(row['mask']).__name__})")
+        return prepare_pair(read_image(row["image"], name), read_mask(row["mask"], name + " mask"), size, name)
+    return prepare_pair(read_image(img_ref, str(img_ref)), read_mask(mask_ref, str(mask_ref)), size,
+                        f"{img_ref} / {mask_ref}")
+
+
+def _collect(src: PairSource, stems, read_one, skip_bad: bool, progress) -> tuple[list[str], np.ndarray]:
+    """Read each stem with ``read_one``; a bad pair stops the load, or with ``skip_bad`` is listed in src.skipped."""
     stems = list(src.stems if stems is None else stems)
     it = progress(stems) if progress else stems
     kept, arrays = [], []
     for stem in it:
-        img_ref, mask_ref = src.items[stem]
         try:
-            if src.kind == "hf":
-                name = f"{src.root}[{stem}]"
-                try:
-                    row = src._hf[img_ref]
-                except Exception as exc:  # datasets decodes on access: corrupt bytes surface here
-                    raise DataError(f"{name}: unreadable row ({exc})") from None
-                if not all(hasattr(row[c], "load") for c in ("image", "mask")):
-                    raise DataError(f"{name}: the image and mask columns must be Image features "
-                                    f"(got {type(row['image']).__name__}, {type(row['mask']).__name__})")
-                arr = prepare_pair(read_image(row["image"], name), read_mask(row["mask"], name + " mask"), size, name)
-            else:
-                arr = prepare_pair(read_image(img_ref, str(img_ref)), read_mask(mask_ref, str(mask_ref)), size,
-                                   f"{img_ref} / {mask_ref}")
+            arr = read_one(stem)
         except DataError as exc:
             if not skip_bad:
                 raise
@@ -345,22 +353,7 @@ def load_pairs_modality(src: PairSource, size: int, modality, stems: Iterable[st
                         skip_bad: bool = False, progress=None) -> tuple[list[str], np.ndarray]:
     """Like :func:`load_pairs` for any :class:`~fastsynth.data.modality.Modality`: [N, C + 1, size, size], the
     image channels in their own depth (uint8 or uint16), the last channel the label ({0,255} or 0..K-1)."""
-    stems = list(src.stems if stems is None else stems)
-    it = progress(stems) if progress else stems
-    kept, arrays = [], []
-    for stem in it:
-        try:
-            arr = _read_pair_modality(src, stem, size, modality)
-        except DataError as exc:
-            if not skip_bad:
-                raise
-            src.skipped.append((stem, str(exc)))
-            continue
-        kept.append(stem)
-        arrays.append(arr)
-    if not arrays:
-        raise DataError(f"{src.root}: no usable pairs (all {len(stems)} were skipped)")
-    return kept, np.stack(arrays)
+    return _collect(src, stems, lambda stem: _read_pair_modality(src, stem, size, modality), skip_bad, progress)
 
 
 def load_label_folder(folder, size: int, modality) -> tuple[list[str], np.ndarray]:
