@@ -136,3 +136,20 @@ def test_bundle_records_provenance_evaluation_and_a_path_free_card(pair_folder, 
     assert ev["agreement"]["dice"] == 0.45 and "dice_per_seed" not in ev["agreement"]
     card = (out / "README.md").read_text()
     assert "license: cc0-1.0" in card and "Tiny-SEG" in card and str(tmp_path) not in card
+
+
+def test_held_out_pairs_are_checked_before_training(pair_folder, tmp_path):
+    from dataclasses import replace
+
+    from fastsynth.data import make_split, scan_pairs
+
+    cfg = _cfg(pair_folder, tmp_path / "run", 1)
+    held = make_split(scan_pairs(pair_folder).stems, cfg.test_fraction, cfg.split_seed)["test"][0]
+    bad = next((pair_folder / "images").glob(f"{held}.*"))
+    bad.write_text("not an image")
+    with pytest.raises(FastsynthError, match=bad.name):
+        train(cfg, progress=False)
+    out = train(replace(cfg, skip_bad=True, out=str(tmp_path / "run2")), progress=False)
+    split = json.loads((out / "split.json").read_text())
+    assert held not in split["test"] and held not in split["train"]
+    assert held in (out / "skipped.json").read_text()

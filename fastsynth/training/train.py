@@ -34,7 +34,7 @@ from ..data import load_pairs, make_split, scan_pairs
 from ..data.provenance import data_provenance
 from ..data.codec import pairs_to_x0
 from ..data.modality import modality_from_dict, with_window
-from ..errors import FastsynthError
+from ..errors import DataError, FastsynthError
 from ..utils import read_json, write_json_atomic
 from .checkpoint import latest_checkpoint, load_blob, save_checkpoint
 from ..models import Denoiser, save_model
@@ -181,6 +181,17 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     modality = _detect_modality(src, cfg, is_main)
     stems, arr = load_pairs(src, cfg.resolution, split["train"], skip_bad=cfg.skip_bad, progress=bar,
                             modality=modality)
+    held = [t for t in split["test"] if t in src.items]
+    if held:  # the held-out pairs are checked now too (evaluation reads them later), not only the train split
+        bad_before = len(src.skipped)
+        try:
+            kept_test, _ = load_pairs(src, cfg.resolution, held, skip_bad=cfg.skip_bad, modality=modality)
+        except DataError as exc:
+            if not cfg.skip_bad:
+                raise
+            kept_test = []  # every held-out pair is bad (listed in skipped.json)
+        if len(src.skipped) > bad_before:
+            split = {**split, "test": [t for t in split["test"] if t in set(kept_test) or t not in src.items]}
     modality = with_window(modality, arr[:, :modality.channels])  # 16-bit: the training split's window
     model_cfg = replace(model_cfg, **modality.model_fields())
     data_u8 = torch.from_numpy(arr.astype(np.int32) if arr.dtype == np.uint16 else arr)
