@@ -128,3 +128,15 @@ def test_two_processes_write_the_single_process_dataset(tiny_model_dir, tmp_path
     ib, xb, mb = _arrays(tmp_path / "multi")
     assert ia == ib == list(range(14))
     assert np.array_equal(xa, xb) and np.array_equal(ma, mb)
+
+
+def test_every_option_shows_its_default_in_help():
+    """--help lists every option's default (argparse's formatter shows it only for options with a help text)."""
+    import argparse
+
+    from fastsynth.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [(name, a.option_strings) for name, sp in sub.choices.items() for a in sp._actions
+               if a.option_strings and a.dest != "help" and not a.help]
+    assert not missing, missing

@@ -25,9 +25,9 @@ def add_parser(sub) -> None:
     p.add_argument("--student-steps", type=int, default=d.student_steps,
                    help="steps of the final student (teacher steps / a power of two)")
     p.add_argument("--steps-per-round", type=int, default=d.steps_per_round, help="optimisation steps per round")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="training pairs per step")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (constant after warm-up)")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of every step's batch, noise and timesteps")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_run_options(p, d)
     p.set_defaults(func=run)

@@ -48,7 +48,8 @@ def add_parser(sub) -> None:
                    help="which real images FID/MS-SSIM/mask statistics compare against")
     p.add_argument("--max-synthetic", type=int, default=None, help="evaluate a seeded subset of this many rows")
     p.add_argument("--msssim-pairs", type=int, default=1000, help="random pairs for MS-SSIM diversity")
-    p.add_argument("--memorization-method", choices=("ssim", "features"), default="ssim")
+    p.add_argument("--memorization-method", choices=("ssim", "features"), default="ssim",
+                   help="similarity of the memorization audit: SSIM of the pixels, or cosine of Inception features")
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached reference features")
     p.add_argument("--downstream", action="store_true", help="run the downstream segmentation benchmark")
     p.add_argument("--protocols", default=",".join(ds.DEFAULT_PROTOCOLS),
@@ -63,11 +64,12 @@ def add_parser(sub) -> None:
     p.add_argument("--seg-encoder-weights", default=d.encoder_weights,
                    help="auto (ImageNet if available), imagenet or none")
     p.add_argument("--seg-steps", type=int, default=d.steps, help="optimiser steps per protocol run and seed")
-    p.add_argument("--seg-batch-size", type=int, default=d.batch_size)
-    p.add_argument("--seg-lr", type=float, default=d.lr)
+    p.add_argument("--seg-batch-size", type=int, default=d.batch_size, help="segmenter training images per step")
+    p.add_argument("--seg-lr", type=float, default=d.lr, help="segmenter AdamW learning rate (one-cycle schedule)")
     p.add_argument("--alpha", type=float, default=d.alpha,
                    help="probability a real image is joined by a synthetic one")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of subsets, KID subsets and the first segmenter (the others use seed+1, ...)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--seg-backend", choices=BACKENDS, default="eager",
                    help="runtime of the segmenters' test-set inference (onnx/tensorrt export each segmenter "
