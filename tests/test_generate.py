@@ -207,6 +207,8 @@ def test_guidance_and_redraw(tiny_model_dir, tmp_path):
     assert np.array_equal(ma, mb) and not np.array_equal(ia, ib)  # same first pass (masks), new images
     manifest = json.loads((tmp_path / "a" / "fastsynth.json").read_text())
     assert manifest["redraw"] is True and manifest["guidance"] == 2.0
+    assert "redrawn from its generated mask" in (tmp_path / "a" / "README.md").read_text()
+    assert "redrawn" not in (tmp_path / "b" / "README.md").read_text()
     with pytest.raises(FastsynthError, match="other settings"):
         generate(_cfg(redraw=True, guidance=3.0), tmp_path / "a", model=str(tiny_model_dir), progress=False)
     with pytest.raises(FastsynthError, match="--guidance needs"):

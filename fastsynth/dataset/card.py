@@ -137,7 +137,7 @@ size_categories:
 | setting | value |
 |---|---|
 | mode | `{m['mode']}` |
-| sampler | `{m['sampler']}`, {m['steps']} steps |
+| sampler | `{m['sampler']}`, {m['steps']} steps{_redraw_text(m)} |
 | seed | {m['seed']} (row i uses the seed in its `seed` column: it can be regenerated alone) |
 | resolution | {m['resolution']} |
 | mask decoding | threshold at {m['mask_threshold']} (model space), opening with a {m['opening_px']}px ellipse |
@@ -191,3 +191,13 @@ def _how_to_load(fmt: str) -> str:
                 "# columns: image, mask, index, seed, mode, source\n```")
     return ("PNG files: `images/{index:08d}.png` and `masks/{index:08d}.png`; per-row metadata (index, seed, "
             "mode, source) in `shards/*.jsonl`.")
+
+
+def _redraw_text(m: dict) -> str:
+    """How the images were made beyond the sampler: the redraw pass and guidance (absent in older manifests)."""
+    out = ""
+    if m.get("redraw"):
+        out += "; each image redrawn from its generated mask in a second, mask-conditioned pass"
+    if m.get("guidance", 1.0) not in (None, 1.0):
+        out += f"; classifier-free guidance {m['guidance']:g}"
+    return out
