@@ -268,29 +268,25 @@ def _collect(src: PairSource, stems, read_one, skip_bad: bool, progress) -> tupl
     return kept, np.stack(arrays)
 
 
-def _load_folder(folder: str | os.PathLike, reader, size: int, resample, what: str):
-    from PIL import Image
-
+def _load_folder(folder: str | os.PathLike, load_one, what: str):
+    """(stems, stacked arrays) of every image file in ``folder``, sorted by stem; ``load_one(path)`` reads and
+    resizes one file."""
     p = Path(folder)
     if not p.is_dir():
         raise DataError(f"{p}: no such folder of {what}")
     files = _list_images(p)
     if not files:
         raise DataError(f"{p}: no {what} found")
-    stems, out = [], []
-    for stem, f in files.items():
-        a = reader(f, str(f))
-        im = center_crop_resize(Image.fromarray(a), size, resample)
-        stems.append(stem)
-        out.append(np.asarray(im))
-    return stems, np.stack(out)
+    return list(files), np.stack([load_one(f) for f in files.values()])
 
 
 def load_mask_folder(folder, size: int) -> tuple[list[str], np.ndarray]:
     """Masks for mask->image generation: uint8 {0, 255} [N, size, size], sorted by stem."""
     from PIL import Image
 
-    stems, arr = _load_folder(folder, read_mask, size, Image.BILINEAR, "masks")
+    stems, arr = _load_folder(
+        folder, lambda f: np.asarray(center_crop_resize(Image.fromarray(read_mask(f, str(f))), size, Image.BILINEAR)),
+        "masks")
     return stems, np.where(arr >= 128, 255, 0).astype(np.uint8)
 
 
@@ -360,14 +356,5 @@ def load_label_folder(folder, size: int, modality) -> tuple[list[str], np.ndarra
     """Labels for mask->image generation: uint8 [N, size, size] ({0,255} or 0..K-1), sorted by stem."""
     from .modality import read_label
 
-    p = Path(folder)
-    if not p.is_dir():
-        raise DataError(f"{p}: no such folder of masks")
-    files = _list_images(p)
-    if not files:
-        raise DataError(f"{p}: no masks found")
-    stems, out = [], []
-    for stem, f in files.items():
-        stems.append(stem)
-        out.append(resize_label(read_label(f, str(f), modality), size, modality.num_classes))
-    return stems, np.stack(out)
+    return _load_folder(folder, lambda f: resize_label(read_label(f, str(f), modality), size, modality.num_classes),
+                        "masks")
