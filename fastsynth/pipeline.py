@@ -118,8 +118,9 @@ def public_model_info(model: str | None, meta: dict) -> dict:
     """The manifest's description of the generating model: its name (not its local path), training numbers and
     training-data provenance (name, licence, citation) from its metadata."""
     from .data.provenance import model_data_provenance
+    from .models.denoiser import BUNDLED_MODELS
 
-    name = "bundled" if model is None else (str(model) if str(model) in ("bundled", "default", "bundled-fast")
+    name = "bundled" if model is None else (str(model) if str(model) in BUNDLED_MODELS
                                             else Path(str(model)).resolve().name)
     t = meta.get("training", {})
     return {"path": name, "training": {k: t[k] for k in PUBLIC_TRAINING_KEYS if k in t},

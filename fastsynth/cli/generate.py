@@ -19,8 +19,8 @@ def add_parser(sub) -> None:
                     "Re-running the same command resumes an interrupted run; a larger --n extends it. "
                     "Several GPUs: accelerate launch -m fastsynth generate ...")
     p.add_argument("--n", type=int, default=d.n, help="number of pairs")
-    p.add_argument("--model", default=None, help="model folder or training run folder (default: the bundled model; bundled-fast: its "
-                        "distilled 4-step student)")
+    p.add_argument("--model", default=None, help="model folder or training run folder (default: the bundled polyp model; bundled-fast: "
+                        "its distilled 4-step student; bundled-ultrasound: greyscale fetal-head ultrasound)")
     p.add_argument("--out", default=None, help="output folder (default: fastsynth-out/MODE)")
     p.add_argument("--mode", choices=MODES, default=d.mode,
                    help="pairs: new image and mask; from-masks: images for given masks; "

@@ -13,6 +13,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..data.modality import modality_from_config
     from ..models import load_model, resolve_model_dir
     from ..models.denoiser import WEIGHTS_NAME
     from ..sampling import resolve_sampler
@@ -24,6 +25,7 @@ def run(args) -> int:
     info = {
         "path": str(d), "resolution": cfg.resolution, "modes": meta.get("modes", ["pairs", "from-masks", "inpaint"]),
         "parameters": net.num_parameters(), "file_mb": round((d / WEIGHTS_NAME).stat().st_size / 2**20, 2),
+        "data": modality_from_config(cfg).describe(),
         "patch_size": cfg.patch_size, "block_out_channels": list(cfg.block_out_channels),
         "beta_schedule": cfg.beta_schedule, "prediction_type": cfg.prediction_type,
         "training_data": t.get("data"), "n_train": t.get("n_train"), "steps_trained": t.get("steps_done"),

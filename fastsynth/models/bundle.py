@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.provenance import FIELDS as PROVENANCE_FIELDS
 from .card import model_card
 from .denoiser import BUNDLED_MODEL_DIR, BUNDLED_MODELS, load_model, save_model
 
@@ -39,7 +40,8 @@ def evaluation_summary(metrics: dict) -> dict:
 
 
 def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = "",
-           training_data_from: str | None = None, evaluation: dict | None = None) -> Path:
+           training_data_from: str | None = None, evaluation: dict | None = None,
+           training_data: dict | None = None) -> Path:
     net, meta = load_model(run_or_model)
     meta = {k: v for k, v in meta.items() if k not in ("path", "evaluation")}
     if evaluation is not None:
@@ -48,6 +50,8 @@ def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = 
         _, other = load_model(training_data_from)
         if "training_data" in other:
             meta["training_data"] = other["training_data"]
+    if training_data:  # provenance given field by field (name, license, citation, url) overrides what is known
+        meta["training_data"] = {**meta.get("training_data", {}), **{k: v for k, v in training_data.items() if v}}
     meta["stored_dtype"] = "float16"
     src = Path(run_or_model)
     src_model = src / "model" if (src / "model").is_dir() else src
@@ -73,12 +77,17 @@ def main() -> None:
     ap.add_argument("--evaluation", default=None, metavar="METRICS_JSON",
                     help="a `fastsynth evaluate --downstream` result of this model's data, recorded in its "
                          "fastsynth.json (shown by `fastsynth info`)")
-    ap.add_argument("--as", dest="name", choices=("bundled", "bundled-fast"), default="bundled",
-                    help="which shipped model to replace (bundled-fast: the distilled few-step student)")
+    for field in PROVENANCE_FIELDS:
+        ap.add_argument(f"--data-{field}", default=None,
+                        help=f"the training data's {field} (recorded in the card; overrides the data folder's)")
+    ap.add_argument("--as", dest="name", choices=("bundled", "bundled-fast", "bundled-ultrasound"),
+                    default="bundled", help="which shipped model to replace (bundled-fast: the distilled few-step "
+                                            "student; bundled-ultrasound: the greyscale ultrasound model)")
     a = ap.parse_args()
     extra = Path(a.notes).read_text() if a.notes else ""
     d = bundle(a.run, dest=BUNDLED_MODELS[a.name], extra_card=extra, training_data_from=a.training_data_from,
-               evaluation=json.loads(Path(a.evaluation).read_text()) if a.evaluation else None)
+               evaluation=json.loads(Path(a.evaluation).read_text()) if a.evaluation else None,
+               training_data={f: getattr(a, f"data_{f}") for f in PROVENANCE_FIELDS})
     print(f"bundled {a.run} -> {d} ({(d / 'model.safetensors').stat().st_size / 2**20:.1f} MB)")
 
 

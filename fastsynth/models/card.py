@@ -16,9 +16,9 @@ tags: [diffusion, medical-imaging, synthetic-data, segmentation]
 ---
 # fastsynth joint image+mask denoiser
 
-A pixel-space DDPM (diffusers UNet2DModel, {meta['parameters'] / 1e6:.2f} M parameters) over RGB + a binary mask
-channel at {meta['resolution']}x{meta['resolution']}, conditioned on known values so one network makes new
-pairs, images from given masks, and new polyps inpainted into real images.
+A pixel-space DDPM (diffusers UNet2DModel, {meta['parameters'] / 1e6:.2f} M parameters) over {_channels(meta)}
+at {meta['resolution']}x{meta['resolution']}, conditioned on known values so one network makes new
+pairs, images from given {_labels(meta)}, and new structures inpainted into real images.
 
 - Training data: {(meta.get('training_data') or {}).get('name') or 'unknown'} ({t['n_train']} training pairs; {t['n_test']} held out in split.json)
 - Images and labels: {modality_from_dict(meta.get('data')).describe()}
@@ -36,3 +36,14 @@ def _init_line(init: dict | None) -> str:
         parts.append(f"`{init['from']}` ({init.get('steps_done')} steps, {(init.get('wall_time_s') or 0) / 60:.0f} min)")
         init = init.get("earlier")
     return ("\n- Warm-started from " + ", itself warm-started from ".join(parts)) if parts else ""
+
+
+def _channels(meta: dict) -> str:
+    m = modality_from_dict(meta.get("data"))
+    img = "RGB" if m.channels == 3 else "a greyscale channel"
+    lab = "a binary mask channel" if m.binary else f"{m.label_channels} label channels (one per foreground class of {m.num_classes})"
+    return f"{img} + {lab}"
+
+
+def _labels(meta: dict) -> str:
+    return "masks" if modality_from_dict(meta.get("data")).binary else "label maps"

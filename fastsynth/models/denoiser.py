@@ -24,10 +24,12 @@ from ..errors import FastsynthError
 from ..utils import write_json_atomic
 
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "bundled"
-# names accepted by --model for the models shipped in the package: the default, and its progressively
-# distilled 4-step student (fastsynth distill; benchmarks/results/distill_quality_cpu.json)
+# names accepted by --model for the models shipped in the package: the default (polyps, RGB), its progressively
+# distilled 4-step student (fastsynth distill; benchmarks/results/distill_quality_cpu.json), and a greyscale
+# fetal-head ultrasound model (HC18; benchmarks/results/judge_ultrasound_cpu.json)
 BUNDLED_MODELS = {"bundled": BUNDLED_MODEL_DIR, "default": BUNDLED_MODEL_DIR,
-                  "bundled-fast": BUNDLED_MODEL_DIR.with_name("bundled_fast")}
+                  "bundled-fast": BUNDLED_MODEL_DIR.with_name("bundled_fast"),
+                  "bundled-ultrasound": BUNDLED_MODEL_DIR.with_name("bundled_ultrasound")}
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 META_NAME = "fastsynth.json"
@@ -95,7 +97,8 @@ def save_model(model: Denoiser, out_dir: str | os.PathLike, meta: dict | None = 
 
 
 def resolve_model_dir(model: str | os.PathLike | None) -> Path:
-    """None or 'bundled' -> the model shipped in the package ('bundled-fast': its distilled 4-step student);
+    """None or 'bundled' -> the model shipped in the package ('bundled-fast': its distilled 4-step student,
+    'bundled-ultrasound': the greyscale ultrasound model);
     a run dir -> its exported model/; else the folder."""
     if model is None or str(model) in BUNDLED_MODELS:
         p = BUNDLED_MODELS[str(model or "bundled")]
