@@ -21,15 +21,23 @@ import numpy as np
 import torch
 
 
-def drawn_masks(n: int, res: int, seed: int) -> np.ndarray:
-    """n elliptical masks (uint8 {0, 255}) of varied size, aspect and place."""
+def drawn_masks(n: int, res: int, seed: int, num_classes: int = 2) -> np.ndarray:
+    """n elliptical masks (uint8 {0, 255}) of varied size, aspect and place; for a label map with K > 2 classes,
+    nested ellipses: the outer one class K-1, each inner one the next lower class (for Sunnybrook's classes, a
+    myocardium ring around the blood pool)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:res, :res]
     out = np.zeros((n, res, res), np.uint8)
     for i in range(n):
         cy, cx = rng.uniform(0.3, 0.7, 2) * res
         ry, rx = rng.uniform(0.08, 0.3, 2) * res
-        out[i] = (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1) * 255
+        if num_classes == 2:
+            out[i] = (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1) * 255
+            continue
+        ry, rx = max(ry, 0.15 * res), max(rx, 0.15 * res)
+        for c in range(num_classes - 1, 0, -1):
+            s = c / (num_classes - 1)
+            out[i][((yy - cy) / (ry * s)) ** 2 + ((xx - cx) / (rx * s)) ** 2 <= 1] = c
     return out
 
 
@@ -47,7 +55,8 @@ def main() -> None:
 
     from fastsynth.config import GenerateConfig
     from fastsynth.conditioning import dilate_px_for
-    from fastsynth.data.codec import image_to_tensor, mask_to_channel
+    from fastsynth.data.codec import labels_to_channels, pairs_to_x0, raw_to_rgb8
+    from fastsynth.data.modality import modality_from_config
     from fastsynth.metrics.plots import sample_grid
     from fastsynth.models import load_model
     from fastsynth.pipeline import Conditioning, row_seed, sample_pairs
@@ -56,6 +65,7 @@ def main() -> None:
 
     net, meta = load_model(a.model)
     res = net.config.resolution
+    m = modality_from_config(net.config)
     sampler, steps, grid = resolve_sampler(a.sampler, a.steps, meta)
     fn = make_model_fn(net, "eager", "cpu")
     sch = make_scheduler(sampler, net.config.num_train_timesteps, net.config.beta_schedule,
@@ -64,28 +74,28 @@ def main() -> None:
     idx = np.arange(a.n)
     seeds = np.array([row_seed(a.seed, i) for i in idx])
     dev, opening, dilate = torch.device("cpu"), opening_size(res), dilate_px_for(res, cfg.inpaint_dilate_px_at_256)
-    im, mk, _ = sample_pairs(fn, sch, cfg, Conditioning("pairs", [], None, ""), idx, seeds, res, 0, opening, dev)
+    im, mk, _ = sample_pairs(fn, sch, cfg, Conditioning("pairs", [], None, "", m), idx, seeds, res, 0, opening, dev)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    label_map = not m.binary
     if not a.modes:
-        sample_grid(im, mk, out, n=a.n, cols=8)
-        print(f"wrote {out} ({a.n} synthetic pairs, {sampler} x{steps})")
+        sample_grid(raw_to_rgb8(im, m), mk, out, n=a.n, cols=8, label_map=label_map)
+        print(f"wrote {out} ({a.n} synthetic pairs, {sampler} x{steps}; {m.describe()})")
         return
     gcfg = replace(cfg, guidance=a.guidance)
-    given = drawn_masks(a.n, res, a.seed)
-    fm = Conditioning("from-masks", [f"m{i}" for i in idx], mask_to_channel(torch.from_numpy(given))[:, None], "",
-                      raw=given)
+    given = drawn_masks(a.n, res, a.seed, m.num_classes)
+    fm = Conditioning("from-masks", [f"m{i}" for i in idx], labels_to_channels(given, m), "", m, raw=given)
     im2, mk2, _ = sample_pairs(fn, sch, replace(gcfg, mode="from-masks"), fm, idx, seeds, res, dilate, opening, dev)
-    before = torch.cat([image_to_tensor(torch.from_numpy(im).permute(0, 3, 1, 2)),
-                        mask_to_channel(torch.from_numpy(mk))[:, None]], 1)
-    ip = Conditioning("inpaint", [f"p{i}" for i in idx], before, "",
-                      raw=np.concatenate([im.transpose(0, 3, 1, 2), mk[:, None]], 1))
+    img_chw = im.transpose(0, 3, 1, 2) if im.ndim == 4 else im[:, None]
+    raw = np.concatenate([img_chw.astype(np.int32), mk[:, None].astype(np.int32)], 1)
+    ip = Conditioning("inpaint", [f"p{i}" for i in idx], pairs_to_x0(raw, m), "", m,
+                      raw=np.concatenate([img_chw, mk[:, None].astype(img_chw.dtype)], 1))
     im3, mk3, _ = sample_pairs(fn, sch, replace(gcfg, mode="inpaint"), ip, idx, seeds ^ 1, res, dilate, opening, dev)
-    rows_im = np.concatenate([im, im2, im, im3])
+    rows_im = raw_to_rgb8(np.concatenate([im, im2, im, im3]), m)
     rows_mk = np.concatenate([mk, mk2, mk, mk3])
-    sample_grid(rows_im, rows_mk, out, n=len(rows_im), cols=a.n)
+    sample_grid(rows_im, rows_mk, out, n=len(rows_im), cols=a.n, label_map=label_map)
     print(f"wrote {out}: rows = new pairs | drawn mask -> image | inpaint before | inpaint after "
-          f"({sampler} x{steps}, guidance {a.guidance})")
+          f"({sampler} x{steps}, guidance {a.guidance}; {m.describe()})")
 
 
 if __name__ == "__main__":

@@ -21,9 +21,14 @@ def _contour(mask: np.ndarray) -> np.ndarray:
     return fg & ~inner
 
 
+CLASS_COLORS = ((0, 255, 0), (255, 60, 60), (60, 160, 255), (255, 220, 0), (255, 0, 255), (0, 255, 255))
+
+
 def sample_grid(images: np.ndarray, masks: np.ndarray, path: str | Path, n: int = 16, cols: int = 8,
-                tile: int = 128) -> Path:
-    """Images [N, H, W, 3] with their mask contours (green), n tiles upscaled to ``tile`` px."""
+                tile: int = 128, label_map: bool = False) -> Path:
+    """Images [N, H, W, 3] (or [N, H, W] grey) with their mask contours, n tiles upscaled to ``tile`` px.
+    Binary masks ({0, 255}): one green contour. ``label_map`` (values 0..K-1): one contour per class, in
+    :data:`CLASS_COLORS` order (class 1 green, 2 red, 3 blue, ...)."""
     from PIL import Image
 
     n = min(n, len(images))
@@ -31,11 +36,14 @@ def sample_grid(images: np.ndarray, masks: np.ndarray, path: str | Path, n: int 
     cols = min(cols, n)
     canvas = Image.new("RGB", (cols * tile + (cols + 1) * 2, rows * tile + (rows + 1) * 2), (255, 255, 255))
     for k in range(n):
-        im = Image.fromarray(images[k]).resize((tile, tile), Image.NEAREST)
+        im = Image.fromarray(images[k]).convert("RGB").resize((tile, tile), Image.NEAREST)
         m = np.asarray(Image.fromarray(masks[k]).resize((tile, tile), Image.NEAREST))
         a = np.array(im)
-        c = _contour(m)
-        a[c] = (0, 255, 0)
+        if label_map:
+            for c in range(1, int(m.max()) + 1):
+                a[_contour((m == c).astype(np.uint8) * 255)] = CLASS_COLORS[(c - 1) % len(CLASS_COLORS)]
+        else:
+            a[_contour(m)] = CLASS_COLORS[0]
         r, q = divmod(k, cols)
         canvas.paste(Image.fromarray(a), (2 + q * (tile + 2), 2 + r * (tile + 2)))
     path = Path(path)
