@@ -211,6 +211,9 @@ class GenerateConfig:
     # classifier-free guidance of the conditional passes (from-masks, inpaint, the redraw of pairs); 1 = off.
     # None: DEFAULT_REDRAW_GUIDANCE for the redraw pass (measured), 1 for from-masks / inpaint (not measured yet)
     guidance: float | None = None
+    # pairs with redraw: keep only the N largest connected regions of each generated mask (0 = keep all) before
+    # the image is redrawn from it, so no dropped region stays in the image unlabelled
+    max_components: int = 0
 
 
 DEFAULT_REDRAW_GUIDANCE = 2.0

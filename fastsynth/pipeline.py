@@ -33,7 +33,7 @@ from .dataset.writer import check_compatible
 from .errors import FastsynthError
 from .metrics.leakage import model_split, split_fingerprint
 from .utils import file_sha256, public_text, resolve_device
-from .sampling.masks import decode_labels
+from .sampling.masks import decode_labels, keep_largest_regions
 from .sampling import make_scheduler, opening_size, resolve_sampler, sample
 from .sampling.guidance import guided_model_fn
 
@@ -172,6 +172,11 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         raise FastsynthError(f"--guidance {cfg.guidance}: must be >= 0 (1 = no guidance)")
     if cfg.redraw and cfg.mode != "pairs":
         raise FastsynthError("--redraw is for --mode pairs (the other modes are already mask-conditioned)")
+    if cfg.max_components < 0:
+        raise FastsynthError(f"--max-components {cfg.max_components}: must be >= 0 (0 keeps every region)")
+    if cfg.max_components and not (cfg.mode == "pairs" and cfg.redraw):
+        raise FastsynthError("--max-components is for --mode pairs with --redraw (without the redraw, a dropped "
+                             "region would stay in the image, unlabelled)")
     if cfg.guidance != 1.0 and cfg.mode == "pairs" and not cfg.redraw:
         raise FastsynthError("--guidance needs a conditional pass: --mode from-masks / inpaint, or --redraw")
     if cfg.format not in ("parquet", "png"):
@@ -210,7 +215,8 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         "resolution": res, "shard_size": cfg.shard_size, "format": cfg.format,
         "mask_threshold": cfg.mask_threshold, "opening_px": opening, "dilate_px": dilate_px,
         "precision": cfg.precision, "backend": backend, "device": dev.type,
-        "guidance": cfg.guidance, "redraw": cfg.redraw, "data": modality.to_dict(),
+        "guidance": cfg.guidance, "redraw": cfg.redraw, "max_components": cfg.max_components,
+        "data": modality.to_dict(),
         "source_fingerprint": cond_src.fingerprint, "source_dir": Path(masks or images).name if masks or images else "",
         "model_sha256": file_sha256(model_dir / WEIGHTS_NAME),
         "model": public_model_info(model, meta),
@@ -319,6 +325,8 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
     m = cond_src.modality
     c = m.channels
     mask_u8 = decode_labels(x0[:, c:], cfg.mask_threshold, opening)
+    if cfg.max_components and cfg.mode == "pairs":
+        mask_u8 = keep_largest_regions(mask_u8, cfg.max_components)
     rgb = x0[:, :c]
     if cfg.redraw:
         # second pass: a new image for each generated (cleaned) mask, mask-conditioned and guided; the mask is kept

@@ -227,6 +227,32 @@ def test_guidance_and_redraw(tiny_model_dir, tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_max_components_keeps_the_largest_regions_before_the_redraw(tiny_model_dir, tmp_path):
+    from fastsynth.sampling.masks import connected_regions
+
+    a = generate(_cfg(n=8), tmp_path / "all", model=str(tiny_model_dir), progress=False)
+    b = generate(_cfg(n=8, max_components=1), tmp_path / "one", model=str(tiny_model_dir), progress=False)
+    assert a["complete"] and b["complete"]
+    _, _, ma = _arrays(tmp_path / "all")
+    _, _, mb = _arrays(tmp_path / "one")
+    import torch
+
+    def n_regions(m):
+        r = torch.unique(connected_regions(torch.from_numpy(m)[None] > 0))
+        return len(r[r > 0])
+
+    assert max(n_regions(x) for x in ma) >= 2  # the tiny model's masks do have regions to drop
+    for x, y in zip(ma, mb):
+        regions = torch.unique(connected_regions(torch.from_numpy(y)[None] > 0))
+        assert len(regions[regions > 0]) <= 1
+        assert not ((y > 0) & ~(x > 0)).any()  # only removes: every kept pixel was in the uncut mask
+    manifest = json.loads((tmp_path / "one" / "fastsynth.json").read_text())
+    assert manifest["max_components"] == 1
+    assert "largest connected region" in (tmp_path / "one" / "README.md").read_text()
+    with pytest.raises(FastsynthError, match="other settings"):
+        generate(_cfg(n=8, max_components=2), tmp_path / "one", model=str(tiny_model_dir), progress=False)
+
+
 def test_bundled_model_follows_the_given_mask(tmp_path):
     """Conditioning works: the same noise with two masks that differ in one region gives images whose
     difference lies where the masks differ (mean |difference| there at least 2x the rest; a network that ignored

@@ -61,3 +61,35 @@ def test_every_sampler_denoises_a_point_mass(prediction_type):
         steps = 50 if name == "ddpm" else 8
         out = sample(model_fn, sch, torch.randn(2, 4, 4, 4), torch.zeros(2, 8, 4, 4), steps, generators=gens)
         assert (out - x0).abs().max() < 0.05, name
+
+
+def test_keep_largest_regions_keeps_the_biggest_8_connected_regions_and_labels():
+    from fastsynth.sampling.masks import connected_regions, keep_largest_regions
+
+    m = torch.zeros(2, 12, 12, dtype=torch.uint8)
+    m[0, 1:4, 1:4] = 255  # 9 px
+    m[0, 4, 4] = 255  # diagonal neighbour: the same 8-connected region (10 px)
+    m[0, 7:11, 7:11] = 255  # 16 px
+    m[0, 0, 11] = 255  # 1 px
+    m[1, 2:6, 2:6] = 1  # a label map: a 3-class region (blood pool inside myocardium) ...
+    m[1, 3:5, 3:5] = 2
+    m[1, 9, 9] = 2  # ... and a stray pixel
+    ids = connected_regions(m > 0)
+    assert len(torch.unique(ids[0])) == 4  # background + 3 regions
+    assert ids[0, 1, 1] == ids[0, 4, 4]
+    one = keep_largest_regions(m, 1)
+    assert one[0].bool().sum() == 16 and one[0, 8, 8] == 255 and one[0, 1, 1] == 0
+    assert torch.equal(one[1, :8, :8], m[1, :8, :8]) and one[1, 9, 9] == 0  # classes kept, stray pixel dropped
+    two = keep_largest_regions(m, 2)
+    assert two[0].bool().sum() == 26 and two[0, 0, 11] == 0
+    assert torch.equal(keep_largest_regions(m, 5), m)
+
+
+def test_max_components_needs_the_redraw(tmp_path):
+    from fastsynth.config import GenerateConfig
+    from fastsynth.errors import FastsynthError
+    from fastsynth.pipeline import generate
+
+    with pytest.raises(FastsynthError, match="--max-components"):
+        generate(GenerateConfig(n=2, redraw=False, max_components=1), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

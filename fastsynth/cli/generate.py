@@ -57,6 +57,9 @@ def add_parser(sub) -> None:
                    help="pairs: redraw each image from its generated mask in a second, mask-conditioned, guided "
                         "pass (default: on for pairs; its data trained segmenters better; --no-redraw: one pass, "
                         "a third of the network evaluations)")
+    p.add_argument("--max-components", type=int, default=d.max_components,
+                   help="pairs with redraw: keep the N largest connected regions of each generated mask before "
+                        "its image is redrawn (0 = keep all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -70,7 +73,8 @@ def run(args) -> int:
                          batch_size=args.batch_size, seed=args.seed, shard_size=args.shard_size,
                          opening_px_at_256=args.opening_px, mask_threshold=args.mask_threshold,
                          inpaint_dilate_px_at_256=args.dilate_px, format=args.format, precision=args.precision,
-                         backend=args.backend, guidance=args.guidance, redraw=args.redraw)
+                         backend=args.backend, guidance=args.guidance, redraw=args.redraw,
+                         max_components=args.max_components)
     out = args.out or str(default_out_dir(args.mode))
     if args.out is None:
         print(f"writing to {out} (no --out given)", file=sys.stderr)

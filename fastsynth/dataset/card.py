@@ -198,6 +198,8 @@ def _redraw_text(m: dict) -> str:
     out = ""
     if m.get("redraw"):
         out += "; each image redrawn from its generated mask in a second, mask-conditioned pass"
+    if m.get("max_components"):
+        out += f" (each mask first reduced to its {m['max_components']} largest connected region(s))"
     if m.get("guidance", 1.0) not in (None, 1.0):
         out += f"; classifier-free guidance {m['guidance']:g}"
     return out
