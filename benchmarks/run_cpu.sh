@@ -3,6 +3,8 @@
 # in this order, with the bundled model). See README.md "Measured numbers".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# models record their training data by name (kvasir-seg); --real fastsynth/bundled and distill look it up here
+export FASTSYNTH_DATA=../shared/data
 python benchmarks/quality_vs_nfe.py --n 128 --grid "dpmpp:4,6,8,12,20,50;unipc:4,6,8,12;ddim:20,50;ddpm:200" \
   --out benchmarks/results/quality_vs_nfe_cpu.json
 fastsynth bench --backends eager,onnx --batch-sizes 64 --repeats 3 --json benchmarks/results/bench_cpu.json
