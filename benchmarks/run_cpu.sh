@@ -3,17 +3,24 @@
 # in this order, with the bundled model). See README.md "Measured numbers".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# models record their training data by name (kvasir-seg); --real fastsynth/bundled and distill look it up here
+export FASTSYNTH_DATA=../shared/data
+# The commands down to "the winner continued" ran with the PREVIOUS bundled model (3825 steps, weights sha256
+# 1b908a561fab...); restore it first (the bundle commands below replace it again, in order), and give the
+# settings that were the defaults then (one pass: --no-redraw; the single-seed UNet++/resnet34 segmenter).
+git checkout 3b3b79e -- fastsynth/bundled
+SEG_THEN=(--seeds 1 --seg-arch unetplusplus --seg-encoder resnet34 --seg-encoder-depth 5 --protocols real,synthetic,real+synthetic)
 python benchmarks/quality_vs_nfe.py --n 128 --grid "dpmpp:4,6,8,12,20,50;unipc:4,6,8,12;ddim:20,50;ddpm:200" \
   --out benchmarks/results/quality_vs_nfe_cpu.json
 fastsynth bench --backends eager,onnx --batch-sizes 64 --repeats 3 --json benchmarks/results/bench_cpu.json
 rm -rf /tmp/fastsynth-10k
-/usr/bin/time -v fastsynth generate --n 10000 --out /tmp/fastsynth-10k --no-progress \
+/usr/bin/time -v fastsynth generate --n 10000 --no-redraw --out /tmp/fastsynth-10k --no-progress \
   2> benchmarks/results/generate_10k_cpu.time.txt | tee benchmarks/results/generate_10k_cpu.txt
 python benchmarks/sample_grid.py --n 24 --out benchmarks/results/samples.png
 # downstream segmentation benchmark of the bundled model (README "Downstream segmentation")
 rm -rf /tmp/ds/pairs1k
-fastsynth generate --n 1000 --out /tmp/ds/pairs1k --no-progress
-/usr/bin/time -v fastsynth evaluate /tmp/ds/pairs1k --real fastsynth/bundled --metrics masks --downstream \
+fastsynth generate --n 1000 --no-redraw --out /tmp/ds/pairs1k --no-progress
+/usr/bin/time -v fastsynth evaluate /tmp/ds/pairs1k --real fastsynth/bundled --metrics masks --downstream "${SEG_THEN[@]}" \
   --json benchmarks/results/downstream_bundled_cpu.json
 # progressive distillation of the bundled model (16 -> 8 -> 4 -> 2 DDIM steps) and its quality
 fastsynth distill --out runs/pd16 --teacher-steps 16 --student-steps 2 --steps-per-round 400 --batch-size 32 --lr 2e-4
@@ -21,10 +28,10 @@ python benchmarks/quality_vs_nfe.py --n 128 --reference ddim:16 --out benchmarks
   --grid "ddim:2,4,8,16;unipc:6;distilled@runs/pd16/round-1-8steps:8;distilled@runs/pd16/round-2-4steps:4;distilled@runs/pd16/round-3-2steps:2"
 # the distilled student's data on the downstream benchmark
 python -m fastsynth.models.bundle runs/pd16/round-2-4steps --as bundled-fast --notes benchmarks/bundled_fast_notes.md
-/usr/bin/time -v fastsynth generate --n 10000 --model bundled-fast --out /tmp/fastsynth-10k-fast --no-progress \
+/usr/bin/time -v fastsynth generate --n 10000 --model bundled-fast --no-redraw --out /tmp/fastsynth-10k-fast --no-progress \
   2> benchmarks/results/generate_10k_fast_cpu.time.txt | tee benchmarks/results/generate_10k_fast_cpu.txt
-fastsynth generate --n 1000 --model bundled-fast --out /tmp/ds/fast1k --no-progress
-fastsynth evaluate /tmp/ds/fast1k --real fastsynth/bundled --metrics masks --downstream \
+fastsynth generate --n 1000 --model bundled-fast --no-redraw --out /tmp/ds/fast1k --no-progress
+fastsynth evaluate /tmp/ds/fast1k --real fastsynth/bundled --metrics masks --downstream "${SEG_THEN[@]}" \
   --json benchmarks/results/downstream_bundled_fast_cpu.json
 # --- issue 8: the judge, the noise diagnosis, the recipe study and the new bundled model ---------------------------
 # recipe study: two warm starts from the previous bundled model, side by side, 35 min each on one thread
@@ -45,15 +52,19 @@ python benchmarks/noise_diagnosis.py --models bundled,runs/armA-v,runs/study/arm
 # judge of the study model: one pass vs redraw with guidance 2 (synthetic-only protocol, 3 seeds)
 fastsynth generate --n 900 --model runs/study/armB-minsnr-766 --no-redraw --out /tmp/j/B766-pairs --backend eager --no-progress
 fastsynth generate --n 900 --model runs/study/armB-minsnr-766 --redraw --guidance 2 --out /tmp/j/B766-redraw2 --backend eager --no-progress
-for d in B766-pairs B766-redraw2; do
-  fastsynth evaluate /tmp/j/$d --real fastsynth/bundled --metrics hf --downstream --protocols real,synthetic \
-    --json /tmp/j/$d.json
+for d in pairs:B766-pairs redraw_g2:B766-redraw2; do
+  fastsynth evaluate /tmp/j/${d#*:} --real fastsynth/bundled --metrics hf --downstream --protocols real,synthetic \
+    --json benchmarks/results/judge_study_armB766_${d%%:*}_cpu.json
 done
+# the previous bundled model's one-pass data through the judge (README: "The previous bundled model ..., same judge")
+fastsynth generate --n 900 --no-redraw --out /tmp/j/bundled-pairs --no-progress
+fastsynth evaluate /tmp/j/bundled-pairs --real fastsynth/bundled --metrics fid,masks,hf,agreement,memorization \
+  --fid-reference train --downstream --json benchmarks/results/judge_previous_bundled_cpu.json
 # the winner continued (resume), then bundled (fp16) with its provenance
 fastsynth train --data ../shared/data/kvasir-seg --out runs/armB-minsnr --init-from bundled --lr 3e-4 \
   --loss-weighting min-snr --steps 20000 --checkpoint-every 250 --time-limit 80 --no-progress --resume
 python -m fastsynth.models.bundle runs/armB-minsnr --training-data-from bundled --notes benchmarks/bundled_model_notes.md
-# the judge of the bundled model's default data (and, with the previous model, judge_previous_bundled_cpu.json)
+# the judge of the bundled model's default data
 fastsynth generate --n 900 --out /tmp/judge/redraw --no-progress | tee benchmarks/results/generate_900_default_cpu.txt
 fastsynth evaluate /tmp/judge/redraw --real fastsynth/bundled --metrics fid,masks,hf,agreement,memorization \
   --fid-reference train --downstream --json benchmarks/results/judge_bundled_cpu.json

@@ -28,6 +28,13 @@ def bench_table(path: Path) -> str:
         lines.append(f"| {r['scenario']} | {r['backend']} | {r['batch_size']} | {r.get('nfe', '')} | "
                      f"{f('ms_per_eval', '{:.1f}')} | {f('evals_per_s', '{:.0f}')} | {pairs} | {pct} | "
                      f"{f('build_s', '{:.1f}')} |")
+    from fastsynth.bench import compare_with_untuned
+
+    vs = compare_with_untuned(d["records"])  # computed from the records: results written before the field too
+    if vs:
+        lines += ["", "Against the untuned baseline of the same run (per evaluation): " + "; ".join(
+            f"{c['backend']} {c['speedup']:.2f}x ({c['ms_per_eval']:.1f} vs {c['untuned_ms_per_eval']:.1f} ms, "
+            f"{c['verdict'].upper() if c['verdict'] == 'slower' else c['verdict']})" for c in vs)]
     return "\n".join(lines)
 
 

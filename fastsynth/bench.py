@@ -6,7 +6,9 @@ achieved FLOP/s against the device's peak, and two baselines measured in the sam
 - baselines: (1) the usual diffusers loop: eager fp32, contiguous memory format, DDIM 50 steps;
   (2) the reference paper: DDPM 200 respaced steps with RePaint resampling (jump length 10, 10 resamples)
   for inpainting. For the slow baselines the pairs/s is the measured per-eval time of that configuration
-  times its NFE (the NFE is counted from diffusers' RePaintScheduler), labelled ``derived``.
+  times its NFE (the NFE is counted from diffusers' RePaintScheduler), labelled ``derived``;
+- every backend against the untuned baseline of the same run (``vs_untuned_baseline``): a tuned backend that is
+  slower is reported as slower.
 """
 
 from __future__ import annotations
@@ -159,6 +161,22 @@ def effective_precision(backend: str, precision: str, device: torch.device) -> s
     return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[resolve_precision(precision, device)]
 
 
+def compare_with_untuned(records: list) -> list[dict]:
+    """Each backend's per-evaluation time against the untuned baseline (eager, NCHW) measured in the same run at the
+    same batch size: ``speedup`` = baseline ms / its ms, and ``verdict`` "slower" when a tuned backend loses to it
+    (reported, never hidden)."""
+    base = {r["batch_size"]: r["ms_per_eval"] for r in records
+            if r.get("scenario") == "baseline_diffusers_loop" and r.get("ms_per_eval")}
+    out = []
+    for r in records:
+        if r.get("scenario") == "per_eval" and r.get("ms_per_eval") and r.get("batch_size") in base:
+            s = base[r["batch_size"]] / r["ms_per_eval"]
+            out.append({"backend": r["backend"], "batch_size": r["batch_size"], "ms_per_eval": r["ms_per_eval"],
+                        "untuned_ms_per_eval": base[r["batch_size"]], "speedup": s,
+                        "verdict": "faster" if s > 1 else "slower" if s < 1 else "same"})
+    return out
+
+
 def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=(32,), steps: int | None = None,
               sampler: str | None = None, device: str = "auto", precision: str = "fp32", repeats: int = 5,
               baselines: bool = True, log=print, preset: str | None = None, resolution: int | None = None) -> dict:
@@ -278,8 +296,13 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
         rec(scenario="baseline_paper_repaint", backend="eager (NCHW, no tuning)", batch_size=b,
             sampler="ddpm200+repaint(j=10,r=10)", nfe=nfe, ms_per_eval=1000 * med, evals_per_s=b / med,
             pairs_per_s=b / (nfe * med), derived=True)
+    vs_untuned = compare_with_untuned(records)
+    for c in vs_untuned:
+        log(f"{c['backend']} (batch {c['batch_size']}): {c['speedup']:.2f}x the untuned baseline per evaluation "
+            f"({c['ms_per_eval']:.1f} vs {c['untuned_ms_per_eval']:.1f} ms)"
+            + (": SLOWER than the untuned baseline in this run" if c["verdict"] == "slower" else ""))
     return {"environment": env, "model": str(mdir), "model_sha256": sha,
-            "random_weights": meta.get("random_weights"), "records": records}
+            "random_weights": meta.get("random_weights"), "records": records, "vs_untuned_baseline": vs_untuned}
 
 
 def _fmt(v):

@@ -110,6 +110,15 @@ def public_text(text: str) -> str:
     return out
 
 
+def public_model_name(model) -> str:
+    """How a model is named in what people share: ``bundled`` / ``bundled-fast`` (or None: ``bundled``) as such, a
+    folder by its name (a training run's ``model/`` as ``RUN/model``), never by where it lies on this machine."""
+    if model is None or str(model) in ("", "bundled", "default", "bundled-fast"):
+        return str(model or "bundled")
+    p = Path(str(model)).resolve()
+    return f"{p.parent.name}/{p.name}" if p.name == "model" and p.parent.name else p.name
+
+
 def public_json(obj, drop_keys=frozenset({"nearest", "nearest_train", "per_image_file"})):
     """A copy of a JSON value fit for publishing: no local paths or user names, and without the keys
     ``drop_keys`` (by default those naming real images: the memorization audit's nearest neighbours)."""

@@ -17,9 +17,11 @@ def run(args) -> int:
     from ..models import load_model, resolve_model_dir
     from ..models.denoiser import WEIGHTS_NAME
     from ..sampling import resolve_sampler
+    from ..utils import public_json, public_text
 
     d = resolve_model_dir(args.model)
     net, meta = load_model(d)
+    meta = public_json({k: v for k, v in meta.items() if k != "path"})  # older models hold local paths
     cfg = net.config
     t = meta.get("training", {})
     info = {

@@ -1,5 +1,8 @@
 """Where a training set comes from: its name, licence, citation and homepage, read from the data folder.
 
+A model records its training folder by name only (``training.data``: ``kvasir-seg``, never a local path);
+:func:`find_training_data` finds that folder again on the machine at hand.
+
 A pair folder may carry a dataset card (``README.md`` with YAML metadata: ``pretty_name``, ``license``,
 ``citation``, ``homepage``) or, for a Hugging Face dataset saved to disk, ``dataset_info.json``. Nothing is
 assumed: unknown fields are None, and a dataset card made from a model with an unknown licence says so.
@@ -12,6 +15,35 @@ import os
 from pathlib import Path
 
 FIELDS = ("name", "license", "citation", "url")
+# folders (os.pathsep-separated) in which a model's training data is looked up by its name
+DATA_PATH_ENV = "FASTSYNTH_DATA"
+
+
+def data_name(data_dir: str | os.PathLike) -> str:
+    """What a model records of its training folder: the folder's name, never where it lies on this machine."""
+    return Path(str(data_dir)).resolve().name
+
+
+def find_training_data(recorded: str, model_dir: str | os.PathLike) -> tuple[Path | None, list[Path]]:
+    """(the local folder of a model's training data or None, the places tried). ``recorded``: the model's
+    ``training.data`` (a folder name; older models: the path as typed). Tried in order: the data folder of the
+    training run the model belongs to (``RUN/config.json`` when the model is ``RUN/model``), ``recorded`` as given,
+    next to the model (in its folder, in the one above), then ``NAME`` in each folder of ``$FASTSYNTH_DATA``."""
+    model_dir = Path(model_dir)
+    cands = []
+    run_cfg = model_dir.parent / "config.json"
+    if model_dir.name == "model" and run_cfg.is_file():
+        try:
+            run_data = json.loads(run_cfg.read_text()).get("data")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            run_data = None
+        if isinstance(run_data, str) and run_data:
+            cands.append(Path(run_data))
+    if recorded:
+        name = Path(recorded).name
+        cands += [Path(recorded), model_dir / recorded, model_dir.parent / recorded]
+        cands += [Path(d) / name for d in os.environ.get(DATA_PATH_ENV, "").split(os.pathsep) if d]
+    return next((c for c in cands if c.is_dir()), None), cands
 
 
 def data_provenance(data_dir: str | os.PathLike) -> dict:

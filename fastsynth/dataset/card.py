@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import FastsynthError
+from ..utils import public_text
 
 EVAL_KEY = "fastsynth_evaluation"
 START = "<!-- fastsynth-evaluation:start -->"
@@ -143,7 +144,7 @@ size_categories:
 | mask decoding | threshold at {m['mask_threshold']} (model space), opening with a {m['opening_px']}px ellipse |
 | model | `{model.get('path', '?')}` (sha256 `{m['model_sha256'][:16]}…`) |
 | model training data | {td.get('name') or 'unknown'} ({t.get('n_train', '?')} pairs), {t.get('steps_done', '?')} steps |
-| command | `{m.get('command', '')}` |
+| command | `{public_text(m.get('command') or '')}` |
 
 Masks are 8-bit greyscale with values exactly 0 and 255. Each row's `source` names the real mask or image
 it was conditioned on (empty for unconditional pairs).
@@ -163,7 +164,6 @@ def _modality_body(body: str, m: dict) -> str:
     from ..data.modality import modality_from_dict
 
     mod = modality_from_dict(m["data"])
-    t = m.get("model", {}).get("training", {})
     body = body.replace("# Synthetic polyp image + mask dataset (fastsynth)", "# Synthetic image + label dataset (fastsynth)")
     body = body.replace("with a joint RGB+mask diffusion model.", f"with a joint image+label diffusion model: {mod.describe()}.")
     img = {"RGB": "8-bit RGB", "L": "8-bit greyscale (mode L)", "I;16": "16-bit greyscale (mode I;16)"}[mod.image_mode]
@@ -179,8 +179,8 @@ def _modality_body(body: str, m: dict) -> str:
     body = body.replace("Masks are 8-bit greyscale with values exactly 0 and 255.", f"Images are {img}.\n\n{lab}\n")
     head, _, _ = body.partition("## Provenance and licence")
     return head + f"""## Provenance and licence
-The generating model was trained on `{t.get('data', '?')}`; the licence and credit of that data apply. Synthetic
-images are not clinical data; evaluate them (FID, downstream Dice per class, memorization audit) before use.
+{_provenance(m.get("model", {}).get("training_data") or {})} Synthetic images are not clinical data; evaluate them
+(FID, downstream Dice per class, memorization audit) before use.
 """
 
 

@@ -114,6 +114,7 @@ def resolve_real(path: str | Path, heldout_fraction: float = 0.2, split_seed: in
     """(PairSource, RealSet without arrays). A run/model folder with split.json: its data and split;
     a plain pair folder: a seeded split (``heldout_fraction`` held out) noted in ``notes``."""
     from ..data import make_split, scan_pairs
+    from ..data.provenance import DATA_PATH_ENV, find_training_data
 
     p = Path(path)
     if not p.exists():
@@ -139,11 +140,11 @@ def resolve_real(path: str | Path, heldout_fraction: float = 0.2, split_seed: in
         if not data:
             raise FastsynthError(f"{split_file}: found a split but not the data folder it refers to "
                                  "(config.json 'data' or fastsynth.json training.data)")
-        cands = [Path(data), p / data, p.parent / data]
-        data_dir = next((c for c in cands if c.exists()), None)
+        data_dir, cands = find_training_data(data, split_file.parent)
         if data_dir is None:
             raise DataError(f"{p}: its training data {data!r} is not found (tried {', '.join(map(str, cands))}); "
-                            "pass the data folder itself as --real")
+                            f"set {DATA_PATH_ENV} to the folder that holds {Path(data).name}/, or pass the data "
+                            "folder itself as --real (a seeded split, not the model's)")
         src = scan_pairs(data_dir)
         have = set(src.stems)
         train = [s for s in split["train"] if s in have]

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..data.provenance import FIELDS as PROVENANCE_FIELDS
+from ..utils import public_json
 from .card import model_card
 from .denoiser import BUNDLED_MODEL_DIR, BUNDLED_MODELS, load_model, save_model
 
@@ -36,7 +37,7 @@ def evaluation_summary(metrics: dict) -> dict:
     if "memorization" in metrics:
         out["memorization"] = {k: metrics["memorization"][k] for k in ("n_flagged", "n_synthetic", "method")
                                if k in metrics["memorization"]}
-    return out
+    return public_json(out)  # no local paths (the command's folders, the Inception weights file)
 
 
 def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = "",
@@ -53,9 +54,11 @@ def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = 
     if training_data:  # provenance given field by field (name, license, citation, url) overrides what is known
         meta["training_data"] = {**meta.get("training_data", {}), **{k: v for k, v in training_data.items() if v}}
     meta["stored_dtype"] = "float16"
+    meta = public_json(meta)  # what save_model writes: the card is rendered from the same public copy
     src = Path(run_or_model)
     src_model = src / "model" if (src / "model").is_dir() else src
-    card = model_card(meta) if "training" in meta else (
+    # a distilled student keeps the card distill wrote (model_card describes training runs)
+    card = model_card(meta) if "training" in meta and "distillation" not in meta else (
         (src_model / "README.md").read_text() if (src_model / "README.md").exists() else "")
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

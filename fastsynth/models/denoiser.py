@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig, from_dict, to_dict
 from ..errors import FastsynthError
-from ..utils import write_json_atomic
+from ..utils import public_json, write_json_atomic
 
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "bundled"
 # names accepted by --model for the models shipped in the package: the default (polyps, RGB), its progressively
@@ -78,7 +78,10 @@ class Denoiser(nn.Module):
 
 def save_model(model: Denoiser, out_dir: str | os.PathLike, meta: dict | None = None,
                dtype: torch.dtype | None = None, card: str | None = None) -> Path:
-    """Write config.json + model.safetensors (+ fastsynth.json, README.md) atomically into out_dir."""
+    """Write config.json + model.safetensors (+ fastsynth.json, README.md) atomically into out_dir.
+
+    A model folder is what people share: ``meta`` is written as its public copy (``public_json``: local paths
+    reduced to their last component, no user name), so no ``../`` or absolute path reaches a fastsynth.json."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
@@ -90,7 +93,7 @@ def save_model(model: Denoiser, out_dir: str | os.PathLike, meta: dict | None = 
     os.replace(tmp, out / WEIGHTS_NAME)
     write_json_atomic(out / CONFIG_NAME, to_dict(model.config))
     if meta is not None:
-        write_json_atomic(out / META_NAME, meta)
+        write_json_atomic(out / META_NAME, public_json(meta))
     if card is not None:
         (out / "README.md").write_text(card)
     return out

@@ -39,11 +39,12 @@ from .. import __version__
 from ..conditioning import dilate_px_for
 from ..config import DistillConfig, TrainConfig, from_dict, to_dict
 from ..data import load_pairs, scan_pairs
+from ..data.provenance import data_name
 from ..errors import FastsynthError
 from ..models import load_model, resolve_model_dir, save_model
 from ..models.denoiser import WEIGHTS_NAME
 from ..sampling.samplers import ddim_step, grid_timesteps, to_x0_eps
-from ..utils import file_sha256, write_json_atomic
+from ..utils import file_sha256, public_model_name, public_text, write_json_atomic
 from .checkpoint import latest_checkpoint, load_blob, save_checkpoint
 from .train import _step_generator, make_batch
 
@@ -97,12 +98,22 @@ def distill_loss(student, teacher, x0, cond, eps, j, fine, ac_ext, prediction_ty
 
 
 def _teacher_data(cfg: DistillConfig, meta: dict, model_dir: Path, resolution: int, modality=None):
-    data = cfg.data or meta.get("training", {}).get("data", "")
+    from ..data.provenance import DATA_PATH_ENV, find_training_data
+
+    data = cfg.data
     if not data:
-        raise FastsynthError("the teacher's metadata names no training data; give --data (the pairs it was "
-                             "trained on)")
-    if not Path(data).exists():
-        raise FastsynthError(f"training data {data!r} (from the teacher's metadata) is not here; give --data")
+        recorded = meta.get("training", {}).get("data", "")
+        if not recorded:
+            raise FastsynthError("the teacher's metadata names no training data; give --data (the pairs it was "
+                                 "trained on)")
+        found, tried = find_training_data(recorded, model_dir)
+        if found is None:
+            raise FastsynthError(f"training data {recorded!r} (from the teacher's metadata) is not here (tried "
+                                 f"{', '.join(map(str, tried))}); give --data, or set {DATA_PATH_ENV} to the "
+                                 f"folder that holds {Path(recorded).name}/")
+        data = str(found)
+    elif not Path(data).exists():
+        raise FastsynthError(f"--data {data}: no such folder")
     src = scan_pairs(data, skip_bad=cfg.skip_bad)
     stems = src.stems
     split_file = model_dir / "split.json"
@@ -214,6 +225,9 @@ def distill(cfg: DistillConfig, resume: bool = False, time_limit_min: float | No
     log_f = open(out / "log.jsonl", "a")
     last_t, last_step, acc, n_acc = time.perf_counter(), step, 0.0, 0
 
+    # a model folder is what people share: the teacher and the data by name, the command without local paths
+    teacher_name, data_public, command_public = public_model_name(cfg.teacher), data_name(data), public_text(command)
+
     def student_meta(k_steps: int, grid: list, rnd: int, elapsed: float) -> dict:
         m = copy.deepcopy(meta)
         m.pop("path", None)
@@ -221,20 +235,20 @@ def distill(cfg: DistillConfig, resume: bool = False, time_limit_min: float | No
         m["sampling"] = {"sampler": "distilled", "steps": k_steps, "grid": grid}
         m["distillation"] = {
             "method": "progressive distillation (Salimans & Ho 2022), DDIM teacher, truncated-SNR weight",
-            "teacher": str(cfg.teacher), "teacher_sha256": teacher_sha, "data": str(data),
+            "teacher": teacher_name, "teacher_sha256": teacher_sha, "data": data_public,
             "n_train": len(stems), "rounds_done": rnd, "teacher_steps": cfg.teacher_steps,
             "student_steps": k_steps, "steps_per_round": cfg.steps_per_round, "batch_size": cfg.batch_size,
-            "lr": cfg.lr, "seed": cfg.seed, "wall_time_s": round(elapsed, 1), "command": command,
+            "lr": cfg.lr, "seed": cfg.seed, "wall_time_s": round(elapsed, 1), "command": command_public,
             "device": str(dev), "torch": torch.__version__}
         return m
 
     def save_student(stu, k_steps, grid, rnd, elapsed, folder):
         m = student_meta(k_steps, grid, rnd, elapsed)
         card = (f"# fastsynth distilled student ({k_steps} steps)\n\nProgressively distilled from "
-                f"`{cfg.teacher}` (sha256 {teacher_sha[:12]}) in {rnd} round(s) of {cfg.steps_per_round} steps "
-                f"(DDIM {cfg.teacher_steps} -> {k_steps} steps) on `{data}` ({len(stems)} pairs).\n\n"
-                f"Samples with `fastsynth generate --model {folder}` (its grid: {grid}).\n\n"
-                f"Command: `{command}`\n")
+                f"`{teacher_name}` (sha256 {teacher_sha[:12]}) in {rnd} round(s) of {cfg.steps_per_round} steps "
+                f"(DDIM {cfg.teacher_steps} -> {k_steps} steps) on `{data_public}` ({len(stems)} pairs).\n\n"
+                f"Samples with `fastsynth generate --model {public_text(str(folder))}` (its grid: {grid}).\n\n"
+                f"Command: `{command_public}`\n")
         save_model(stu, folder, meta=m, card=card)  # save_model copies the weights to the CPU
         if (model_dir / "split.json").exists():
             shutil.copy(model_dir / "split.json", Path(folder) / "split.json")

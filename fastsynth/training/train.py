@@ -31,11 +31,11 @@ from .. import __version__
 from ..conditioning import cond_from_masks, cond_inpaint, dilate_px_for, inpaint_region, random_boxes
 from ..config import LOSS_WEIGHTINGS, TrainConfig, model_config_for, to_dict, from_dict
 from ..data import load_pairs, make_split, scan_pairs
-from ..data.provenance import data_provenance
+from ..data.provenance import data_name, data_provenance
 from ..data.codec import pairs_to_x0
 from ..data.modality import modality_from_dict, with_window
 from ..errors import DataError, FastsynthError
-from ..utils import read_json, write_json_atomic
+from ..utils import public_model_name, public_text, read_json, write_json_atomic
 from .checkpoint import latest_checkpoint, load_blob, save_checkpoint
 from ..models import Denoiser, save_model
 from ..models.card import model_card as _model_card
@@ -108,7 +108,7 @@ def _warm_start(model: Denoiser, source: str) -> dict:
                              "--preset/--resolution")
     model.unet.load_state_dict(init.unet.state_dict())
     t = meta.get("training", {})
-    return {"from": source, "steps_done": t.get("steps_done"), "wall_time_s": t.get("wall_time_s"),
+    return {"from": public_model_name(source), "steps_done": t.get("steps_done"), "wall_time_s": t.get("wall_time_s"),
             "earlier": t.get("init")}
 
 
@@ -279,12 +279,12 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
             "data": modality.to_dict(),
             "parameters": ema_net.num_parameters(),
             "training_data": data_provenance(cfg.data),
-            "training": {
-                "data": str(cfg.data), "n_train": len(stems), "n_test": len(split["test"]),
+            "training": {  # a model folder is what people share: the data by name, the command without local paths
+                "data": data_name(cfg.data), "n_train": len(stems), "n_test": len(split["test"]),
                 "split_seed": cfg.split_seed, "test_fraction": cfg.test_fraction,
                 "steps_done": step, "steps_planned": cfg.steps, "batch_size": cfg.batch_size,
                 "preset": cfg.preset, "lr": cfg.lr, "ema_decay": cfg.ema_decay,
-                "wall_time_s": round(elapsed, 1), "command": command,
+                "wall_time_s": round(elapsed, 1), "command": public_text(command),
                 "hardware": _hardware(accelerator), "torch": torch.__version__, "mixed_precision": mp,
                 "loss_weighting": cfg.loss_weighting, "min_snr_gamma": cfg.min_snr_gamma, "init": init_info,
             },
