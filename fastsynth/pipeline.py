@@ -158,7 +158,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
 
     from .models import load_model, resolve_model_dir
     from .models.denoiser import WEIGHTS_NAME
-    from .runtime import make_model_fn, resolve_backend
+    from .runtime import make_model_fn, resolve_runtime
 
     if cfg.n < 1:
         raise FastsynthError(f"--n {cfg.n}: must be at least 1")
@@ -199,7 +199,9 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     _warn_heldout_sources(cond_src, heldout, "--masks" if masks else "--images")
     dilate_px = dilate_px_for(res, cfg.inpaint_dilate_px_at_256)
     opening = opening_size(res, cfg.opening_px_at_256)
-    backend = resolve_backend(cfg.backend, dev, cfg.precision)
+    weights_sha = file_sha256(model_dir / WEIGHTS_NAME)
+    # what auto means here (CPU: the backend measured fastest on this machine; int8 only behind its accuracy gate)
+    backend, runtime_precision = resolve_runtime(cfg.backend, dev, cfg.precision, weights_sha, res)
 
     writer = DatasetWriter(out, cfg.format)
     manifest = {
@@ -209,9 +211,10 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         "resolution": res, "shard_size": cfg.shard_size, "format": cfg.format,
         "mask_threshold": cfg.mask_threshold, "opening_px": opening, "dilate_px": dilate_px,
         "precision": cfg.precision, "backend": backend, "device": dev.type,
+        **({"runtime_precision": "int8"} if runtime_precision == "int8" else {}),
         "guidance": cfg.guidance, "redraw": cfg.redraw, "data": modality.to_dict(),
         "source_fingerprint": cond_src.fingerprint, "source_dir": Path(masks or images).name if masks or images else "",
-        "model_sha256": file_sha256(model_dir / WEIGHTS_NAME),
+        "model_sha256": weights_sha,
         "model": public_model_info(model, meta),
         "model_split": split_fingerprint(heldout) if heldout is not None else None,
         "command": public_text(command or ""),  # the dataset is what people share: no local paths in it
@@ -230,6 +233,11 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
             if existing["n"] > cfg.n:
                 raise FastsynthError(f"{out} already holds {existing['n']} pairs; --n {cfg.n} would shrink it. "
                                      f"Use --n {existing['n']} or more, or another --out")
+            if existing.get("runtime_precision", "fp32") != manifest.get("runtime_precision", "fp32"):
+                print(f"warning: {out} was started with runtime precision "
+                      f"{existing.get('runtime_precision', 'fp32')!r}, continuing with "
+                      f"{manifest.get('runtime_precision', 'fp32')!r}: its rows will come from two precisions",
+                      file=sys.stderr)
             for key in ("backend", "device"):
                 if existing.get(key) not in (None, manifest[key]):
                     print(f"warning: {out} was started with {key} {existing[key]!r}, continuing with "
@@ -238,9 +246,8 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     elif rank == 0 and out.exists() and any(out.iterdir()):
         raise FastsynthError(f"{out} exists and is not a fastsynth dataset folder; choose an empty or new --out")
 
-    model_fn = make_model_fn(net, backend=backend, device=dev, precision=cfg.precision,
-                             batch_size=network_batch_size(cfg),
-                             model_sha=manifest["model_sha256"])
+    model_fn = make_model_fn(net, backend=backend, device=dev, precision=runtime_precision,
+                             batch_size=network_batch_size(cfg), model_sha=manifest["model_sha256"], meta=meta)
     if rank == 0:
         if world == 1:
             writer.clean_partials()
