@@ -246,7 +246,7 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
             r["fraction_of_peak"] = r["achieved_flops"] / peak if peak == peak else None
         records.append(r)
         log(" | ".join(f"{k}={_fmt(v)}" for k, v in r.items() if k in (
-            "scenario", "backend", "effective_precision", "batch_size", "nfe", "ms_per_eval", "evals_per_s",
+            "scenario", "backend", "precision", "batch_size", "nfe", "ms_per_eval", "evals_per_s",
             "pairs_per_s", "ratio_to_first", "fraction_of_peak", "build_s", "derived")))
         return r
 

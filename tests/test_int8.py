@@ -167,3 +167,16 @@ def test_openvino_fp32_parity_and_int8(int8_fn, tiny_model_dir):
     q = make_model_fn(net, "openvino", "cpu", "int8", model_sha=SHA, meta=meta)
     assert q.gate["runtime"].startswith("openvino-") and q.gate["accepted_output_level"]
     assert q(*_inputs(5)).shape == (5, 4, 16, 16)
+
+
+def test_choice_needs_a_margin_to_leave_the_default(no_choice_after):
+    import json
+
+    from fastsynth.runtime.choice import MARGIN
+
+    p = _write_choice({("onnx", "fp32"): 100.0, ("openvino", "fp32"): 100.0 * MARGIN + 1,
+                       ("onnx", "int8"): 80.0, ("openvino", "int8"): 60.0})
+    fastest = json.loads(p.read_text())["fastest"]
+    assert fastest["fp32"]["backend"] == "onnx"  # within the noise margin: the default stays
+    assert fastest["int8"]["backend"] == "openvino"
+    assert resolve_runtime("auto", "cpu", "fp32")[0] == "onnx"

@@ -200,4 +200,6 @@ def _redraw_text(m: dict) -> str:
         out += "; each image redrawn from its generated mask in a second, mask-conditioned pass"
     if m.get("guidance", 1.0) not in (None, 1.0):
         out += f"; classifier-free guidance {m['guidance']:g}"
+    if m.get("runtime_precision") == "int8":
+        out += "; network in int8 (statically quantised, accepted by fastsynth's accuracy gate against fp32)"
     return out

@@ -51,7 +51,8 @@ def resolve_runtime(backend: str, device: torch.device | str, precision: str = "
     """(backend, precision) that ``auto`` means here. CPU: the backend measured fastest on this machine for the
     precision (``fastsynth bench --choose``), else ONNX Runtime fp32 when installed (faster than eager, see
     benchmarks/), else eager. ``--precision auto`` on CPU: int8 when the denoiser ``model_sha`` passed its int8
-    gate at the output and the data level on that backend and int8 was measured faster here, else fp32."""
+    gate at the output and the data level on that backend and int8 was measured faster here (by
+    ``choice.MARGIN``), else fp32."""
     device = torch.device(device)
     if device.type != "cpu":
         return ("eager" if backend == "auto" else backend), precision
@@ -71,7 +72,9 @@ def resolve_runtime(backend: str, device: torch.device | str, precision: str = "
 
             b = min(cands, key=lambda k: ms[f"{k}:int8"])
             st = gate_status(model_sha, resolution, b) if _installed(b) else None
-            if ms[f"{b}:int8"] < base and st and st["accepted"]:
+            from .choice import MARGIN
+
+            if ms[f"{b}:int8"] < MARGIN * base and st and st["accepted"]:
                 precision = "int8"
                 backend = b if backend == "auto" else backend
     if backend == "auto":
