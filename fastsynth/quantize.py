@@ -15,9 +15,10 @@ Both must hold for ``--precision int8`` to run ("accepted at the output level").
 data-level verdict (label agreement and KID of an int8 dataset indistinguishable from fp32's:
 ``benchmarks/int8_judge.py`` records it) and a measured speed-up on this machine (``fastsynth bench --choose``).
 
-The thresholds were set after seeing two reference points on the bundled model (README "int8 on CPU"): bf16 eager
-(the lower precision the project allows on GPUs: 0.011 relative RMS, 1.25 levels, IoU 0.988) and a broken
-quantisation of every layer (0.69, 39 levels, IoU 0.35). They screen; the data-level judge decides.
+The thresholds were set after seeing two reference points on the bundled model, measured by this gate
+(``benchmarks/int8_gate_references.py``): bf16 eager, the lower precision the project allows on GPUs (0.017
+relative RMS, 1.33 levels, IoU 0.985), and int8 of every convolution but the first and last (0.30, 15.5 levels,
+IoU 0.961). They screen; the data-level judge decides.
 
 Lives one level above ``runtime`` (like ``export.py``): it runs the sampler and the pipeline's pair sampling;
 ``runtime`` imports it lazily when ``--precision int8`` is asked for.

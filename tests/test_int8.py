@@ -180,3 +180,24 @@ def test_choice_needs_a_margin_to_leave_the_default(no_choice_after):
     assert fastest["fp32"]["backend"] == "onnx"  # within the noise margin: the default stays
     assert fastest["int8"]["backend"] == "openvino"
     assert resolve_runtime("auto", "cpu", "fp32")[0] == "onnx"
+
+
+def test_segmenters_never_get_openvino_from_auto(no_choice_after):
+    from fastsynth.runtime import resolve_backend
+
+    _write_choice({("onnx", "fp32"): 100.0, ("openvino", "fp32"): 50.0})
+    assert resolve_backend("auto", "cpu") == ("openvino" if HAS_OV else "onnx")  # the choice needs the package
+    assert resolve_backend("auto", "cpu", kind="segmenter") == "onnx"
+    assert resolve_backend("auto", "cpu", "auto", kind="segmenter") == "onnx"
+
+
+def test_generate_in_int8_records_it(tiny_model_dir, tmp_path):
+    from fastsynth.config import GenerateConfig
+    from fastsynth.pipeline import generate
+
+    s = generate(GenerateConfig(n=3, steps=2, batch_size=3, shard_size=3, precision="int8", backend="onnx"),
+                 tmp_path / "o", model=str(tiny_model_dir), progress=False)
+    assert s["complete"] and s["backend"] == "onnx"
+    manifest = json.loads((tmp_path / "o" / "fastsynth.json").read_text())
+    assert manifest["runtime_precision"] == "int8" and manifest["precision"] == "int8"
+    assert "network in int8" in (tmp_path / "o" / "README.md").read_text()

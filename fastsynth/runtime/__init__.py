@@ -20,6 +20,7 @@ from ..errors import FastsynthError
 BACKENDS = ("auto", "eager", "compile", "onnx", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
 INT8_BACKENDS = ("onnx", "openvino")
+SEGMENTER_BACKENDS = ("auto", "eager", "compile", "onnx", "tensorrt")  # openvino and int8: the denoiser only
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
@@ -47,12 +48,12 @@ def _installed(backend: str) -> bool:
 
 
 def resolve_runtime(backend: str, device: torch.device | str, precision: str = "fp32", model_sha: str | None = None,
-                    resolution: int | None = None) -> tuple[str, str]:
+                    resolution: int | None = None, kind: str = "denoiser") -> tuple[str, str]:
     """(backend, precision) that ``auto`` means here. CPU: the backend measured fastest on this machine for the
     precision (``fastsynth bench --choose``), else ONNX Runtime fp32 when installed (faster than eager, see
     benchmarks/), else eager. ``--precision auto`` on CPU: int8 when the denoiser ``model_sha`` passed its int8
     gate at the output and the data level on that backend and int8 was measured faster here (by
-    ``choice.MARGIN``), else fp32."""
+    ``choice.MARGIN``), else fp32. ``kind="segmenter"``: only the backends segmenters have."""
     device = torch.device(device)
     if device.type != "cpu":
         return ("eager" if backend == "auto" else backend), precision
@@ -63,34 +64,34 @@ def resolve_runtime(backend: str, device: torch.device | str, precision: str = "
         choice = read_choice() or {}
     ms = (choice or {}).get("ms_per_eval", {})
     fastest = (choice or {}).get("fastest", {})
-    if precision == "auto":
+    if precision == "auto" and kind == "denoiser":
         precision = "fp32"
         cands = [b for b in INT8_BACKENDS if backend in ("auto", b) and f"{b}:int8" in ms]
         base = (fastest.get("fp32") or {}).get("ms_per_eval") if backend == "auto" else ms.get(f"{backend}:fp32")
         if cands and base and model_sha and resolution:
             from ..quantize import gate_status
+            from .choice import MARGIN
 
             b = min(cands, key=lambda k: ms[f"{k}:int8"])
             st = gate_status(model_sha, resolution, b) if _installed(b) else None
-            from .choice import MARGIN
-
             if ms[f"{b}:int8"] < MARGIN * base and st and st["accepted"]:
                 precision = "int8"
                 backend = b if backend == "auto" else backend
     if backend == "auto":
         want = (fastest.get(precision) or {}).get("backend")
-        if want and want != "auto" and _installed(want) and (precision != "int8" or want in INT8_BACKENDS):
+        if want and want != "auto" and _installed(want) and (precision != "int8" or want in INT8_BACKENDS) \
+                and (kind == "denoiser" or want in SEGMENTER_BACKENDS):
             backend = want
-        elif precision in ("fp32", "int8") and _installed("onnx"):
+        elif precision in ("fp32", "int8", "auto") and _installed("onnx"):
             backend = "onnx"
         else:
             backend = "eager"
     return backend, precision
 
 
-def resolve_backend(backend: str, device: torch.device, precision: str = "fp32") -> str:
+def resolve_backend(backend: str, device: torch.device, precision: str = "fp32", kind: str = "denoiser") -> str:
     """The backend ``auto`` means here (see :func:`resolve_runtime`)."""
-    return resolve_runtime(backend, device, precision)[0]
+    return resolve_runtime(backend, device, precision, kind=kind)[0]
 
 
 def make_model_fn(model, backend: str = "eager", device: torch.device | str = "cpu", precision: str = "fp32",
@@ -119,7 +120,7 @@ def _make_fn(model, backend, device, precision, batch_size, model_sha, kind, res
             model_sha = model_sha or _state_sha(model)
     backend, precision = resolve_runtime(backend, device, precision,
                                          model_sha if kind == "denoiser" else None,
-                                         model.config.resolution if kind == "denoiser" else None)
+                                         model.config.resolution if kind == "denoiser" else None, kind)
     dtype = resolve_precision(precision, device)
     fn = _build(model, backend, device, precision, dtype, batch_size, model_sha, kind, resolution, meta)
     fn.backend = backend
