@@ -20,8 +20,8 @@ The thresholds were set after seeing two reference points on the bundled model, 
 relative RMS, 1.33 levels, IoU 0.985), and int8 of every convolution but the first and last (0.30, 15.5 levels,
 IoU 0.961). They screen; the data-level judge decides.
 
-Lives one level above ``runtime`` (like ``export.py``): it runs the sampler and the pipeline's pair sampling;
-``runtime`` imports it lazily when ``--precision int8`` is asked for.
+In the layer of ``runtime`` and ``pipeline`` (tests/test_layout.py): it runs generate's batch function
+(``sampling.pairs.sample_pairs``) and the runtime's runners; ``runtime`` imports it lazily for ``--precision int8``.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _default_generation(net, meta, mode: str = "pairs"):
 def _run_pairs(fn, net, meta, seed: int, n: int, mode: str = "pairs", source=None):
     """``generate``'s rows 0..n-1 of ``seed`` in ``mode`` through ``fn``: (images, masks) as generate writes them.
     ``source``: (images, masks) the conditioning is made from (from-masks, inpaint)."""
-    from .pipeline import Conditioning, row_seed, sample_pairs
+    from .sampling.pairs import Conditioning, row_seed, sample_pairs
 
     cfg, sch, s = _default_generation(net, meta, mode)
     m = s["modality"]
