@@ -2,7 +2,11 @@
 achieved FLOP/s against the device's peak, and two baselines measured in the same run.
 
 - per-eval: median over ``repeats`` timed calls after a warm-up (CUDA synchronised), per backend x batch size;
-- end to end: one full ``sample()`` of a batch + mask decoding + PNG encoding with the default sampler/steps;
+  the backends of one batch size are timed side by side (one call of each in turn, ``repeats`` rounds) and each
+  reports the median of its per-round ratio to the first backend, so a machine whose speed drifts (other jobs)
+  still ranks them fairly; a backend may carry its precision (``onnx:int8``);
+- end to end: one full ``sample()`` of a batch + mask decoding + PNG encoding with the default sampler/steps,
+  also side by side;
 - baselines: (1) the usual diffusers loop: eager fp32, contiguous memory format, DDIM 50 steps;
   (2) the reference paper: DDPM 200 respaced steps with RePaint resampling (jump length 10, 10 resamples)
   for inpainting. For the slow baselines the pairs/s is the measured per-eval time of that configuration
@@ -112,7 +116,7 @@ def environment(device: torch.device) -> dict:
         "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "fastsynth": __version__, "git_commit": commit, "torch": torch.__version__,
         "diffusers": v("diffusers"), "onnxruntime": v("onnxruntime") or v("onnxruntime-gpu"),
-        "tensorrt": v("tensorrt"), "python": platform.python_version(),
+        "openvino": v("openvino"), "tensorrt": v("tensorrt"), "python": platform.python_version(),
     }
 
 
@@ -151,8 +155,10 @@ def effective_precision(backend: str, precision: str, device: torch.device) -> s
     the onnx backend's graph is always fp32)."""
     from .runtime import resolve_backend, resolve_precision
 
+    if precision == "int8":
+        return "int8"
     b = resolve_backend(backend, device, precision)
-    if b == "onnx":
+    if b in ("onnx", "openvino"):
         return "fp32"
     if b == "tensorrt":
         from .runtime.tensorrt import trt_precision
@@ -177,11 +183,43 @@ def compare_with_untuned(records: list) -> list[dict]:
     return out
 
 
+def parse_backend(spec: str, precision: str) -> tuple[str, str]:
+    """``onnx`` -> (onnx, the run's --precision); ``onnx:int8`` -> (onnx, int8)."""
+    from .errors import FastsynthError
+    from .runtime import BACKENDS, PRECISIONS
+
+    name, _, prec = spec.partition(":")
+    prec = prec or precision
+    if name not in BACKENDS or prec not in PRECISIONS:
+        raise FastsynthError(f"--backends {spec!r}: a backend from {', '.join(BACKENDS)}, optionally with a "
+                             f"precision from {', '.join(PRECISIONS)} (e.g. onnx:int8)")
+    return name, prec
+
+
+def side_by_side(fns: list, device: torch.device, repeats: int) -> list[list[float]]:
+    """``repeats`` rounds of one timed call of each function in turn (after each one's warm-up elsewhere)."""
+    out: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            out[k].append(time.perf_counter() - t0)
+    return out
+
+
+def paired_ratio(times: list[float], ref: list[float]) -> float:
+    return statistics.median(a / b for a, b in zip(times, ref))
+
+
 def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=(32,), steps: int | None = None,
               sampler: str | None = None, device: str = "auto", precision: str = "fp32", repeats: int = 5,
-              baselines: bool = True, log=print, preset: str | None = None, resolution: int | None = None) -> dict:
+              baselines: bool = True, log=print, preset: str | None = None, resolution: int | None = None,
+              end_to_end: bool = True, choose: bool = False) -> dict:
     """Throughput of ``model`` (default: bundled), or with ``preset``: of a random-weight network of that preset
-    at ``resolution`` (default 256), e.g. the GPU-sized ``paper`` network, whose speed needs no training."""
+    at ``resolution`` (default 256), e.g. the GPU-sized ``paper`` network, whose speed needs no training.
+    ``choose``: store the fastest backend per precision (largest batch size) as this machine's ``auto`` choice."""
     from .errors import FastsynthError
     from .models import load_model, resolve_model_dir
     from .models.denoiser import WEIGHTS_NAME
@@ -191,6 +229,7 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
     from .dataset.writer import encode_png
     from .data.codec import tensor_to_image
 
+    specs = [parse_backend(b, precision) for b in backends]
     dev = resolve_device(device)
     if preset is not None:
         if model is not None:
@@ -225,58 +264,79 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
             r["fraction_of_peak"] = r["achieved_flops"] / peak if peak == peak else None
         records.append(r)
         log(" | ".join(f"{k}={_fmt(v)}" for k, v in r.items() if k in (
-            "scenario", "backend", "batch_size", "nfe", "ms_per_eval", "evals_per_s", "pairs_per_s",
-            "fraction_of_peak", "build_s", "derived")))
+            "scenario", "backend", "precision", "batch_size", "nfe", "ms_per_eval", "evals_per_s",
+            "pairs_per_s", "ratio_to_first", "fraction_of_peak", "build_s", "derived")))
         return r
 
     per_eval = {}
-    for backend in backends:
-        for b in batch_sizes:
+    for b in batch_sizes:
+        built = []  # (backend, precision, fn, build_s, first_call_s)
+        x, t, c = inputs(b)
+        for backend, prec in specs:
             net, _ = load_model(mdir)
             t0 = time.perf_counter()
             try:
-                fn = make_model_fn(net, backend, dev, precision, batch_size=b, model_sha=sha)
-                x, t, c = inputs(b)
+                fn = make_model_fn(net, backend, dev, prec, batch_size=b, model_sha=sha, meta=meta)
                 first = time.perf_counter()
                 fn(x, t, c)  # first call: compile / engine build happens here for lazy backends
                 _sync(dev)
-                build_s = time.perf_counter() - t0
-                first_call_s = time.perf_counter() - first
-            except Exception as exc:  # a backend missing here is reported, not fatal
-                log(f"{backend}: skipped ({exc})")
-                records.append({"scenario": "per_eval", "backend": backend, "batch_size": b, "skipped": str(exc)})
-                continue
-            if dev.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(dev)
-            times = time_calls(lambda: fn(x, t, c), dev, repeats)
-            med = statistics.median(times)
-            per_eval[(backend, b)] = med
-            if dev.type == "cuda":
-                mem = torch.cuda.max_memory_allocated(dev)
-            else:  # the process's peak resident set so far (an upper bound for this configuration)
-                import resource
+                built.append((backend, prec, fn, time.perf_counter() - t0, time.perf_counter() - first))
+            except Exception as exc:  # a backend missing (or refused) here is reported, not fatal
+                log(f"{backend}:{prec}: skipped ({exc})")
+                records.append({"scenario": "per_eval", "backend": backend, "precision": prec, "batch_size": b,
+                                "skipped": str(exc)})
+        if not built:
+            continue
+        for _, _, fn, _, _ in built:  # a second warm-up call each, then the side-by-side rounds
+            fn(x, t, c)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        times = side_by_side([(lambda f=fn: f(x, t, c)) for _, _, fn, _, _ in built], dev, repeats)
+        if dev.type == "cuda":
+            mem = torch.cuda.max_memory_allocated(dev)
+        else:  # the process's peak resident set so far (all backends of this batch size live at once)
+            import resource
 
-                mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            rec(scenario="per_eval", backend=backend, batch_size=b,
-                effective_precision=effective_precision(backend, precision, dev), ms_per_eval=1000 * med,
-                evals_per_s=b / med, build_s=build_s, first_call_s=first_call_s, repeats=repeats,
-                times_s=times, peak_memory_bytes=mem)
-            if b == batch_sizes[-1]:
-                # end to end: sampling + mask decoding + PNG encoding of one batch
-                sch = make_scheduler(sampler, cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction_type,
-                                     grid=grid)
-                noise = torch.randn(b, 4, res, res, generator=torch.Generator().manual_seed(1)).to(dev)
+            mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        for k, (backend, prec, fn, build_s, first_call_s) in enumerate(built):
+            med = statistics.median(times[k])
+            per_eval[(backend, prec, b)] = med
+            extra = {"gate": _gate_summary(fn.gate)} if getattr(fn, "gate", None) else {}
+            rec(scenario="per_eval", backend=backend, batch_size=b, precision=prec,
+                effective_precision=getattr(fn, "precision", effective_precision(backend, prec, dev)),
+                providers=getattr(fn, "providers", None), ms_per_eval=1000 * med, evals_per_s=b / med,
+                ratio_to_first=paired_ratio(times[k], times[0]), first=f"{built[0][0]}:{built[0][1]}",
+                side_by_side=True, build_s=build_s, first_call_s=first_call_s, repeats=repeats, times_s=times[k],
+                peak_memory_bytes=mem, **extra)
+        if b == batch_sizes[-1] and end_to_end:
+            # end to end: sampling + mask decoding + PNG encoding of one batch, side by side
+            sch = make_scheduler(sampler, cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction_type, grid=grid)
+            noise = torch.randn(b, 4, res, res, generator=torch.Generator().manual_seed(1)).to(dev)
 
-                def e2e():
-                    x0 = sample(fn, sch, noise, c, steps).float().cpu()
-                    m = decode_mask(x0[:, 3:], 0.0, opening_size(res))
-                    for im, mk in zip(tensor_to_image(x0[:, :3]), m.numpy()):
-                        encode_png(im), encode_png(mk)
+            def e2e(fn):
+                x0 = sample(fn, sch, noise, c, steps).float().cpu()
+                m = decode_mask(x0[:, 3:], 0.0, opening_size(res))
+                for im, mk in zip(tensor_to_image(x0[:, :3]), m.numpy()):
+                    encode_png(im), encode_png(mk)
 
-                et = statistics.median(time_calls(e2e, dev, max(1, repeats // 2), warmup=1))
-                rec(scenario="end_to_end", backend=backend, batch_size=b, sampler=sampler, nfe=steps,
-                    pairs_per_s=b / et, seconds_per_batch=et, evals_per_s=b * steps / et)
+            for _, _, fn, _, _ in built:
+                e2e(fn)  # warm-up
+            et = side_by_side([(lambda f=fn: e2e(f)) for _, _, fn, _, _ in built], dev, max(1, repeats // 2))
+            for k, (backend, prec, fn, _, _) in enumerate(built):
+                med = statistics.median(et[k])
+                rec(scenario="end_to_end", backend=backend, batch_size=b, precision=prec, sampler=sampler,
+                    nfe=steps, pairs_per_s=b / med, seconds_per_batch=med, evals_per_s=b * steps / med,
+                    ratio_to_first=paired_ratio(et[k], et[0]), side_by_side=True, times_s=et[k])
 
+    choice = None
+    if choose and dev.type == "cpu":
+        from .runtime.choice import write_choice
+
+        b = batch_sizes[-1]
+        ms = {(bk, pr): 1000 * v for (bk, pr, bb), v in per_eval.items() if bb == b}
+        if ms:
+            choice = str(write_choice(ms, b, sha))
+            log(f"auto's choice for this machine written to {choice}")
     if baselines:
         b = batch_sizes[-1]
         # (1) the usual diffusers loop: eager, contiguous (NCHW) memory format, DDIM 50 steps
@@ -301,8 +361,18 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
         log(f"{c['backend']} (batch {c['batch_size']}): {c['speedup']:.2f}x the untuned baseline per evaluation "
             f"({c['ms_per_eval']:.1f} vs {c['untuned_ms_per_eval']:.1f} ms)"
             + (": SLOWER than the untuned baseline in this run" if c["verdict"] == "slower" else ""))
-    return {"environment": env, "model": str(mdir), "model_sha256": sha,
-            "random_weights": meta.get("random_weights"), "records": records, "vs_untuned_baseline": vs_untuned}
+    import sys
+
+    return {"environment": env, "command": " ".join(["fastsynth", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"]
+            else None, "model": str(mdir), "model_sha256": sha, "random_weights": meta.get("random_weights"),
+            "choice_file": choice, "records": records, "vs_untuned_baseline": vs_untuned}
+
+
+def _gate_summary(gate: dict) -> dict:
+    """The int8 gate's figures and verdicts, for a bench record."""
+    return {"runtime": gate["runtime"], "figures": gate["figures"], "verdict": gate["verdict"],
+            "accepted_output_level": gate["accepted_output_level"], "data_level": gate.get("data_level"),
+            "accepted": gate["accepted"]}
 
 
 def _fmt(v):

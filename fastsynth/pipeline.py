@@ -16,16 +16,15 @@ import shlex
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import __version__
-from .conditioning import cond_from_masks, cond_inpaint, cond_pairs, dilate_px_for, inpaint_region, random_boxes
+from .conditioning import dilate_px_for
 from .config import GenerateConfig, MODES, network_batch_size, resolve_guidance, to_dict
-from .data.codec import labels_to_channels, pairs_to_x0, tensor_to_raw
+from .data.codec import labels_to_channels, pairs_to_x0
 from .data.modality import Modality, modality_from_config
 from .dataset import DatasetWriter, Rows, render_card
 from .dataset.card import carry_evaluation
@@ -33,51 +32,9 @@ from .dataset.writer import check_compatible
 from .errors import FastsynthError
 from .metrics.leakage import model_split, split_fingerprint
 from .utils import file_sha256, public_text, resolve_device
-from .sampling.masks import decode_labels, keep_largest_regions
-from .sampling import make_scheduler, opening_size, resolve_sampler, sample
-from .sampling.guidance import guided_model_fn
-
-REDRAW_SEED_XOR = 0x2545F4914F6CDD1D  # the redraw pass's noise: its own stream of the row's seed
-
-
-def row_seed(seed: int, index: int) -> int:
-    """The seed of row ``index``: a 63-bit hash of (seed, index), stored in the dataset's ``seed`` column."""
-    ss = np.random.SeedSequence([int(seed), int(index)])
-    return int(ss.generate_state(1, np.uint64)[0] & np.uint64((1 << 63) - 1))
-
-
-@dataclass
-class Conditioning:
-    """Per-row conditioning source: row i uses item i % len(stems)."""
-
-    mode: str
-    stems: list
-    data: torch.Tensor | None  # [M, D, H, W] float x0 (inpaint) or [M, K-1, H, W] label channels (from-masks)
-    fingerprint: str
-    modality: Modality = Modality()
-    # the given values in their own depth, pasted back exactly: [M, C + 1, H, W] (inpaint) or labels [M, H, W]
-    raw: np.ndarray | None = None
-
-    def batch(self, indices: np.ndarray, seeds: np.ndarray, resolution: int, dilate_px: int):
-        n = len(indices)
-        if self.mode == "pairs":
-            known, indicator = cond_pairs(n, resolution, self.modality.data_channels)
-            return known, indicator, [""] * n
-        j = torch.as_tensor(indices % len(self.stems))
-        src = [self.stems[int(k)] for k in j]
-        if self.mode == "from-masks":
-            known, indicator = cond_from_masks(self.data[j], channels=self.modality.data_channels)
-            return known, indicator, src
-        x0 = self.data[j]
-        region = inpaint_region(x0[:, self.modality.channels:], dilate_px)
-        for r in torch.nonzero(region.flatten(1).amax(1) == 0).flatten().tolist():
-            # an empty real mask would leave nothing to generate (a verbatim copy of a real image):
-            # regenerate a box drawn from the row's own seed instead, as in training
-            g = torch.Generator().manual_seed(int(seeds[r]) ^ 0x5DEECE66D)
-            region[r] = random_boxes(1, resolution, g)[0]
-        known, indicator = cond_inpaint(x0, region)
-        return known, indicator, src
-
+from .sampling import make_scheduler, opening_size, resolve_sampler
+# one batch of generate's rows (below the pipeline, so the int8 gate runs exactly what generate runs); re-exported
+from .sampling.pairs import REDRAW_SEED_XOR, Conditioning, _sample_rows, row_seed, sample_pairs  # noqa: F401
 
 def load_conditioning(mode: str, resolution: int, masks: str | None, images: str | None,
                       modality: Modality | None = None) -> Conditioning:
@@ -159,7 +116,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
 
     from .models import load_model, resolve_model_dir
     from .models.denoiser import WEIGHTS_NAME
-    from .runtime import make_model_fn, resolve_backend
+    from .runtime import make_model_fn, resolve_runtime
 
     if cfg.n < 1:
         raise FastsynthError(f"--n {cfg.n}: must be at least 1")
@@ -205,7 +162,9 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     _warn_heldout_sources(cond_src, heldout, "--masks" if masks else "--images")
     dilate_px = dilate_px_for(res, cfg.inpaint_dilate_px_at_256)
     opening = opening_size(res, cfg.opening_px_at_256)
-    backend = resolve_backend(cfg.backend, dev, cfg.precision)
+    weights_sha = file_sha256(model_dir / WEIGHTS_NAME)
+    # what auto means here (CPU: the backend measured fastest on this machine; int8 only behind its accuracy gate)
+    backend, runtime_precision = resolve_runtime(cfg.backend, dev, cfg.precision, weights_sha, res)
 
     writer = DatasetWriter(out, cfg.format)
     manifest = {
@@ -215,10 +174,11 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         "resolution": res, "shard_size": cfg.shard_size, "format": cfg.format,
         "mask_threshold": cfg.mask_threshold, "opening_px": opening, "dilate_px": dilate_px,
         "precision": cfg.precision, "backend": backend, "device": dev.type,
+        **({"runtime_precision": "int8"} if runtime_precision == "int8" else {}),
         "guidance": cfg.guidance, "redraw": cfg.redraw, "max_components": cfg.max_components,
         "data": modality.to_dict(),
         "source_fingerprint": cond_src.fingerprint, "source_dir": Path(masks or images).name if masks or images else "",
-        "model_sha256": file_sha256(model_dir / WEIGHTS_NAME),
+        "model_sha256": weights_sha,
         "model": public_model_info(model, meta),
         "model_split": split_fingerprint(heldout) if heldout is not None else None,
         "command": public_text(command or ""),  # the dataset is what people share: no local paths in it
@@ -237,6 +197,11 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
             if existing["n"] > cfg.n:
                 raise FastsynthError(f"{out} already holds {existing['n']} pairs; --n {cfg.n} would shrink it. "
                                      f"Use --n {existing['n']} or more, or another --out")
+            if existing.get("runtime_precision", "fp32") != manifest.get("runtime_precision", "fp32"):
+                print(f"warning: {out} was started with runtime precision "
+                      f"{existing.get('runtime_precision', 'fp32')!r}, continuing with "
+                      f"{manifest.get('runtime_precision', 'fp32')!r}: its rows will come from two precisions",
+                      file=sys.stderr)
             for key in ("backend", "device"):
                 if existing.get(key) not in (None, manifest[key]):
                     print(f"warning: {out} was started with {key} {existing[key]!r}, continuing with "
@@ -245,9 +210,8 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     elif rank == 0 and out.exists() and any(out.iterdir()):
         raise FastsynthError(f"{out} exists and is not a fastsynth dataset folder; choose an empty or new --out")
 
-    model_fn = make_model_fn(net, backend=backend, device=dev, precision=cfg.precision,
-                             batch_size=network_batch_size(cfg),
-                             model_sha=manifest["model_sha256"])
+    model_fn = make_model_fn(net, backend=backend, device=dev, precision=runtime_precision,
+                             batch_size=network_batch_size(cfg), model_sha=manifest["model_sha256"], meta=meta)
     if rank == 0:
         if world == 1:
             writer.clean_partials()
@@ -313,53 +277,6 @@ def _wait_for_manifest(writer: DatasetWriter, timeout_s: float = 600.0) -> dict 
         time.sleep(0.5)
     raise FastsynthError(f"{writer.out}: process 0 wrote no manifest within {timeout_s:.0f} s; "
                          "is it running with the same --out?")
-
-
-@torch.inference_mode()
-def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditioning, indices, seeds, res: int,
-                  dilate_px: int, opening: int, device: torch.device):
-    cfg = resolve_guidance(cfg)
-    known, indicator, src = cond_src.batch(indices, seeds, res, dilate_px)
-    fn = model_fn if cfg.mode == "pairs" else guided_model_fn(model_fn, cfg.guidance)
-    x0 = _sample_rows(fn, scheduler, cfg, seeds, known, indicator, res, device)
-    m = cond_src.modality
-    c = m.channels
-    mask_u8 = decode_labels(x0[:, c:], cfg.mask_threshold, opening)
-    if cfg.max_components and cfg.mode == "pairs":
-        mask_u8 = keep_largest_regions(mask_u8, cfg.max_components)
-    rgb = x0[:, :c]
-    if cfg.redraw:
-        # second pass: a new image for each generated (cleaned) mask, mask-conditioned and guided; the mask is kept
-        known, indicator = cond_from_masks(labels_to_channels(mask_u8, m), channels=m.data_channels)
-        redraw_seeds = [int(s) ^ REDRAW_SEED_XOR for s in seeds]
-        rgb = _sample_rows(guided_model_fn(model_fn, cfg.guidance), scheduler, cfg, redraw_seeds, known, indicator,
-                           res, device)[:, :c]
-    images = tensor_to_raw(rgb, m)
-    masks_np = mask_u8.numpy()
-    if cfg.mode != "pairs":
-        # known values are given, not generated: paste them back exactly, in their own depth
-        raw = cond_src.raw[np.asarray(indices) % len(cond_src.stems)]
-        if cfg.mode == "from-masks":
-            masks_np = raw.copy()
-        else:
-            keep = (indicator[:, 0] > 0).numpy()
-            src_img = raw[:, :c].transpose(0, 2, 3, 1) if c == 3 else raw[:, 0]
-            images = np.where(keep[..., None] if c == 3 else keep, src_img, images).astype(images.dtype)
-            masks_np = np.where(keep, raw[:, c], masks_np).astype(np.uint8)
-    return images, masks_np, src
-
-
-def _sample_rows(model_fn, scheduler, cfg: GenerateConfig, seeds, known, indicator, res: int, device):
-    """x0 [N, 4, H, W] for rows with the given seeds (one generator each) and conditioning."""
-    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    noise = torch.stack([torch.randn(known.shape[1], res, res, generator=g) for g in gens])
-    cond = torch.cat([known * indicator, indicator], dim=1)
-    x0 = sample(model_fn, scheduler, noise.to(device), cond.to(device), cfg.steps,
-                generators=gens if cfg.sampler == "ddpm" else None).float().cpu()
-    if not torch.isfinite(x0).all():
-        raise FastsynthError("the sampler produced NaN/inf values (try --precision fp32); nothing was written "
-                             "for this shard")
-    return x0
 
 
 def default_out_dir(mode: str) -> Path:

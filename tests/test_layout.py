@@ -47,7 +47,7 @@ LAYERS = [
      "fastsynth.metrics.io", "fastsynth.metrics.fid", "fastsynth.metrics.msssim", "fastsynth.metrics.masks",
      "fastsynth.metrics.memorization", "fastsynth.metrics.plots", "fastsynth.metrics.leakage",
      "fastsynth.metrics", "fastsynth.publish.card", "fastsynth.publish.provenance", "fastsynth.publish"),
-    ("fastsynth.runtime", "fastsynth.training", "fastsynth.pipeline"),
+    ("fastsynth.runtime", "fastsynth.training", "fastsynth.pipeline", "fastsynth.quantize"),
     ("fastsynth.metrics.downstream", "fastsynth.metrics.filter", "fastsynth.metrics.suite", "fastsynth.bench",
      "fastsynth.export", "fastsynth.publish.hub"),
     ("fastsynth.cli", "fastsynth.__main__"),

@@ -28,7 +28,9 @@ def add_parser(sub) -> None:
                    help="instead of --model: a random-weight network of this preset (speed only; e.g. paper at "
                         "256x256 on a GPU), built once and cached")
     p.add_argument("--resolution", type=int, default=None, help="resolution of the --preset network (default 256)")
-    p.add_argument("--backends", default="eager,onnx", help=f"comma-separated, from {','.join(BACKENDS)}")
+    p.add_argument("--backends", default="eager,onnx",
+                   help=f"comma-separated, from {','.join(BACKENDS)}; each may name its precision, e.g. "
+                        "onnx:int8 (timed side by side)")
     p.add_argument("--batch-sizes", type=_ints, default=(32,), help="comma-separated batch sizes")
     p.add_argument("--sampler", choices=SAMPLER_NAMES, default=None,
                    help="sampler of the end-to-end run (default: the model's own, else unipc)")
@@ -37,24 +39,26 @@ def add_parser(sub) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="network precision")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median reported)")
     p.add_argument("--no-baselines", action="store_true", help="skip the two baselines")
+    p.add_argument("--no-end-to-end", action="store_true", help="skip the end-to-end batch")
+    p.add_argument("--choose", action="store_true",
+                   help="store the fastest backend per precision (at the largest batch size) as this machine's "
+                        "choice for --backend auto (CPU; int8 only where its accuracy gate accepts it)")
     p.add_argument("--json", default=None, help="write the records to this JSON file")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..bench import run_bench, write_json
+    from ..bench import parse_backend, run_bench, write_json
     from ..errors import FastsynthError
-    from ..runtime import BACKENDS
 
     if args.repeats < 1:
         raise FastsynthError(f"--repeats {args.repeats}: must be at least 1")
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-    bad = [b for b in backends if b not in BACKENDS]
-    if bad:
-        raise FastsynthError(f"--backends: unknown {bad}; choose from {', '.join(BACKENDS)}")
+    for b in backends:
+        parse_backend(b, args.precision)  # a clear error for an unknown name before anything runs
     res = run_bench(args.model, backends, args.batch_sizes, args.steps, args.sampler, args.device,
                     args.precision, args.repeats, baselines=not args.no_baselines, preset=args.preset,
-                    resolution=args.resolution)
+                    resolution=args.resolution, end_to_end=not args.no_end_to_end, choose=args.choose)
     if args.json:
         write_json(res, args.json)
         print(f"wrote {args.json}")

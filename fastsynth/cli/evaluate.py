@@ -17,7 +17,7 @@ def _ints(s: str) -> tuple:
 
 def add_parser(sub) -> None:
     from ..metrics import downstream as ds
-    from ..runtime import BACKENDS
+    from ..runtime import SEGMENTER_BACKENDS
 
     d = ds.SegConfig()
 
@@ -71,7 +71,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of subsets, KID subsets and the first segmenter (the others use seed+1, ...)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--seg-backend", choices=BACKENDS, default="eager",
+    p.add_argument("--seg-backend", choices=SEGMENTER_BACKENDS, default="eager",
                    help="runtime of the segmenters' test-set inference (onnx/tensorrt export each segmenter "
                         "first: worth it for large test sets)")
     p.add_argument("--drop-leaking", action="store_true",

@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    from ..runtime import BACKENDS
+    from ..runtime import SEGMENTER_BACKENDS
 
     p = sub.add_parser("filter", help="keep pairs whose mask agrees with a real-data segmenter",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
     p.add_argument("--min-dice", type=float, default=0.5, help="keep pairs with Dice(mask, prediction) >= this")
     p.add_argument("--out", required=True, help="output dataset folder (an `agreement` column is added)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    p.add_argument("--backend", choices=BACKENDS, default="auto",
+    p.add_argument("--backend", choices=SEGMENTER_BACKENDS, default="auto",
                    help="runtime of the segmenter (auto: ONNX Runtime on CPU when installed, else eager)")
     p.add_argument("--batch-size", type=int, default=64, help="images per segmenter call")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -54,7 +54,7 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
 
     dev = resolve_device(device)
     model, seg_cfg, _ = load_segmenter(segmenter, dev)
-    backend = resolve_backend(backend, dev)
+    backend = resolve_backend(backend, dev, kind="segmenter")
     seg_sha = file_sha256(Path(segmenter) / WEIGHTS_NAME)
     fn = make_segmenter_fn(model, seg_cfg.resolution, backend, dev, batch_size=batch_size, model_sha=seg_sha)
     writer = DatasetWriter(out, "parquet")

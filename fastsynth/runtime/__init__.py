@@ -2,6 +2,13 @@
 segmenter into ``logits = f(image)`` (float32 in, float32 out).
 
 One file per backend; heavy packages are imported inside them. ``make_model_fn`` is the registry.
+
+Precisions: fp32 / bf16 / fp16 as the network's dtype; ``int8`` (CPU, the denoiser only): the statically quantised
+ONNX graph (``int8.py``) run by ONNX Runtime (``--backend onnx``) or OpenVINO (``--backend openvino``), only when
+its accuracy gate accepts it (``fastsynth.quantize``; refused with the figures otherwise).
+``auto`` on CPU: the backend that ``fastsynth bench --choose`` measured fastest on this machine (``choice.py``),
+else ONNX Runtime fp32; ``--precision auto`` becomes int8 only when the gate accepts it at the output and the
+data level and it was measured faster here.
 """
 
 from __future__ import annotations
@@ -10,8 +17,10 @@ import torch
 
 from ..errors import FastsynthError
 
-BACKENDS = ("auto", "eager", "compile", "onnx", "tensorrt")
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+BACKENDS = ("auto", "eager", "compile", "onnx", "openvino", "tensorrt")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
+INT8_BACKENDS = ("onnx", "openvino")
+SEGMENTER_BACKENDS = ("auto", "eager", "compile", "onnx", "tensorrt")  # openvino and int8: the denoiser only
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
@@ -23,38 +32,141 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         return torch.float32  # bf16 convolutions are slower than fp32 on the CPUs we measured
     if precision == "fp16" and device.type == "cpu":
         raise FastsynthError("--precision fp16 is not supported on CPU; use fp32 or bf16")
+    if precision == "int8":
+        if device.type != "cpu":
+            raise FastsynthError("--precision int8 is a CPU path (ONNX Runtime / OpenVINO); on a GPU use fp16 or "
+                                 "bf16")
+        return torch.float32  # inputs and outputs stay float32; the graph inside is int8
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def resolve_backend(backend: str, device: torch.device, precision: str = "fp32") -> str:
-    """auto: ONNX Runtime on CPU when installed (faster than eager here, see benchmarks/), else eager."""
-    if backend != "auto":
-        return backend
+def _installed(backend: str) -> bool:
     import importlib.util
 
-    if device.type == "cpu" and precision in ("fp32", "auto") and all(
-            importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx", "onnxscript")):
-        return "onnx"
-    return "eager"
+    need = {"onnx": ("onnxruntime", "onnx", "onnxscript"), "openvino": ("openvino", "onnx", "onnxscript")}
+    return all(importlib.util.find_spec(m) is not None for m in need.get(backend, ()))
+
+
+def resolve_runtime(backend: str, device: torch.device | str, precision: str = "fp32", model_sha: str | None = None,
+                    resolution: int | None = None, kind: str = "denoiser") -> tuple[str, str]:
+    """(backend, precision) that ``auto`` means here. CPU: the backend measured fastest on this machine for the
+    precision (``fastsynth bench --choose``), else ONNX Runtime fp32 when installed (faster than eager, see
+    benchmarks/), else eager. ``--precision auto`` on CPU: int8 when the denoiser ``model_sha`` passed its int8
+    gate at the output and the data level on that backend and int8 was measured faster here (by
+    ``choice.MARGIN``), else fp32. ``kind="segmenter"``: only the backends segmenters have."""
+    device = torch.device(device)
+    if device.type != "cpu":
+        return ("eager" if backend == "auto" else backend), precision
+    choice = None
+    if backend == "auto" or precision == "auto":
+        from .choice import read_choice
+
+        choice = read_choice() or {}
+    ms = (choice or {}).get("ms_per_eval", {})
+    fastest = (choice or {}).get("fastest", {})
+    if precision == "auto" and kind == "denoiser":
+        precision = "fp32"
+        cands = [b for b in INT8_BACKENDS if backend in ("auto", b) and f"{b}:int8" in ms]
+        base = (fastest.get("fp32") or {}).get("ms_per_eval") if backend == "auto" else ms.get(f"{backend}:fp32")
+        if cands and base and model_sha and resolution:
+            from ..quantize import gate_status
+            from .choice import MARGIN
+
+            b = min(cands, key=lambda k: ms[f"{k}:int8"])
+            st = gate_status(model_sha, resolution, b) if _installed(b) else None
+            if ms[f"{b}:int8"] < MARGIN * base and st and st["accepted"]:
+                precision = "int8"
+                backend = b if backend == "auto" else backend
+    if backend == "auto":
+        want = (fastest.get(precision) or {}).get("backend")
+        if want and want != "auto" and _installed(want) and (precision != "int8" or want in INT8_BACKENDS) \
+                and (kind == "denoiser" or want in SEGMENTER_BACKENDS):
+            backend = want
+        elif precision in ("fp32", "int8", "auto") and _installed("onnx"):
+            backend = "onnx"
+        else:
+            backend = "eager"
+    return backend, precision
+
+
+def resolve_backend(backend: str, device: torch.device, precision: str = "fp32", kind: str = "denoiser") -> str:
+    """The backend ``auto`` means here (see :func:`resolve_runtime`)."""
+    return resolve_runtime(backend, device, precision, kind=kind)[0]
 
 
 def make_model_fn(model, backend: str = "eager", device: torch.device | str = "cpu", precision: str = "fp32",
-                  batch_size: int | None = None, model_sha: str | None = None):
-    """``out = f(x_t, t, cond)`` for a Denoiser on ``device`` with the named backend."""
-    return _make_fn(model, backend, device, precision, batch_size, model_sha, "denoiser", None)
+                  batch_size: int | None = None, model_sha: str | None = None, meta: dict | None = None):
+    """``out = f(x_t, t, cond)`` for a Denoiser on ``device`` with the named backend. ``meta``: the model's
+    metadata (its own sampler), for the int8 gate's sampler check. The function carries ``backend`` and
+    ``precision`` (what ran), and for int8 ``gate`` (the gate record)."""
+    return _make_fn(model, backend, device, precision, batch_size, model_sha, "denoiser", None, meta)
 
 
 def make_segmenter_fn(model, resolution: int, backend: str = "eager", device: torch.device | str = "cpu",
                       precision: str = "fp32", batch_size: int | None = None, model_sha: str | None = None):
     """``logits = f(image)`` (ImageNet-normalised float [B, 3, H, W]) for a segmenter, with the same backends
     as generation, so filtering and downstream inference run as fast as sampling."""
+    if precision == "int8":
+        raise FastsynthError("--precision int8 is for the denoiser (generation); segmenters run fp32, bf16 or fp16")
     return _make_fn(model, backend, device, precision, batch_size, model_sha, "segmenter", resolution)
 
 
-def _make_fn(model, backend, device, precision, batch_size, model_sha, kind, resolution):
+def _make_fn(model, backend, device, precision, batch_size, model_sha, kind, resolution, meta=None):
     device = torch.device(device)
+    if kind == "denoiser" and precision == "auto" and device.type == "cpu":
+        from .choice import read_choice
+
+        if any(k.endswith(":int8") for k in (read_choice() or {}).get("ms_per_eval", {})):
+            model_sha = model_sha or _state_sha(model)
+    backend, precision = resolve_runtime(backend, device, precision,
+                                         model_sha if kind == "denoiser" else None,
+                                         model.config.resolution if kind == "denoiser" else None, kind)
     dtype = resolve_precision(precision, device)
-    backend = resolve_backend(backend, device, precision)
+    fn = _build(model, backend, device, precision, dtype, batch_size, model_sha, kind, resolution, meta)
+    fn.backend = backend
+    if precision == "int8":
+        fn.precision = "int8"
+    elif backend == "tensorrt":
+        from .tensorrt import trt_precision
+
+        fn.precision = trt_precision(precision)
+    else:
+        fn.precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    return fn
+
+
+def _int8_fn(model, backend, device, model_sha, meta):
+    if backend not in INT8_BACKENDS:
+        raise FastsynthError(f"--precision int8 runs with --backend {' or '.join(INT8_BACKENDS)} (or auto) on the "
+                             f"CPU, not {backend}")
+    from ..quantize import describe, ensure_int8, runner
+
+    sha = model_sha or _state_sha(model)
+    path, gate = ensure_int8(model, meta, sha, backend)
+    if not gate["accepted_output_level"]:
+        raise FastsynthError(
+            f"--precision int8 refused for this model on {gate['runtime']}: its accuracy gate failed against fp32 "
+            f"({describe(gate)}; figures in {path.parent}). Use --precision fp32")
+    fn = runner(path, backend, device)
+    fn.gate, fn.onnx_path, fn.trt_cache = gate, path, None
+    return fn
+
+
+def _build(model, backend, device, precision, dtype, batch_size, model_sha, kind, resolution, meta):
+    if precision == "int8":
+        return _int8_fn(model, backend, device, model_sha, meta)
+    if backend == "openvino":
+        from .onnx import cached_onnx
+        from .openvino import openvino_model_fn
+
+        if kind != "denoiser":
+            raise FastsynthError("the openvino backend runs the denoiser; segmenters: eager, compile, onnx, tensorrt")
+        if precision not in ("fp32", "auto"):
+            raise FastsynthError(f"--precision {precision} with the openvino backend: use fp32 or int8")
+        path = cached_onnx(model, model_sha or _state_sha(model), kind, resolution)
+        fn = openvino_model_fn(path, device)
+        fn.onnx_path, fn.trt_cache = path, None
+        return fn
     if backend == "eager":
         from .eager import eager_model_fn
 

@@ -1,0 +1,306 @@
+"""int8 on CPU behind an accuracy gate: calibration inputs from the model's own sampler, the quantised file
+(``runtime/int8.py``), and the gate that decides whether a runtime may use it.
+
+The gate (``GATE``; figures stored next to the quantised file, one record per runtime):
+
+1. outputs: the int8 network's outputs against fp32 (the ``onnx`` backend) on a fixed check set that shares
+   nothing with the calibration inputs: the fp32 sampler's own pairs of the gate seeds, noised with fixed noise
+   to 10 timesteps spread over 0..T-1, under three conditionings (none, the mask, inpainting);
+   relative RMS error = ||int8 - fp32|| / ||fp32|| over the whole set;
+2. whole sampler: the same seeds through the full default sampler (``generate``'s defaults: pairs, redrawn with
+   guidance) with fp32 and with int8: mean absolute pixel difference of the final images (in 8-bit levels) and
+   the mean IoU of the final masks' foreground.
+
+Both must hold for ``--precision int8`` to run ("accepted at the output level"). ``auto`` further needs the
+data-level verdict (label agreement and KID of an int8 dataset indistinguishable from fp32's:
+``benchmarks/int8_judge.py`` records it) and a measured speed-up on this machine (``fastsynth bench --choose``).
+
+The thresholds were set after seeing two reference points on the bundled model, measured by this gate
+(``benchmarks/int8_gate_references.py``): bf16 eager, the lower precision the project allows on GPUs (0.017
+relative RMS, 1.33 levels, IoU 0.985), and int8 of every convolution but the first and last (0.30, 15.5 levels,
+IoU 0.961). They screen; the data-level judge decides.
+
+In the layer of ``runtime`` and ``pipeline`` (tests/test_layout.py): it runs generate's batch function
+(``sampling.pairs.sample_pairs``) and the runtime's runners; ``runtime`` imports it lazily for ``--precision int8``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import FastsynthError
+
+GATE = {"max_output_rel_rms": 0.10, "max_mean_abs_pixel": 5.0, "min_mean_mask_iou": 0.95}
+# calibration: the model's own sampler inputs for these many rows per generation mode, from this seed
+CALIBRATION = {"seed": 8191, "rows_per_mode": 8, "modes": ["pairs", "from-masks", "inpaint"]}
+# the gate's inputs: other seeds than the calibration's
+GATE_INPUTS = {"seed": 4099, "rows": 32, "timesteps": 10}
+RUNTIMES = ("onnx", "openvino")
+
+
+def _default_generation(net, meta, mode: str = "pairs"):
+    """(cfg, scheduler, conditioning-free settings) of ``generate``'s defaults for ``net``."""
+    from .conditioning import dilate_px_for
+    from .config import GenerateConfig, resolve_guidance
+    from .data.modality import modality_from_config
+    from .sampling import make_scheduler, opening_size, resolve_sampler
+
+    cfg = resolve_guidance(GenerateConfig(mode=mode))
+    sampler, steps, grid = resolve_sampler(None, None, meta or {})
+    cfg = replace(cfg, sampler=sampler, steps=steps)
+    c = net.config
+    sch = make_scheduler(sampler, c.num_train_timesteps, c.beta_schedule, c.prediction_type, grid=grid)
+    res = c.resolution
+    return cfg, sch, {"res": res, "dilate_px": dilate_px_for(res, cfg.inpaint_dilate_px_at_256),
+                      "opening": opening_size(res, cfg.opening_px_at_256), "modality": modality_from_config(c)}
+
+
+def _run_pairs(fn, net, meta, seed: int, n: int, mode: str = "pairs", source=None):
+    """``generate``'s rows 0..n-1 of ``seed`` in ``mode`` through ``fn``: (images, masks) as generate writes them.
+    ``source``: (images, masks) the conditioning is made from (from-masks, inpaint)."""
+    from .sampling.pairs import Conditioning, row_seed, sample_pairs
+
+    cfg, sch, s = _default_generation(net, meta, mode)
+    m = s["modality"]
+    if mode == "pairs":
+        cond = Conditioning("pairs", [], None, "", m)
+    else:
+        images, masks = source
+        stems = [f"row{i}" for i in range(len(masks))]
+        if mode == "from-masks":
+            from .data.codec import labels_to_channels
+
+            cond = Conditioning("from-masks", stems, labels_to_channels(masks, m), "", m, masks)
+        else:
+            from .data.codec import pairs_to_x0
+
+            img = images.transpose(0, 3, 1, 2) if images.ndim == 4 else images[:, None]
+            raw = np.concatenate([img.astype(np.int32), masks[:, None].astype(np.int32)], 1)
+            cond = Conditioning("inpaint", stems, pairs_to_x0(raw, m), "", m, raw.astype(images.dtype))
+    idx = np.arange(n)
+    seeds = np.array([row_seed(seed, i) for i in idx], dtype=np.int64)
+    images, masks, _ = sample_pairs(fn, sch, cfg, cond, idx, seeds, s["res"], s["dilate_px"], s["opening"],
+                                    torch.device("cpu"))
+    return images, masks
+
+
+def calibration_inputs(fn, net, meta, spec: dict = CALIBRATION) -> list[tuple]:
+    """The denoiser's inputs (x_t, t, cond) while ``fn`` generates ``rows_per_mode`` rows in each mode with the
+    default sampler: x_t at the sampler's own timesteps along its own trajectories, the unconditional and the
+    guided halves of the redraw pass, mask-conditioned and inpainting inputs (made from the generated pairs)."""
+    seen: list[tuple] = []
+
+    def recording(x, t, c):
+        seen.append((x.detach().float().cpu().clone(), t.detach().cpu().clone(), c.detach().float().cpu().clone()))
+        return fn(x, t, c)
+
+    n = spec["rows_per_mode"]
+    images, masks = _run_pairs(recording, net, meta, spec["seed"], n, "pairs")
+    for mode in spec["modes"]:
+        if mode != "pairs":
+            _run_pairs(recording, net, meta, spec["seed"] + 1, n, mode, (images, masks))
+    return seen
+
+
+def _check_inputs(net, meta, images, masks, spec: dict = GATE_INPUTS):
+    """The fixed output check set: the given pairs (the fp32 sampler's), noised to ``timesteps`` timesteps over
+    0..T-1 with fixed noise, each row under one of three conditionings (none, its mask, inpainting)."""
+    from .conditioning import cond_from_masks, cond_inpaint, inpaint_region
+    from .data.codec import labels_to_channels, pairs_to_x0
+
+    _, sch, s = _default_generation(net, meta)
+    m = s["modality"]
+    img = images.transpose(0, 3, 1, 2) if images.ndim == 4 else images[:, None]
+    x0 = pairs_to_x0(np.concatenate([img.astype(np.int32), masks[:, None].astype(np.int32)], 1), m)
+    n = x0.shape[0]
+    label = labels_to_channels(masks, m)
+    k_mask, i_mask = cond_from_masks(label, channels=m.data_channels)
+    k_inp, i_inp = cond_inpaint(x0, inpaint_region(label, s["dilate_px"]))
+    which = (torch.arange(n) % 3).view(-1, 1, 1, 1)
+    known = torch.where(which == 1, k_mask, torch.where(which == 2, k_inp, torch.zeros_like(x0)))
+    ind = torch.where(which == 1, i_mask, torch.where(which == 2, i_inp, torch.zeros_like(x0)))
+    cond = torch.cat([known * ind, ind], 1)
+    T = net.config.num_train_timesteps
+    ac = torch.as_tensor(sch.alphas_cumprod).float()
+    g = torch.Generator().manual_seed(spec["seed"])
+    out = []
+    for t in np.linspace(0, T - 1, spec["timesteps"]).round().astype(int):
+        eps = torch.randn(x0.shape, generator=g)
+        out.append((ac[t].sqrt() * x0 + (1 - ac[t]).sqrt() * eps, torch.full((n,), int(t)), cond))
+    return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a.reshape(len(a), -1) > 0, b.reshape(len(b), -1) > 0
+    inter, union = (a & b).sum(1), (a | b).sum(1)
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+def gate_figures(ref_fn, test_fn, net, meta, spec: dict = GATE_INPUTS) -> dict:
+    """The gate's measurements of ``test_fn`` against ``ref_fn`` (see the module's docstring)."""
+    from .data.codec import images_to_tensor
+
+    t0 = time.perf_counter()
+    cfg, _, s = _default_generation(net, meta)
+    m = s["modality"]
+    ia, ma = _run_pairs(ref_fn, net, meta, spec["seed"], spec["rows"])
+    ib, mb = _run_pairs(test_fn, net, meta, spec["seed"], spec["rows"])
+
+    def as_float(im):
+        return images_to_tensor(im.transpose(0, 3, 1, 2) if im.ndim == 4 else im[:, None], m)
+
+    pix = (as_float(ia) - as_float(ib)).abs() * 127.5  # in 8-bit levels for every bit depth
+    iou = _iou(ma, mb)
+    err2, ref2, by_t = 0.0, 0.0, {}
+    for x, t, c in _check_inputs(net, meta, ia, ma, spec):
+        a, b = ref_fn(x, t, c).double(), test_fn(x, t, c).double()
+        e, r = float(((a - b) ** 2).sum()), float((a ** 2).sum())
+        err2, ref2 = err2 + e, ref2 + r
+        by_t[int(t[0])] = round((e / r) ** 0.5, 5)
+    return {
+        "output": {"rel_rms": (err2 / ref2) ** 0.5, "rel_rms_by_timestep": by_t, "rows_per_timestep": spec["rows"],
+                   "conditionings": ["none", "mask", "inpaint"]},
+        "sampler": {"mode": cfg.mode, "sampler": cfg.sampler, "steps": cfg.steps, "redraw": cfg.redraw,
+                    "guidance": cfg.guidance, "rows": spec["rows"], "seed": spec["seed"],
+                    "mean_abs_pixel": float(pix.mean()), "p99_abs_pixel": float(pix.flatten().quantile(0.99)),
+                    "mean_mask_iou": float(iou.mean()), "min_mask_iou": float(iou.min()),
+                    "mask_area_fp32": float((ma > 0).mean()), "mask_area_test": float((mb > 0).mean())},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def verdict(figures: dict, gate: dict | None = None) -> dict:
+    """Which of the gate's conditions hold (``gate``: thresholds, default ``GATE``), and whether all do."""
+    gate = GATE if gate is None else gate
+    checks = {
+        "output_rel_rms": figures["output"]["rel_rms"] <= gate["max_output_rel_rms"],
+        "mean_abs_pixel": figures["sampler"]["mean_abs_pixel"] <= gate["max_mean_abs_pixel"],
+        "mean_mask_iou": figures["sampler"]["mean_mask_iou"] >= gate["min_mean_mask_iou"],
+    }
+    return {"thresholds": dict(gate), "checks": checks, "ok": all(checks.values())}
+
+
+def describe(gate_record: dict) -> str:
+    f, v = gate_record["figures"], gate_record["verdict"]
+    th = v["thresholds"]
+    return (f"output relative RMS error {f['output']['rel_rms']:.4f} (max {th['max_output_rel_rms']}), "
+            f"whole sampler: mean |pixel difference| {f['sampler']['mean_abs_pixel']:.2f} levels "
+            f"(max {th['max_mean_abs_pixel']}), mean mask IoU {f['sampler']['mean_mask_iou']:.3f} "
+            f"(min {th['min_mean_mask_iou']})")
+
+
+def runtime_tag(runtime: str) -> str:
+    """A runtime and its version: its int8 kernels decide the numbers, so the gate is per version."""
+    from importlib.metadata import version
+
+    if runtime == "onnx":
+        return f"onnxruntime-{version('onnxruntime')}"
+    if runtime == "openvino":
+        from .runtime.openvino import openvino_version
+
+        return f"openvino-{openvino_version()}"
+    raise FastsynthError(f"int8 runs with --backend onnx or openvino, not {runtime!r}")
+
+
+def int8_paths(model_sha: str, resolution: int, runtime: str | None = None) -> dict:
+    from .runtime.int8 import int8_dir
+
+    d = int8_dir(model_sha, resolution, CALIBRATION)
+    p = {"dir": d, "model": d / "model.onnx", "info": d / "quantize.json"}
+    if runtime is not None:
+        tag = runtime_tag(runtime)
+        p.update(gate=d / f"gate-{tag}.json", data=d / f"data-{tag}.json")
+    return p
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def runner(path: Path, runtime: str, device: torch.device):
+    if runtime == "onnx":
+        from .runtime.onnx import onnx_model_fn
+
+        return onnx_model_fn(path, device, "fp32")
+    from .runtime.openvino import openvino_model_fn
+
+    return openvino_model_fn(path, device)
+
+
+def ensure_int8(net, meta: dict | None, model_sha: str, runtime: str, log=None) -> tuple[Path, dict]:
+    """The quantised file of ``net`` and its gate record for ``runtime`` (``onnx`` or ``openvino``), built and
+    measured on first use (about a minute or two for the bundled model on 1 thread; cached). The record says
+    whether the gate accepts it; this function never refuses (``runtime.make_model_fn`` does)."""
+    from .runtime.int8 import quantize_denoiser
+    from .runtime.onnx import cached_onnx, onnx_model_fn
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    dev = torch.device("cpu")
+    res = net.config.resolution
+    paths = int8_paths(model_sha, res, runtime)
+    fp32_path = cached_onnx(net, model_sha)
+    ref_fn = None
+    if not paths["model"].exists():
+        log(f"int8: calibrating on the model's own sampler inputs and quantising (once per model; cached in "
+            f"{paths['dir']})")
+        t0 = time.perf_counter()
+        ref_fn = onnx_model_fn(fp32_path, dev, "fp32")
+        calib = calibration_inputs(ref_fn, net, meta)
+        info = quantize_denoiser(fp32_path, paths["model"], calib)
+        info.update(calibration=CALIBRATION, seconds=round(time.perf_counter() - t0, 1), model_sha256=model_sha,
+                    fp32_onnx=fp32_path.name)
+        _write_json(paths["info"], info)
+    record = _read_json(paths["gate"])
+    if record is None or record.get("gate_inputs") != GATE_INPUTS:
+        log(f"int8: accuracy gate for {runtime_tag(runtime)} (fixed inputs + the whole default sampler vs fp32)")
+        ref_fn = ref_fn or onnx_model_fn(fp32_path, dev, "fp32")
+        figures = gate_figures(ref_fn, runner(paths["model"], runtime, dev), net, meta)
+        record = {"model_sha256": model_sha, "runtime": runtime_tag(runtime), "reference": "onnx fp32",
+                  "gate_inputs": GATE_INPUTS, "figures": figures}
+        _write_json(paths["gate"], record)
+    record = {**record, "verdict": verdict(record["figures"]), "data_level": _read_json(paths["data"])}
+    record["accepted_output_level"] = record["verdict"]["ok"]
+    record["accepted"] = bool(record["verdict"]["ok"] and (record["data_level"] or {}).get("ok"))
+    return paths["model"], record
+
+
+def gate_status(model_sha: str, resolution: int, runtime: str) -> dict | None:
+    """The stored gate record of (model, runtime) with its verdicts, or None when not measured yet (cheap: no
+    quantisation, no sampling)."""
+    try:
+        paths = int8_paths(model_sha, resolution, runtime)
+    except Exception:  # the runtime's package is missing
+        return None
+    record = _read_json(paths["gate"]) if paths["model"].exists() else None
+    if record is None or record.get("gate_inputs") != GATE_INPUTS:
+        return None
+    v = verdict(record["figures"])
+    data = _read_json(paths["data"])
+    return {**record, "verdict": v, "data_level": data, "accepted_output_level": v["ok"],
+            "accepted": bool(v["ok"] and (data or {}).get("ok"))}
+
+
+def record_data_level(model_sha: str, resolution: int, runtime: str, result: dict) -> Path:
+    """Store the data-level verdict (``result["ok"]`` and its figures) next to the quantised file."""
+    paths = int8_paths(model_sha, resolution, runtime)
+    if not paths["model"].exists():
+        raise FastsynthError("no quantised model to record a data-level verdict for: run with --precision int8 first")
+    _write_json(paths["data"], result)
+    return paths["data"]

@@ -1,0 +1,108 @@
+"""One batch of ``generate``'s rows: per-row seeds, the conditioning of the three modes, sampling, mask decoding
+and the redraw pass. ``pipeline.generate`` cuts a dataset into such batches; the int8 accuracy gate
+(``fastsynth.quantize``) runs the same function, so it checks exactly what generation does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..conditioning import cond_from_masks, cond_inpaint, cond_pairs, inpaint_region, random_boxes
+from ..config import GenerateConfig, resolve_guidance
+from ..data.codec import labels_to_channels, tensor_to_raw
+from ..data.modality import Modality
+from ..errors import FastsynthError
+from .guidance import guided_model_fn
+from .masks import decode_labels, keep_largest_regions
+from .samplers import sample
+
+REDRAW_SEED_XOR = 0x2545F4914F6CDD1D  # the redraw pass's noise: its own stream of the row's seed
+
+
+def row_seed(seed: int, index: int) -> int:
+    """The seed of row ``index``: a 63-bit hash of (seed, index), stored in the dataset's ``seed`` column."""
+    ss = np.random.SeedSequence([int(seed), int(index)])
+    return int(ss.generate_state(1, np.uint64)[0] & np.uint64((1 << 63) - 1))
+
+
+@dataclass
+class Conditioning:
+    """Per-row conditioning source: row i uses item i % len(stems)."""
+
+    mode: str
+    stems: list
+    data: torch.Tensor | None  # [M, D, H, W] float x0 (inpaint) or [M, K-1, H, W] label channels (from-masks)
+    fingerprint: str
+    modality: Modality = Modality()
+    # the given values in their own depth, pasted back exactly: [M, C + 1, H, W] (inpaint) or labels [M, H, W]
+    raw: np.ndarray | None = None
+
+    def batch(self, indices: np.ndarray, seeds: np.ndarray, resolution: int, dilate_px: int):
+        n = len(indices)
+        if self.mode == "pairs":
+            known, indicator = cond_pairs(n, resolution, self.modality.data_channels)
+            return known, indicator, [""] * n
+        j = torch.as_tensor(indices % len(self.stems))
+        src = [self.stems[int(k)] for k in j]
+        if self.mode == "from-masks":
+            known, indicator = cond_from_masks(self.data[j], channels=self.modality.data_channels)
+            return known, indicator, src
+        x0 = self.data[j]
+        region = inpaint_region(x0[:, self.modality.channels:], dilate_px)
+        for r in torch.nonzero(region.flatten(1).amax(1) == 0).flatten().tolist():
+            # an empty real mask would leave nothing to generate (a verbatim copy of a real image):
+            # regenerate a box drawn from the row's own seed instead, as in training
+            g = torch.Generator().manual_seed(int(seeds[r]) ^ 0x5DEECE66D)
+            region[r] = random_boxes(1, resolution, g)[0]
+        known, indicator = cond_inpaint(x0, region)
+        return known, indicator, src
+
+
+@torch.inference_mode()
+def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditioning, indices, seeds, res: int,
+                  dilate_px: int, opening: int, device: torch.device):
+    cfg = resolve_guidance(cfg)
+    known, indicator, src = cond_src.batch(indices, seeds, res, dilate_px)
+    fn = model_fn if cfg.mode == "pairs" else guided_model_fn(model_fn, cfg.guidance)
+    x0 = _sample_rows(fn, scheduler, cfg, seeds, known, indicator, res, device)
+    m = cond_src.modality
+    c = m.channels
+    mask_u8 = decode_labels(x0[:, c:], cfg.mask_threshold, opening)
+    if cfg.max_components and cfg.mode == "pairs":
+        mask_u8 = keep_largest_regions(mask_u8, cfg.max_components)
+    rgb = x0[:, :c]
+    if cfg.redraw:
+        # second pass: a new image for each generated (cleaned) mask, mask-conditioned and guided; the mask is kept
+        known, indicator = cond_from_masks(labels_to_channels(mask_u8, m), channels=m.data_channels)
+        redraw_seeds = [int(s) ^ REDRAW_SEED_XOR for s in seeds]
+        rgb = _sample_rows(guided_model_fn(model_fn, cfg.guidance), scheduler, cfg, redraw_seeds, known, indicator,
+                           res, device)[:, :c]
+    images = tensor_to_raw(rgb, m)
+    masks_np = mask_u8.numpy()
+    if cfg.mode != "pairs":
+        # known values are given, not generated: paste them back exactly, in their own depth
+        raw = cond_src.raw[np.asarray(indices) % len(cond_src.stems)]
+        if cfg.mode == "from-masks":
+            masks_np = raw.copy()
+        else:
+            keep = (indicator[:, 0] > 0).numpy()
+            src_img = raw[:, :c].transpose(0, 2, 3, 1) if c == 3 else raw[:, 0]
+            images = np.where(keep[..., None] if c == 3 else keep, src_img, images).astype(images.dtype)
+            masks_np = np.where(keep, raw[:, c], masks_np).astype(np.uint8)
+    return images, masks_np, src
+
+
+def _sample_rows(model_fn, scheduler, cfg: GenerateConfig, seeds, known, indicator, res: int, device):
+    """x0 [N, 4, H, W] for rows with the given seeds (one generator each) and conditioning."""
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    noise = torch.stack([torch.randn(known.shape[1], res, res, generator=g) for g in gens])
+    cond = torch.cat([known * indicator, indicator], dim=1)
+    x0 = sample(model_fn, scheduler, noise.to(device), cond.to(device), cfg.steps,
+                generators=gens if cfg.sampler == "ddpm" else None).float().cpu()
+    if not torch.isfinite(x0).all():
+        raise FastsynthError("the sampler produced NaN/inf values (try --precision fp32); nothing was written "
+                             "for this shard")
+    return x0
