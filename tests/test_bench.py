@@ -113,12 +113,17 @@ def test_bench_end_to_end_and_baselines_are_derived_consistently():
     two baselines reuse one measured untuned per-eval time times their NFE, and a backend that fails is recorded
     as skipped, not dropped."""
     from fastsynth.bench import repaint_nfe, run_bench
+    from fastsynth.errors import FastsynthError
 
     b = 2
-    res = run_bench(backends=("eager", "no-such-backend"), batch_sizes=(b,), device="cpu", repeats=1,
+    with pytest.raises(FastsynthError, match="no-such-backend"):  # a name that is no backend: refused up front
+        run_bench(backends=("eager", "no-such-backend"), batch_sizes=(b,), device="cpu", repeats=1,
+                  log=lambda *a: None, preset="tiny", resolution=16)
+    # tensorrt needs a CUDA GPU: on this CPU it fails when built, and is recorded as skipped
+    res = run_bench(backends=("eager", "tensorrt"), batch_sizes=(b,), device="cpu", repeats=1,
                     baselines=True, log=lambda *a: None, preset="tiny", resolution=16)
     recs = {r["scenario"] + ":" + r["backend"]: r for r in res["records"]}
-    skipped = recs["per_eval:no-such-backend"]
+    skipped = recs["per_eval:tensorrt"]
     assert "skipped" in skipped and "evals_per_s" not in skipped
     per_eval = recs["per_eval:eager"]
     assert per_eval["evals_per_s"] == pytest.approx(b / (per_eval["ms_per_eval"] / 1000))
