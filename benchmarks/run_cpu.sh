@@ -72,3 +72,33 @@ python -m fastsynth.models.bundle runs/armB-minsnr --training-data-from bundled 
   --evaluation benchmarks/results/judge_bundled_cpu.json
 python benchmarks/sample_grid.py --n 24 --out benchmarks/results/samples.png
 python benchmarks/sample_grid.py --modes --n 8 --out benchmarks/results/samples_modes.png
+
+# --- session of 2026-12-02 (AVX2-only EPYC): a warm restart of the bundled model, and two other modalities -------
+# polyps: a warm restart from the committed weights (runs/ did not survive), Min-SNR-5, 1 thread beside other jobs
+fastsynth train --data ../shared/data/kvasir-seg --out runs/armC-minsnr --init-from bundled --lr 3e-4 \
+  --loss-weighting min-snr --steps 20000 --checkpoint-every 250 --time-limit 100 --no-progress --seed 3
+fastsynth generate --n 900 --model runs/armC-minsnr --out /tmp/j/armC --no-progress | tee benchmarks/results/generate_900_armC_cpu.txt
+fastsynth evaluate /tmp/j/armC --real runs/armC-minsnr --metrics fid,masks,hf,agreement,memorization \
+  --fid-reference train --downstream --json benchmarks/results/judge_armC_cpu.json
+# the same model, each generated mask cut to its largest region before the redraw
+fastsynth generate --n 900 --model runs/armC-minsnr --max-components 1 --out /tmp/j/armC-mc1 --no-progress
+fastsynth evaluate /tmp/j/armC-mc1 --real runs/armC-minsnr --metrics masks,hf,agreement \
+  --downstream --protocols real,synthetic,low-data --json benchmarks/results/judge_armC_maxcomp1_cpu.json
+# HC18 fetal-head ultrasound (8-bit grey, binary; split by examination), from scratch: 55 min, then 35 more (--resume)
+fastsynth train --data ../shared/data/hc18-ultrasound --out runs/hc18 --lr 3e-4 --loss-weighting min-snr \
+  --steps 20000 --checkpoint-every 250 --time-limit 55 --no-progress --seed 0
+fastsynth train --data ../shared/data/hc18-ultrasound --out runs/hc18 --lr 3e-4 --loss-weighting min-snr \
+  --steps 20000 --checkpoint-every 250 --time-limit 35 --no-progress --seed 0 --resume
+fastsynth generate --n 727 --model runs/hc18 --out /tmp/j/hc18 --no-progress
+fastsynth evaluate /tmp/j/hc18 --real runs/hc18 --metrics fid,masks,hf,agreement,memorization \
+  --fid-reference train --downstream --json benchmarks/results/judge_ultrasound_cpu.json
+# Sunnybrook LV (16-bit grey, 3-class label maps; split by patient, 20 % held out), from scratch, 22 min
+fastsynth train --data ../shared/data/sunnybrook-lv --out runs/sunnybrook --classes background,blood-pool,myocardium \
+  --lr 3e-4 --loss-weighting min-snr --steps 20000 --checkpoint-every 250 --time-limit 22 --test-fraction 0.2 \
+  --no-progress --seed 0
+fastsynth generate --n 37 --model runs/sunnybrook --out /tmp/j/sunnybrook --no-progress
+fastsynth evaluate /tmp/j/sunnybrook --real runs/sunnybrook --metrics fid,masks,agreement,memorization \
+  --fid-reference train --downstream --protocols real,synthetic,real+synthetic \
+  --json benchmarks/results/judge_sunnybrook_cpu.json
+python benchmarks/sample_grid.py --model bundled-ultrasound --modes --n 8 --out benchmarks/results/samples_ultrasound.png
+python benchmarks/sample_grid.py --model runs/sunnybrook --modes --n 8 --out benchmarks/results/samples_sunnybrook.png
