@@ -96,7 +96,7 @@ fastsynth evaluate /tmp/j/hc18 --real runs/hc18 --metrics fid,masks,hf,agreement
 fastsynth train --data ../shared/data/sunnybrook-lv --out runs/sunnybrook --classes background,blood-pool,myocardium \
   --lr 3e-4 --loss-weighting min-snr --steps 20000 --checkpoint-every 250 --time-limit 22 --test-fraction 0.2 \
   --no-progress --seed 0
-fastsynth generate --n 37 --model runs/sunnybrook --out /tmp/j/sunnybrook --no-progress
+fastsynth generate --n 370 --model runs/sunnybrook --out /tmp/j/sunnybrook --no-progress
 fastsynth evaluate /tmp/j/sunnybrook --real runs/sunnybrook --metrics fid,masks,agreement,memorization \
   --fid-reference train --downstream --protocols real,synthetic,real+synthetic \
   --json benchmarks/results/judge_sunnybrook_cpu.json
