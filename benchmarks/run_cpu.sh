@@ -87,8 +87,9 @@ fastsynth train --data ../shared/data/hc18-ultrasound --out runs/hc18 --lr 3e-4 
 fastsynth train --data ../shared/data/hc18-ultrasound --out runs/hc18 --lr 3e-4 --loss-weighting min-snr \
   --steps 20000 --checkpoint-every 250 --time-limit 35 --no-progress --seed 0 --resume
 fastsynth generate --n 727 --model runs/hc18 --out /tmp/j/hc18 --no-progress
-fastsynth evaluate /tmp/j/hc18 --real runs/hc18 --metrics fid,masks,agreement \
-  --fid-reference train --downstream --protocols real,synthetic --json benchmarks/results/judge_ultrasound_cpu.json
+# (time: 2 segmenter seeds, no FID this session)
+fastsynth evaluate /tmp/j/hc18 --real runs/hc18 --metrics masks,agreement --seeds 2 --downstream \
+  --protocols real,synthetic --json benchmarks/results/judge_ultrasound_cpu.json
 # Sunnybrook LV (16-bit grey, 3-class label maps; split by patient, 20 % held out), from scratch, 22 min
 fastsynth train --data ../shared/data/sunnybrook-lv --out runs/sunnybrook --classes background,blood-pool,myocardium \
   --lr 3e-4 --loss-weighting min-snr --steps 20000 --checkpoint-every 250 --time-limit 22 --test-fraction 0.2 \

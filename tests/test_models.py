@@ -85,3 +85,33 @@ def test_shipped_models_load_and_describe_themselves(name):
         assert meta["distillation"]["teacher_sha256"] in (file_sha256(teacher), previous)
         if meta["distillation"]["teacher_sha256"] != file_sha256(teacher):
             assert "previous bundled model" in (d / "README.md").read_text()
+
+
+def test_bundled_ultrasound_model_is_grey_binary_split_by_examination_and_generates(tmp_path):
+    """The second shipped model: HC18 fetal-head ultrasound, 8-bit grey + binary mask, its split keeps each
+    examination (NNN_HC, NNN_2HC, NNN_3HC) on one side, its card names its data and licence, and it generates
+    greyscale pairs."""
+    import datasets
+    import numpy as np
+
+    from fastsynth.config import GenerateConfig
+    from fastsynth.data.modality import modality_from_config
+    from fastsynth.models import resolve_model_dir
+    from fastsynth.pipeline import generate
+
+    d = resolve_model_dir("bundled-ultrasound")
+    net, meta = load_model("bundled-ultrasound")
+    m = modality_from_config(net.config)
+    assert (m.channels, m.bits, m.binary, m.data_channels) == (1, 8, True, 2)
+    split = json.loads((d / "split.json").read_text())
+    exam = lambda s: s.split("_")[0]  # noqa: E731
+    assert split["train"] and split["test"]
+    assert not {exam(s) for s in split["train"]} & {exam(s) for s in split["test"]}
+    card = (d / "README.md").read_text()
+    assert "HC18" in card and "cc-by-4.0" in card and "../" not in card
+    assert meta["training_data"]["license"] == "cc-by-4.0"
+    generate(GenerateConfig(n=2, batch_size=2, backend="eager"), tmp_path / "us", model="bundled-ultrasound",
+             progress=False)
+    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "us" / "data" / "*.parquet"), split="train")
+    assert ds[0]["image"].mode == "L" and set(np.unique(np.asarray(ds[0]["mask"]))) <= {0, 255}
+    assert json.loads((tmp_path / "us" / "fastsynth.json").read_text())["model"]["path"] == "bundled-ultrasound"
