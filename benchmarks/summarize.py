@@ -72,7 +72,8 @@ def judge_table(path: Path) -> str:
         lines += ["| protocol | Dice (mean ± std over seeds) | per seed |", "|---|---|---|"]
         for name, run in ds["runs"].items():
             sc = run["test"]["heldout"]
-            lines.append(f"| {name} | {sc['dice']:.3f} ± {sc['dice_seed_std']:.3f} | "
+            per_class = "".join(f"; {c} {v['dice']:.3f}" for c, v in sc.get("per_class", {}).items())
+            lines.append(f"| {name} | {sc['dice']:.3f} ± {sc['dice_seed_std']:.3f}{per_class} | "
                          f"{', '.join(f'{v:.3f}' for v in sc['dice_per_seed'])} |")
         lines += ["", "| comparison | Dice difference | spread | verdict |", "|---|---|---|---|"]
         for c in ds.get("comparisons", []):
@@ -82,7 +83,8 @@ def judge_table(path: Path) -> str:
     extra = []
     if ag:
         extra.append(f"label agreement {ag['dice']:.3f} ± {ag['dice_seed_std']:.3f} "
-                     f"({ag.get('ratio', 0):.2f}x the real-trained segmenters' held-out Dice {ag['real_heldout_dice']:.3f})")
+                     f"({ag.get('ratio', 0):.2f}x the real-trained segmenters' held-out Dice {ag['real_heldout_dice']:.3f})"
+                     + "".join(f"; {c} {v:.3f}" for c, v in ag.get("dice_per_class", {}).items()))
     if hf:
         extra.append(f"grain {hf['synthetic']:.2f} vs real {hf['real']:.2f} ({hf['ratio']:.2f}x)")
     if fk:
