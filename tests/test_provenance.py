@@ -167,8 +167,9 @@ def test_models_record_their_data_by_name_only(tmp_path, monkeypatch, capsys):
 def test_bundled_models_hold_no_local_paths():
     from fastsynth.models.denoiser import BUNDLED_MODELS
 
-    for d in BUNDLED_MODELS.values():
+    for key, d in BUNDLED_MODELS.items():
         for name in ("fastsynth.json", "README.md", "config.json", "split.json"):
             if (d / name).exists():
                 assert _local_paths((d / name).read_text()) == [], f"{d / name}: {_local_paths((d / name).read_text())}"
-        assert json.loads((d / "fastsynth.json").read_text())["training"]["data"] == "kvasir-seg"
+        want = "hc18-ultrasound" if key == "bundled-ultrasound" else "kvasir-seg"
+        assert json.loads((d / "fastsynth.json").read_text())["training"]["data"] == want
