@@ -9,6 +9,7 @@ from ..utils import public_text
 def model_card(meta: dict) -> str:
     """The card of a denoiser folder from its metadata: training data, steps, wall time, warm starts."""
     t = meta["training"]
+    m = modality_from_dict(meta.get("data"))
     return f"""---
 library_name: fastsynth
 license: {(meta.get('training_data') or {}).get('license') or 'other'}
@@ -16,12 +17,12 @@ tags: [diffusion, medical-imaging, synthetic-data, segmentation]
 ---
 # fastsynth joint image+mask denoiser
 
-A pixel-space DDPM (diffusers UNet2DModel, {meta['parameters'] / 1e6:.2f} M parameters) over {_channels(meta)}
+A pixel-space DDPM (diffusers UNet2DModel, {meta['parameters'] / 1e6:.2f} M parameters) over {_channels(m)}
 at {meta['resolution']}x{meta['resolution']}, conditioned on known values so one network makes new
-pairs, images from given {_labels(meta)}, and new structures inpainted into real images.
+pairs, images from given {'masks' if m.binary else 'label maps'}, and new structures inpainted into real images.
 
 - Training data: {(meta.get('training_data') or {}).get('name') or 'unknown'} ({t['n_train']} training pairs; {t['n_test']} held out in split.json)
-- Images and labels: {modality_from_dict(meta.get('data')).describe()}
+- Images and labels: {m.describe()}
 - Steps trained: {t['steps_done']} at batch size {t['batch_size']} (preset `{t['preset']}`)
 - Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}
 - Command: `{public_text(t['command'])}`{_init_line(t.get('init'))}
@@ -38,12 +39,7 @@ def _init_line(init: dict | None) -> str:
     return ("\n- Warm-started from " + ", itself warm-started from ".join(parts)) if parts else ""
 
 
-def _channels(meta: dict) -> str:
-    m = modality_from_dict(meta.get("data"))
+def _channels(m) -> str:
     img = "RGB" if m.channels == 3 else "a greyscale channel"
     lab = "a binary mask channel" if m.binary else f"{m.label_channels} label channels (one per foreground class of {m.num_classes})"
     return f"{img} + {lab}"
-
-
-def _labels(meta: dict) -> str:
-    return "masks" if modality_from_dict(meta.get("data")).binary else "label maps"
