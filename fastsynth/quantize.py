@@ -221,6 +221,24 @@ def int8_paths(model_sha: str, resolution: int, runtime: str | None = None) -> d
     return p
 
 
+def bf16_paths(model_sha: str, resolution: int, runtime: str = "openvino") -> dict:
+    """Where the bf16 gate of (model, runtime) lives: bf16 runs the fp32 ONNX file with the runtime's bf16
+    inference precision, so there is no model file of its own."""
+    from .utils import cache_dir
+
+    d = cache_dir() / "bf16" / f"{model_sha[:16]}-{resolution}"
+    tag = runtime_tag(runtime)
+    return {"dir": d, "gate": d / f"gate-{tag}.json", "data": d / f"data-{tag}.json"}
+
+
+def gate_paths(model_sha: str, resolution: int, runtime: str, precision: str = "int8") -> dict:
+    if precision == "int8":
+        return int8_paths(model_sha, resolution, runtime)
+    if precision == "bf16":
+        return bf16_paths(model_sha, resolution, runtime)
+    raise FastsynthError(f"no accuracy gate for precision {precision!r} (int8 or bf16)")
+
+
 def _write_json(path: Path, obj: dict) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
@@ -275,32 +293,65 @@ def ensure_int8(net, meta: dict | None, model_sha: str, runtime: str, log=None) 
         record = {"model_sha256": model_sha, "runtime": runtime_tag(runtime), "reference": "onnx fp32",
                   "gate_inputs": GATE_INPUTS, "figures": figures}
         _write_json(paths["gate"], record)
-    record = {**record, "verdict": verdict(record["figures"]), "data_level": _read_json(paths["data"])}
-    record["accepted_output_level"] = record["verdict"]["ok"]
-    record["accepted"] = bool(record["verdict"]["ok"] and (record["data_level"] or {}).get("ok"))
-    return paths["model"], record
+    return paths["model"], _with_verdicts(record, _read_json(paths["data"]))
 
 
-def gate_status(model_sha: str, resolution: int, runtime: str) -> dict | None:
-    """The stored gate record of (model, runtime) with its verdicts, or None when not measured yet (cheap: no
-    quantisation, no sampling)."""
-    try:
-        paths = int8_paths(model_sha, resolution, runtime)
-    except Exception:  # the runtime's package is missing
-        return None
-    record = _read_json(paths["gate"]) if paths["model"].exists() else None
+def ensure_bf16(net, meta: dict | None, model_sha: str, runtime: str = "openvino", log=None) -> dict:
+    """The gate record of ``runtime``'s bf16 inference precision for ``net`` against ONNX Runtime fp32 (the same
+    figures and thresholds as int8's), measured on first use (a minute or two for the bundled model; cached).
+    It never refuses: ``--precision bf16`` is the user's choice; ``auto`` picks bf16 only when it is accepted."""
+    from .runtime.onnx import cached_onnx, onnx_model_fn
+    from .runtime.openvino import openvino_model_fn
+
+    if runtime != "openvino":
+        raise FastsynthError(f"the bf16 gate measures the openvino backend, not {runtime!r}")
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    dev = torch.device("cpu")
+    paths = bf16_paths(model_sha, net.config.resolution, runtime)
+    record = _read_json(paths["gate"])
     if record is None or record.get("gate_inputs") != GATE_INPUTS:
-        return None
+        log(f"bf16: accuracy gate for {runtime_tag(runtime)} bf16 (fixed inputs + the whole default sampler vs "
+            f"fp32; once per model, cached in {paths['dir']})")
+        fp32_path = cached_onnx(net, model_sha)
+        figures = gate_figures(onnx_model_fn(fp32_path, dev, "fp32"),
+                               openvino_model_fn(fp32_path, dev, precision="bf16"), net, meta)
+        record = {"model_sha256": model_sha, "runtime": runtime_tag(runtime), "precision": "bf16",
+                  "reference": "onnx fp32", "gate_inputs": GATE_INPUTS, "figures": figures}
+        paths["dir"].mkdir(parents=True, exist_ok=True)
+        _write_json(paths["gate"], record)
+    return _with_verdicts(record, _read_json(paths["data"]))
+
+
+def _with_verdicts(record: dict, data: dict | None) -> dict:
     v = verdict(record["figures"])
-    data = _read_json(paths["data"])
     return {**record, "verdict": v, "data_level": data, "accepted_output_level": v["ok"],
             "accepted": bool(v["ok"] and (data or {}).get("ok"))}
 
 
-def record_data_level(model_sha: str, resolution: int, runtime: str, result: dict) -> Path:
-    """Store the data-level verdict (``result["ok"]`` and its figures) next to the quantised file."""
-    paths = int8_paths(model_sha, resolution, runtime)
-    if not paths["model"].exists():
+def gate_status(model_sha: str, resolution: int, runtime: str, precision: str = "int8") -> dict | None:
+    """The stored gate record of (model, runtime, precision) with its verdicts, or None when not measured yet
+    (cheap: no quantisation, no sampling)."""
+    try:
+        paths = gate_paths(model_sha, resolution, runtime, precision)
+    except Exception:  # the runtime's package is missing
+        return None
+    if precision == "bf16":
+        record = _read_json(paths["gate"])
+        if record is None or record.get("gate_inputs") != GATE_INPUTS:
+            return None
+        return _with_verdicts(record, _read_json(paths["data"]))
+    record = _read_json(paths["gate"]) if paths["model"].exists() else None
+    if record is None or record.get("gate_inputs") != GATE_INPUTS:
+        return None
+    return _with_verdicts(record, _read_json(paths["data"]))
+
+
+def record_data_level(model_sha: str, resolution: int, runtime: str, result: dict, precision: str = "int8") -> Path:
+    """Store the data-level verdict (``result["ok"]`` and its figures) next to the gate's record."""
+    paths = gate_paths(model_sha, resolution, runtime, precision)
+    if precision == "int8" and not paths["model"].exists():
         raise FastsynthError("no quantised model to record a data-level verdict for: run with --precision int8 first")
+    if precision == "bf16" and not paths["gate"].exists():
+        raise FastsynthError("no bf16 gate to record a data-level verdict for: run with --precision bf16 first")
     _write_json(paths["data"], result)
     return paths["data"]

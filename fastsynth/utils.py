@@ -158,3 +158,10 @@ def cpu_info(cpuinfo: str | None = None) -> dict:
             break
     return {"model": model or platform.processor() or platform.machine(),
             "flags": None if flags is None else {f: f in flags for f in CPU_FLAGS}}
+
+
+def cpu_has_bf16(info: dict | None = None) -> bool:
+    """Whether the CPU has native bf16 arithmetic (AVX512_BF16 or AMX-BF16): there bf16 convolutions run at up to
+    twice fp32's rate; elsewhere bf16 is emulated and slower than fp32."""
+    flags = (info or cpu_info())["flags"] or {}
+    return bool(flags.get("avx512_bf16") or flags.get("amx_bf16"))

@@ -39,9 +39,10 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--backend", choices=BACKENDS, default=d.backend, help="runtime backend")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
-                   help="network precision (auto: bf16/fp16 on GPU; on CPU fp32, or int8 where its accuracy gate "
-                        "accepted it and `fastsynth bench --choose` measured it faster; int8: the gated, "
-                        "statically quantised graph with --backend onnx or openvino, CPU)")
+                   help="network precision (auto: bf16/fp16 on GPU; on CPU fp32, or int8 / bf16 where its accuracy "
+                        "gate accepted it and `fastsynth bench --choose` measured it faster; int8: the gated, "
+                        "statically quantised graph with --backend onnx or openvino, CPU; bf16 on CPU: fastest with "
+                        "--backend openvino on CPUs with AVX512_BF16 or AMX)")
     p.add_argument("--format", choices=("parquet", "png"), default=d.format,
                    help="parquet shards (a Hugging Face dataset) or images/ + masks/ PNG folders")
     p.add_argument("--shard-size", type=int, default=d.shard_size, help="rows per shard (the unit of resume)")

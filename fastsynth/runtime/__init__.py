@@ -6,9 +6,10 @@ One file per backend; heavy packages are imported inside them. ``make_model_fn``
 Precisions: fp32 / bf16 / fp16 as the network's dtype; ``int8`` (CPU, the denoiser only): the statically quantised
 ONNX graph (``int8.py``) run by ONNX Runtime (``--backend onnx``) or OpenVINO (``--backend openvino``), only when
 its accuracy gate accepts it (``fastsynth.quantize``; refused with the figures otherwise).
+``bf16`` on the CPU also runs with OpenVINO (its bf16 inference precision; only on CPUs with AVX512_BF16 or AMX).
 ``auto`` on CPU: the backend that ``fastsynth bench --choose`` measured fastest on this machine (``choice.py``),
-else ONNX Runtime fp32; ``--precision auto`` becomes int8 only when the gate accepts it at the output and the
-data level and it was measured faster here.
+else ONNX Runtime fp32; ``--precision auto`` becomes int8 or bf16 only when that precision's gate accepts it at the
+output and the data level and it was measured faster here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from ..errors import FastsynthError
 BACKENDS = ("auto", "eager", "compile", "onnx", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
 INT8_BACKENDS = ("onnx", "openvino")
+# the reduced precisions ``--precision auto`` may pick on the CPU, each behind its accuracy gate (fastsynth.quantize),
+# and the backends that run them
+GATED = {"int8": INT8_BACKENDS, "bf16": ("openvino",)}
 SEGMENTER_BACKENDS = ("auto", "eager", "compile", "onnx", "tensorrt")  # openvino and int8: the denoiser only
 
 
@@ -29,7 +33,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32  # bf16 convolutions are slower than fp32 on the CPUs we measured
+        return torch.float32  # CPU: resolve_runtime turns auto into bf16 / int8 only behind their gates
     if precision == "fp16" and device.type == "cpu":
         raise FastsynthError("--precision fp16 is not supported on CPU; use fp32 or bf16")
     if precision == "int8":
@@ -53,7 +57,7 @@ def resolve_runtime(backend: str, device: torch.device | str, precision: str = "
     precision (``fastsynth bench --choose``), else ONNX Runtime fp32 when installed (faster than eager, see
     benchmarks/), else eager. ``--precision auto`` on CPU: int8 when the denoiser ``model_sha`` passed its int8
     gate at the output and the data level on that backend and int8 was measured faster here (by
-    ``choice.MARGIN``), else fp32. ``kind="segmenter"``: only the backends segmenters have."""
+    ``choice.MARGIN``); the same for bf16 (OpenVINO, CPUs with native bf16); the fastest such; else fp32. ``kind="segmenter"``: only the backends segmenters have."""
     device = torch.device(device)
     if device.type != "cpu":
         return ("eager" if backend == "auto" else backend), precision
@@ -66,20 +70,24 @@ def resolve_runtime(backend: str, device: torch.device | str, precision: str = "
     fastest = (choice or {}).get("fastest", {})
     if precision == "auto" and kind == "denoiser":
         precision = "fp32"
-        cands = [b for b in INT8_BACKENDS if backend in ("auto", b) and f"{b}:int8" in ms]
+        cands = [(b, p) for p, bs in GATED.items() for b in bs if backend in ("auto", b) and f"{b}:{p}" in ms]
         base = (fastest.get("fp32") or {}).get("ms_per_eval") if backend == "auto" else ms.get(f"{backend}:fp32")
         if cands and base and model_sha and resolution:
             from ..quantize import gate_status
+            from ..utils import cpu_has_bf16
             from .choice import MARGIN
 
-            b = min(cands, key=lambda k: ms[f"{k}:int8"])
-            st = gate_status(model_sha, resolution, b) if _installed(b) else None
-            if ms[f"{b}:int8"] < MARGIN * base and st and st["accepted"]:
-                precision = "int8"
-                backend = b if backend == "auto" else backend
+            for b, p in sorted(cands, key=lambda bp: ms[f"{bp[0]}:{bp[1]}"]):  # the fastest accepted one
+                if ms[f"{b}:{p}"] >= MARGIN * base or not _installed(b) or (p == "bf16" and not cpu_has_bf16()):
+                    continue
+                st = gate_status(model_sha, resolution, b, p)
+                if st and st["accepted"]:
+                    precision = p
+                    backend = b if backend == "auto" else backend
+                    break
     if backend == "auto":
         want = (fastest.get(precision) or {}).get("backend")
-        if want and want != "auto" and _installed(want) and (precision != "int8" or want in INT8_BACKENDS) \
+        if want and want != "auto" and _installed(want) and (precision not in GATED or want in GATED[precision]) \
                 and (kind == "denoiser" or want in SEGMENTER_BACKENDS):
             backend = want
         elif precision in ("fp32", "int8", "auto") and _installed("onnx"):
@@ -116,7 +124,7 @@ def _make_fn(model, backend, device, precision, batch_size, model_sha, kind, res
     if kind == "denoiser" and precision == "auto" and device.type == "cpu":
         from .choice import read_choice
 
-        if any(k.endswith(":int8") for k in (read_choice() or {}).get("ms_per_eval", {})):
+        if any(k.endswith((":int8", ":bf16")) for k in (read_choice() or {}).get("ms_per_eval", {})):
             model_sha = model_sha or _state_sha(model)
     backend, precision = resolve_runtime(backend, device, precision,
                                          model_sha if kind == "denoiser" else None,
@@ -161,11 +169,16 @@ def _build(model, backend, device, precision, dtype, batch_size, model_sha, kind
 
         if kind != "denoiser":
             raise FastsynthError("the openvino backend runs the denoiser; segmenters: eager, compile, onnx, tensorrt")
-        if precision not in ("fp32", "auto"):
-            raise FastsynthError(f"--precision {precision} with the openvino backend: use fp32 or int8")
+        if precision not in ("fp32", "bf16", "auto"):
+            raise FastsynthError(f"--precision {precision} with the openvino backend: use fp32, bf16 or int8")
         path = cached_onnx(model, model_sha or _state_sha(model), kind, resolution)
-        fn = openvino_model_fn(path, device)
+        bf16 = dtype == torch.bfloat16
+        fn = openvino_model_fn(path, device, precision="bf16" if bf16 else "fp32")
         fn.onnx_path, fn.trt_cache = path, None
+        if bf16:  # measured once per model (cached): what --precision auto needs before it may pick bf16
+            from ..quantize import ensure_bf16
+
+            fn.gate = ensure_bf16(model, meta, model_sha or _state_sha(model), "openvino")
         return fn
     if backend == "eager":
         from .eager import eager_model_fn

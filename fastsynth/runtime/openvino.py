@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import FastsynthError, require
+from ..utils import cpu_has_bf16
 
 INPUTS = ("x_t", "t", "cond")
 
@@ -33,15 +34,19 @@ def openvino_version() -> str:
 
 
 def openvino_model_fn(onnx_path: Path, device: torch.device, threads: int | None = None,
-                      hint: str = "THROUGHPUT"):
-    """``out = f(x_t, t, cond)`` with OpenVINO on the CPU, float32 in and out."""
+                      hint: str = "THROUGHPUT", precision: str = "fp32"):
+    """``out = f(x_t, t, cond)`` with OpenVINO on the CPU, float32 in and out. ``precision`` "bf16": OpenVINO's
+    bf16 inference precision (needs AVX512_BF16 or AMX; refused elsewhere, where OpenVINO would emulate it)."""
     if device.type != "cpu":
         raise FastsynthError("the openvino backend runs on the CPU here (--device cpu)")
     ov = require("openvino", "openvino", "The openvino backend")
     threads = threads or torch.get_num_threads()
     core = ov.Core()
     model = core.read_model(str(onnx_path))
-    config = {"PERFORMANCE_HINT": hint, "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    if precision == "bf16" and not cpu_has_bf16():
+        raise FastsynthError("--precision bf16 on the CPU needs AVX512_BF16 or AMX, which this CPU lacks; use fp32")
+    config = {"PERFORMANCE_HINT": hint, "INFERENCE_NUM_THREADS": threads,
+              "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
     if threads == 1 or hint == "LATENCY":
         n_requests = 1
     else:  # how many parallel requests the hint wants for this thread count: ask a compiled (dynamic) model
@@ -79,7 +84,7 @@ def openvino_model_fn(onnx_path: Path, device: torch.device, threads: int | None
         queue.wait_all()
         return torch.from_numpy(np.concatenate(state["out"])[:n])
 
-    model_fn.providers = [f"OpenVINO {openvino_version()} CPU ({hint.lower()}, {n_requests} stream(s), "
+    model_fn.providers = [f"OpenVINO {openvino_version()} CPU ({precision}, {hint.lower()}, {n_requests} stream(s), "
                           f"{threads} thread(s))"]
     model_fn.session = None
     return model_fn

@@ -1,19 +1,21 @@
-"""The data-level half of the int8 gate: are the label agreement and the KID of an int8 dataset indistinguishable
-from fp32's?
+"""The data-level half of the int8 and bf16 gates: are the label agreement and the KID of an int8 (or bf16) dataset
+indistinguishable from fp32's?
 
 Three datasets of ``--n`` pairs with generate's defaults: fp32 with seed 0 (A), fp32 with seed 1 (B: the
-seed-to-seed yardstick) and int8 with seed 0 (C), each evaluated with ``--metrics fid,agreement`` against the
-model's training split (KID vs the training images; label agreement: Dice of the cached real-trained segmenters,
-3 seeds, against the generated masks). int8 is indistinguishable when
+seed-to-seed yardstick) and the reduced precision with seed 0 (C), each evaluated with ``--metrics fid,agreement``
+against the model's training split (KID vs the training images; label agreement: Dice of the cached real-trained
+segmenters, 3 seeds, against the generated masks). C is indistinguishable when
 
 - |agreement(C) - agreement(A)| <= max(the segmenter-seed std of A and of C, |agreement(B) - agreement(A)|), and
 - |KID(C) - KID(A)| <= max(KID std of A and of C, |KID(B) - KID(A)|)
 
 (with at most 1000 images KID has one subset and a std of 0: the fp32 seed-to-seed difference is the yardstick).
-``--record`` stores the verdict next to the quantised file, where ``--precision auto`` looks for it.
+``--record`` stores the verdict next to the gate's record, where ``--precision auto`` looks for it.
 
-    python benchmarks/int8_judge.py --model bundled --backend onnx --n 900 --out /tmp/int8-judge \\
-        --json benchmarks/results/int8_judge_cpu.json --record
+    python benchmarks/precision_judge.py --model bundled --precision int8 --backend onnx --n 900 \\
+        --out /tmp/int8-judge --json benchmarks/results/int8_judge_cpu.json --record
+    python benchmarks/precision_judge.py --model bundled --precision bf16 --backend openvino --n 900 \\
+        --out /tmp/bf16-judge --json benchmarks/results/bf16_judge_cpu.json --record
 
 About 3 x 1 min of generation and 3 evaluations on 1 thread for n = 900 with the bundled model (the real-trained
 segmenters are trained once and cached).
@@ -28,19 +30,19 @@ import time
 from pathlib import Path
 
 
-def judge(a: dict, b: dict, c: dict) -> dict:
-    """The verdict from the three evaluations' metrics (A fp32 seed 0, B fp32 seed 1, C int8 seed 0)."""
+def judge(a: dict, b: dict, c: dict, name: str = "int8") -> dict:
+    """The verdict from the three evaluations' metrics (A fp32 seed 0, B fp32 seed 1, C ``name`` seed 0)."""
     out: dict = {"checks": {}}
     if all("agreement" in m for m in (a, b, c)):
         ag = [m["agreement"]["dice"] for m in (a, b, c)]
         tol = max(a["agreement"]["dice_seed_std"], c["agreement"]["dice_seed_std"], abs(ag[1] - ag[0]))
-        out["agreement"] = {"fp32": ag[0], "fp32_other_seed": ag[1], "int8": ag[2], "difference": ag[2] - ag[0],
+        out["agreement"] = {"fp32": ag[0], "fp32_other_seed": ag[1], name: ag[2], "difference": ag[2] - ag[0],
                             "tolerance": tol}
         out["checks"]["agreement"] = abs(ag[2] - ag[0]) <= tol
     if all("fid_kid" in m for m in (a, b, c)):
         k = [m["fid_kid"]["kid"] for m in (a, b, c)]
         tol = max(a["fid_kid"]["kid_std"], c["fid_kid"]["kid_std"], abs(k[1] - k[0]))
-        out["kid"] = {"fp32": k[0], "fp32_other_seed": k[1], "int8": k[2], "difference": k[2] - k[0],
+        out["kid"] = {"fp32": k[0], "fp32_other_seed": k[1], name: k[2], "difference": k[2] - k[0],
                       "tolerance": tol, "fid": [m["fid_kid"]["fid"] for m in (a, b, c)]}
         out["checks"]["kid"] = abs(k[2] - k[0]) <= tol
     out["ok"] = bool(out["checks"]) and all(out["checks"].values()) and set(out["checks"]) == {"agreement", "kid"}
@@ -50,7 +52,9 @@ def judge(a: dict, b: dict, c: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="bundled")
-    ap.add_argument("--backend", default="onnx", choices=["onnx", "openvino"], help="the int8 runtime to judge")
+    ap.add_argument("--precision", default="int8", choices=["int8", "bf16"], help="the reduced precision to judge")
+    ap.add_argument("--backend", default="onnx", choices=["onnx", "openvino"],
+                    help="its runtime (bf16: openvino)")
     ap.add_argument("--n", type=int, default=900)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", required=True, help="folder for the three datasets")
@@ -64,12 +68,12 @@ def main() -> None:
     from fastsynth.models import load_model, resolve_model_dir
     from fastsynth.models.denoiser import WEIGHTS_NAME
     from fastsynth.pipeline import generate
-    from fastsynth.utils import file_sha256
+    from fastsynth.utils import cpu_info, file_sha256
 
     mdir = resolve_model_dir(args.model)
     t0 = time.perf_counter()
     runs = {"fp32_seed0": ("onnx", "fp32", 0), "fp32_seed1": ("onnx", "fp32", 1),
-            "int8_seed0": (args.backend, "int8", 0)}
+            f"{args.precision}_seed0": (args.backend, args.precision, 0)}
     metrics, summaries = {}, {}
     for name, (backend, precision, seed) in runs.items():
         out = Path(args.out) / name
@@ -78,10 +82,11 @@ def main() -> None:
         print(f"{name}: {summaries[name]['pairs']} pairs in {summaries[name]['seconds']} s", flush=True)
         metrics[name] = evaluate(out, mdir, metrics=args.metrics, fid_reference="train", out_dir=out / "eval",
                                  log=lambda s: print(s, flush=True))
-    verdict = judge(metrics["fp32_seed0"], metrics["fp32_seed1"], metrics["int8_seed0"])
+    verdict = judge(metrics["fp32_seed0"], metrics["fp32_seed1"], metrics[f"{args.precision}_seed0"], args.precision)
     net, _ = load_model(mdir)
     sha = file_sha256(mdir / WEIGHTS_NAME)
     res = {"command": " ".join(["python", *sys.argv]), "model_sha256": sha, "backend": args.backend,
+           "precision": args.precision, "cpu": cpu_info(),
            "n": args.n, "metrics": args.metrics, "generation": summaries, "verdict": verdict,
            "seconds": round(time.perf_counter() - t0, 1)}
     print(json.dumps(verdict, indent=2))
@@ -91,7 +96,7 @@ def main() -> None:
         from fastsynth.quantize import record_data_level
 
         p = record_data_level(sha, net.config.resolution, args.backend,
-                              {**verdict, "n": args.n, "command": res["command"]})
+                              {**verdict, "n": args.n, "command": res["command"]}, args.precision)
         print(f"data-level verdict recorded in {p}")
 
 

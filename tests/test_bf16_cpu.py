@@ -1,0 +1,119 @@
+"""bf16 on the CPU through OpenVINO behind the same accuracy gate as int8: refused where the CPU has no native bf16,
+measured against fp32 where it has, and picked by ``--precision auto`` only when accepted at both levels and
+measured faster here. Skips without onnxruntime / openvino."""
+
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from fastsynth.errors import FastsynthError
+from fastsynth.models import load_model
+from fastsynth.runtime import make_model_fn, resolve_runtime
+from fastsynth.utils import cpu_has_bf16
+
+HAS_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx", "onnxscript"))
+HAS_OV = HAS_ORT and importlib.util.find_spec("openvino") is not None
+SHA = "bf" * 32
+
+
+def test_cpu_has_bf16_reads_the_flags():
+    flags = {"avx2": True, "avx512f": True, "avx512_bf16": False, "amx_bf16": False}
+    assert not cpu_has_bf16({"model": "x", "flags": flags})
+    assert cpu_has_bf16({"model": "x", "flags": {**flags, "avx512_bf16": True}})
+    assert cpu_has_bf16({"model": "x", "flags": {**flags, "amx_bf16": True}})
+    assert not cpu_has_bf16({"model": "x", "flags": None})  # unknown: never assumed
+
+
+@pytest.mark.onnx
+@pytest.mark.skipif(not HAS_OV, reason="openvino/onnxruntime not installed")
+def test_openvino_bf16_is_refused_without_native_bf16(tiny_model_dir, monkeypatch):
+    import fastsynth.runtime.openvino as ov
+
+    monkeypatch.setattr(ov, "cpu_has_bf16", lambda: False)
+    net, meta = load_model(tiny_model_dir)
+    with pytest.raises(FastsynthError, match="AVX512_BF16 or AMX"):
+        make_model_fn(net, "openvino", "cpu", "bf16", model_sha=SHA, meta=meta)
+
+
+@pytest.mark.onnx
+@pytest.mark.skipif(not HAS_OV, reason="openvino/onnxruntime not installed")
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no AVX512_BF16 / AMX")
+def test_openvino_bf16_runs_and_measures_its_gate(tiny_model_dir):
+    from fastsynth.quantize import bf16_paths
+
+    net, meta = load_model(tiny_model_dir)
+    fn = make_model_fn(net, "openvino", "cpu", "bf16", model_sha=SHA, meta=meta)
+    assert fn.backend == "openvino" and fn.precision == "bf16" and "bf16" in fn.providers[0]
+    g = fn.gate
+    assert g["precision"] == "bf16" and g["reference"] == "onnx fp32"
+    assert 0 < g["figures"]["output"]["rel_rms"] < 0.1  # bf16 differs from fp32, a little
+    assert g["accepted_output_level"] and not g["accepted"]  # no data-level verdict yet
+    assert bf16_paths(SHA, 16)["gate"].exists()
+    ref = make_model_fn(load_model(tiny_model_dir)[0], "eager", "cpu")
+    g_ = torch.Generator().manual_seed(0)
+    x = (torch.randn(5, 4, 16, 16, generator=g_), torch.randint(0, 1000, (5,), generator=g_), torch.zeros(5, 8, 16, 16))
+    a, b = ref(*x), fn(*x)
+    assert b.dtype == torch.float32 and ((a - b).norm() / a.norm()).item() < 0.05
+
+
+def _fake_gate(sha, ok_output=True):
+    """A bf16 gate record as ``ensure_bf16`` writes it, without running OpenVINO."""
+    from fastsynth.quantize import GATE_INPUTS, bf16_paths
+
+    p = bf16_paths(sha, 16)
+    p["dir"].mkdir(parents=True, exist_ok=True)
+    figures = {"output": {"rel_rms": 0.02 if ok_output else 0.5},
+               "sampler": {"mean_abs_pixel": 1.0, "mean_mask_iou": 0.99}}
+    p["gate"].write_text(json.dumps({"model_sha256": sha, "precision": "bf16", "gate_inputs": GATE_INPUTS,
+                                     "figures": figures}))
+    return p
+
+
+@pytest.fixture
+def no_choice_after():
+    from fastsynth.runtime.choice import choice_path
+
+    yield
+    choice_path().unlink(missing_ok=True)
+
+
+@pytest.mark.onnx
+@pytest.mark.skipif(not HAS_OV, reason="openvino/onnxruntime not installed")
+def test_auto_picks_bf16_only_when_accepted_faster_and_native(no_choice_after, monkeypatch):
+    import fastsynth.utils as utils
+    from fastsynth.quantize import gate_status, record_data_level
+    from fastsynth.runtime.choice import write_choice
+
+    monkeypatch.setattr(utils, "cpu_has_bf16", lambda info=None: True)
+    sha = "b1" * 32
+    p = _fake_gate(sha)
+    try:
+        write_choice({("onnx", "fp32"): 10.0, ("openvino", "bf16"): 5.0}, 64, sha)
+        assert gate_status(sha, 16, "openvino", "bf16")["accepted_output_level"]
+        assert resolve_runtime("auto", "cpu", "auto", sha, 16) == ("onnx", "fp32")  # no data-level verdict
+        record_data_level(sha, 16, "openvino", {"ok": True, "note": "test"}, "bf16")
+        assert resolve_runtime("auto", "cpu", "auto", sha, 16) == ("openvino", "bf16")
+        assert resolve_runtime("auto", "cpu", "auto", "cd" * 32, 16) == ("onnx", "fp32")  # another model
+        assert resolve_runtime("auto", "cpu", "fp32") == ("onnx", "fp32")  # an explicit precision stays
+        write_choice({("onnx", "fp32"): 10.0, ("openvino", "bf16"): 9.9}, 64, sha)  # within the margin
+        assert resolve_runtime("auto", "cpu", "auto", sha, 16) == ("onnx", "fp32")
+        write_choice({("onnx", "fp32"): 10.0, ("openvino", "bf16"): 5.0}, 64, sha)
+        monkeypatch.setattr(utils, "cpu_has_bf16", lambda info=None: False)  # a choice file from another CPU
+        assert resolve_runtime("auto", "cpu", "auto", sha, 16) == ("onnx", "fp32")
+        monkeypatch.setattr(utils, "cpu_has_bf16", lambda info=None: True)
+        _fake_gate(sha, ok_output=False)
+        assert resolve_runtime("auto", "cpu", "auto", sha, 16) == ("onnx", "fp32")
+    finally:
+        for f in (p["gate"], p["data"]):
+            f.unlink(missing_ok=True)
+
+
+@pytest.mark.onnx
+@pytest.mark.skipif(not HAS_OV, reason="openvino/onnxruntime not installed")
+def test_bf16_data_verdict_needs_its_gate_first():
+    from fastsynth.quantize import record_data_level
+
+    with pytest.raises(FastsynthError, match="no bf16 gate"):
+        record_data_level("0e" * 32, 16, "openvino", {"ok": True}, "bf16")
