@@ -117,3 +117,14 @@ def test_bf16_data_verdict_needs_its_gate_first():
 
     with pytest.raises(FastsynthError, match="no bf16 gate"):
         record_data_level("0e" * 32, 16, "openvino", {"ok": True}, "bf16")
+
+
+def test_training_autocast_on_the_cpu_follows_the_flags(monkeypatch):
+    import fastsynth.utils as utils
+
+    monkeypatch.setattr(utils, "cpu_has_bf16", lambda info=None: True)
+    assert utils.resolve_mixed_precision("auto", "cpu") == "bf16"
+    assert utils.resolve_mixed_precision("no", "cpu") == "no"  # an explicit choice stays
+    monkeypatch.setattr(utils, "cpu_has_bf16", lambda info=None: False)
+    assert utils.resolve_mixed_precision("auto", "cpu") == "no"
+    assert utils.resolve_mixed_precision("bf16", "cpu") == "bf16"

@@ -55,7 +55,8 @@ def invoked_command(name: str) -> str:
 def add_run_options(p, d) -> None:
     """Options every long training-like command shares (train, distill); ``d`` holds the defaults."""
     p.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default=d.mixed_precision,
-                   help="auto: bf16/fp16 on GPU, fp32 on CPU")
+                   help="auto: bf16/fp16 on GPU; on CPU bf16 autocast where the CPU has AVX512_BF16 or AMX, "
+                        "else fp32")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--time-limit", type=float, default=None, metavar="MIN",
                    help="stop cleanly (with a checkpoint) after this many minutes")

@@ -44,7 +44,7 @@ from ..errors import FastsynthError
 from ..models import load_model, resolve_model_dir, save_model
 from ..models.denoiser import WEIGHTS_NAME
 from ..sampling.samplers import ddim_step, grid_timesteps, to_x0_eps
-from ..utils import file_sha256, public_model_name, public_text, write_json_atomic
+from ..utils import file_sha256, public_model_name, public_text, resolve_mixed_precision, write_json_atomic
 from .checkpoint import latest_checkpoint, load_blob, save_checkpoint
 from .train import _step_generator, make_batch
 
@@ -172,9 +172,7 @@ def distill(cfg: DistillConfig, resume: bool = False, time_limit_min: float | No
     ac = DDPMScheduler(num_train_timesteps=mcfg.num_train_timesteps,
                        beta_schedule=mcfg.beta_schedule).alphas_cumprod.float()
     ac_ext = torch.cat([ac, torch.ones(1)]).to(dev)
-    mp = cfg.mixed_precision
-    if mp == "auto":
-        mp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if dev.type == "cuda" else "no"
+    mp = resolve_mixed_precision(cfg.mixed_precision, dev.type)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
 
     def autocast():

@@ -35,7 +35,7 @@ from ..data.provenance import data_name, data_provenance
 from ..data.codec import pairs_to_x0
 from ..data.modality import modality_from_dict, with_window
 from ..errors import DataError, FastsynthError
-from ..utils import public_model_name, public_text, read_json, write_json_atomic
+from ..utils import public_model_name, public_text, read_json, resolve_mixed_precision, write_json_atomic
 from .checkpoint import latest_checkpoint, load_blob, save_checkpoint
 from ..models import Denoiser, save_model
 from ..models.card import model_card as _model_card
@@ -164,9 +164,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
         if not ok:
             raise FastsynthError(f"{name} {getattr(cfg, name[2:].replace('-', '_'))}: must be {rule}")
 
-    mp = cfg.mixed_precision
-    if mp == "auto":
-        mp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "no"
+    mp = resolve_mixed_precision(cfg.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu")
     accelerator = Accelerator(mixed_precision=mp)
     set_seed(cfg.seed)
     is_main = accelerator.is_main_process
