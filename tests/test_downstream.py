@@ -126,10 +126,18 @@ def test_seeds_are_aggregated_and_real_runs_cached(tmp_path, monkeypatch):
     assert {(c["candidate"], c["baseline"]) for c in r1["comparisons"]} == {
         ("synthetic", "real"), ("low-data-8+synthetic", "low-data-8")}
     assert not any("cache" in m for m in logs)
-    # a second dataset judged against the same real data reuses the real-only segmenters (same scores)
+    # the same judge again (say, after it was stopped): every segmenter comes back from the cache, same scores
     logs.clear()
-    r2 = ds.run_benchmark(*args, low_data_n=(8,), seeds=2, log=logs.append)
+    r_again = ds.run_benchmark(*args, low_data_n=(8,), seeds=2, log=logs.append)
+    assert sum("cache" in m for m in logs) == 8 and not any("training" in m for m in logs)
+    assert all(r_again["runs"][k]["test"] == r1["runs"][k]["test"] for k in r1["runs"])
+    # a second dataset judged against the same real data reuses the real-only segmenters (same scores) and
+    # trains the ones that see its synthetic pairs
+    logs.clear()
+    other = (*args[:3], _pairs(16, 7), *args[4:])
+    r2 = ds.run_benchmark(*other, low_data_n=(8,), seeds=2, log=logs.append)
     assert sum("cache" in m for m in logs) == 4  # real and low-data-8, two seeds each
+    assert sum("training" in m for m in logs) == 4  # synthetic and low-data-8+synthetic, two seeds each
     assert r2["runs"]["real"]["test"] == r1["runs"]["real"]["test"]
     assert r2["runs"]["low-data-8"]["test"] == r1["runs"]["low-data-8"]["test"]
     with pytest.raises(FastsynthError, match="--seeds"):

@@ -50,7 +50,7 @@ def add_parser(sub) -> None:
     p.add_argument("--msssim-pairs", type=int, default=1000, help="random pairs for MS-SSIM diversity")
     p.add_argument("--memorization-method", choices=("ssim", "features"), default="ssim",
                    help="similarity of the memorization audit: SSIM of the pixels, or cosine of Inception features")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write cached reference features")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write cached reference features and trained segmenters")
     p.add_argument("--downstream", action="store_true", help="run the downstream segmentation benchmark")
     p.add_argument("--protocols", default=",".join(ds.DEFAULT_PROTOCOLS),
                    help="comma list of real, synthetic, real+synthetic, low-data")

@@ -373,10 +373,13 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
             scfg = dataclasses.replace(cfg, seed=cfg.seed + k)
             name = run["name"] + (f" (seed {scfg.seed})" if seeds > 1 else "")
             model, info = None, None
-            if not run["synthetic"] and use_cache:
-                model, info = _cached_real_segmenter(scfg, real_train, run["real"], device)
+            # every trained segmenter is cached under its recipe, seed and exact training data: real-only ones are
+            # shared by every dataset judged against the same real data, and a judge that was stopped resumes
+            extra = (synth, links if run["real"] is not None else None) if run["synthetic"] else None
+            if use_cache:
+                model, info = _cached_real_segmenter(scfg, real_train, run["real"], device, extra)
                 if model is not None and log:
-                    log(f"downstream: '{name}' from the cache of real-only segmenters")
+                    log(f"downstream: '{name}' from the cache of trained segmenters")
             if model is None:
                 if log:
                     log(f"downstream: training {scfg.arch}/{scfg.encoder} on '{name}' ({scfg.steps} steps)")
@@ -384,8 +387,8 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
                                               synth if run["synthetic"] else None, run["real"],
                                               links if run["synthetic"] and run["real"] is not None else None,
                                               device, progress_factory(name) if progress_factory else None)
-                if not run["synthetic"] and use_cache:
-                    _store_real_segmenter(model, scfg, real_train, run["real"], info)
+                if use_cache:
+                    _store_real_segmenter(model, scfg, real_train, run["real"], info, extra)
             fn = model
             if backend != "eager":
                 from ..runtime import make_segmenter_fn
@@ -489,24 +492,34 @@ def label_agreement(models: list, synth: np.ndarray, real_run: dict | None = Non
 
 
 # --- cache of real-only segmenters ----------------------------------------------------------------------------
-def _real_key(cfg: SegConfig, real_train: np.ndarray, idx: np.ndarray) -> str:
+def _real_key(cfg: SegConfig, real_train: np.ndarray, idx: np.ndarray | None, extra=None) -> str:
+    """The cache key of a segmenter: its recipe and seed, the real training images and the rows used; with
+    ``extra`` = (synthetic pairs, their links to real images or None) also the exact synthetic data."""
     import hashlib
 
     h = hashlib.sha256(json.dumps(_cfg_dict(cfg), sort_keys=True).encode())
     h.update(np.ascontiguousarray(real_train).tobytes())
-    h.update(np.ascontiguousarray(idx, np.int64).tobytes())
-    h.update(b"real-segmenter-v1")
+    if idx is not None:
+        h.update(np.ascontiguousarray(idx, np.int64).tobytes())
+    if extra is None:
+        h.update(b"real-segmenter-v1")
+    else:
+        synth, links = extra
+        h.update(b"synthetic-segmenter-v1" + (b"" if idx is not None else b"-no-real"))
+        h.update(np.ascontiguousarray(synth).tobytes())
+        for v in links or []:
+            h.update(np.ascontiguousarray(v, np.int64).tobytes() + b"|")
     return h.hexdigest()[:24]
 
 
-def _cache_folder(cfg, real_train, idx) -> Path:
+def _cache_folder(cfg, real_train, idx, extra=None) -> Path:
     from ..utils import cache_dir
 
-    return cache_dir() / "segmenters" / _real_key(cfg, real_train, idx)
+    return cache_dir() / "segmenters" / _real_key(cfg, real_train, idx, extra)
 
 
-def _cached_real_segmenter(cfg, real_train, idx, device):
-    folder = _cache_folder(cfg, real_train, idx)
+def _cached_real_segmenter(cfg, real_train, idx, device, extra=None):
+    folder = _cache_folder(cfg, real_train, idx, extra)
     if not (folder / WEIGHTS_NAME).is_file():
         return None, None
     try:
@@ -516,15 +529,16 @@ def _cached_real_segmenter(cfg, real_train, idx, device):
     return model, {**meta.get("training", {}), "cached": True}
 
 
-def _store_real_segmenter(model, cfg, real_train, idx, info) -> None:
+def _store_real_segmenter(model, cfg, real_train, idx, info, extra=None) -> None:
     import shutil
     import tempfile
 
-    folder = _cache_folder(cfg, real_train, idx)
+    folder = _cache_folder(cfg, real_train, idx, extra)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
-        save_segmenter(model, cfg, tmp, {"protocol": "real (cached)", "training": info})
+        what = "real (cached)" if extra is None else "with synthetic data (cached)"
+        save_segmenter(model, cfg, tmp, {"protocol": what, "training": info})
         if folder.exists():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
