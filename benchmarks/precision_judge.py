@@ -15,7 +15,7 @@ segmenters, 3 seeds, against the generated masks). C is indistinguishable when
     python benchmarks/precision_judge.py --model bundled --precision int8 --backend onnx --n 900 \\
         --out /tmp/int8-judge --json benchmarks/results/int8_judge_cpu.json --record
     python benchmarks/precision_judge.py --model bundled --precision bf16 --backend openvino --n 900 \\
-        --out /tmp/bf16-judge --json benchmarks/results/bf16_judge_cpu.json --record
+        --out /tmp/bf16-judge --json benchmarks/results/bf16_judge_cpu.json --record --ship
 
 About 3 x 1 min of generation and 3 evaluations on 1 thread for n = 900 with the bundled model (the real-trained
 segmenters are trained once and cached).
@@ -60,7 +60,10 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="folder for the three datasets")
     ap.add_argument("--metrics", default="fid,agreement")
     ap.add_argument("--json", default=None)
-    ap.add_argument("--record", action="store_true", help="store the verdict next to the quantised model")
+    ap.add_argument("--record", action="store_true", help="store the verdict next to the gate's record")
+    ap.add_argument("--ship", action="store_true",
+                    help="bf16: also copy the gate's records (output and data level) into the model's folder "
+                         "(gates/), so a fresh machine with the same OpenVINO version need not measure them")
     args = ap.parse_args()
 
     from fastsynth.config import GenerateConfig
@@ -98,6 +101,10 @@ def main() -> None:
         p = record_data_level(sha, net.config.resolution, args.backend,
                               {**verdict, "n": args.n, "command": res["command"]}, args.precision)
         print(f"data-level verdict recorded in {p}")
+        if args.ship and args.precision == "bf16":
+            from fastsynth.quantize import ship_gate
+
+            print(f"gate records shipped in {ship_gate(mdir, sha, args.backend, 'bf16')}")
 
 
 if __name__ == "__main__":

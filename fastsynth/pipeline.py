@@ -163,8 +163,9 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     dilate_px = dilate_px_for(res, cfg.inpaint_dilate_px_at_256)
     opening = opening_size(res, cfg.opening_px_at_256)
     weights_sha = file_sha256(model_dir / WEIGHTS_NAME)
-    # what auto means here (CPU: the backend measured fastest on this machine; int8 only behind its accuracy gate)
-    backend, runtime_precision = resolve_runtime(cfg.backend, dev, cfg.precision, weights_sha, res)
+    # what auto means here (CPU: the backend measured fastest on this machine; int8 / bf16 only behind their gates)
+    backend, runtime_precision = resolve_runtime(cfg.backend, dev, cfg.precision, weights_sha, res,
+                                                 model_dir=model_dir)
 
     writer = DatasetWriter(out, cfg.format)
     manifest = {
@@ -174,7 +175,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         "resolution": res, "shard_size": cfg.shard_size, "format": cfg.format,
         "mask_threshold": cfg.mask_threshold, "opening_px": opening, "dilate_px": dilate_px,
         "precision": cfg.precision, "backend": backend, "device": dev.type,
-        **({"runtime_precision": "int8"} if runtime_precision == "int8" else {}),
+        **({"runtime_precision": runtime_precision} if runtime_precision in ("int8", "bf16") else {}),
         "guidance": cfg.guidance, "redraw": cfg.redraw, "max_components": cfg.max_components,
         "data": modality.to_dict(),
         "source_fingerprint": cond_src.fingerprint, "source_dir": Path(masks or images).name if masks or images else "",

@@ -298,8 +298,9 @@ def ensure_int8(net, meta: dict | None, model_sha: str, runtime: str, log=None) 
 
 def ensure_bf16(net, meta: dict | None, model_sha: str, runtime: str = "openvino", log=None) -> dict:
     """The gate record of ``runtime``'s bf16 inference precision for ``net`` against ONNX Runtime fp32 (the same
-    figures and thresholds as int8's), measured on first use (a minute or two for the bundled model; cached).
-    It never refuses: ``--precision bf16`` is the user's choice; ``auto`` picks bf16 only when it is accepted."""
+    figures and thresholds as int8's), measured on first use (a minute or two for the bundled model; cached), or
+    the one shipped in the model's folder for this runtime version. It never refuses: ``--precision bf16`` is the
+    user's choice; ``auto`` picks bf16 only when it is accepted."""
     from .runtime.onnx import cached_onnx, onnx_model_fn
     from .runtime.openvino import openvino_model_fn
 
@@ -310,6 +311,9 @@ def ensure_bf16(net, meta: dict | None, model_sha: str, runtime: str = "openvino
     paths = bf16_paths(model_sha, net.config.resolution, runtime)
     record = _read_json(paths["gate"])
     if record is None or record.get("gate_inputs") != GATE_INPUTS:
+        shipped = gate_status(model_sha, net.config.resolution, runtime, "bf16", (meta or {}).get("path"))
+        if shipped is not None:
+            return shipped
         log(f"bf16: accuracy gate for {runtime_tag(runtime)} bf16 (fixed inputs + the whole default sampler vs "
             f"fp32; once per model, cached in {paths['dir']})")
         fp32_path = cached_onnx(net, model_sha)
@@ -328,9 +332,43 @@ def _with_verdicts(record: dict, data: dict | None) -> dict:
             "accepted": bool(v["ok"] and (data or {}).get("ok"))}
 
 
-def gate_status(model_sha: str, resolution: int, runtime: str, precision: str = "int8") -> dict | None:
+def shipped_gate_path(model_dir, runtime: str, precision: str = "bf16") -> Path:
+    """Where a model folder carries the bf16 gate records measured for it (``ship_gate``): a fresh machine with the
+    same runtime version can use them instead of measuring (the data level takes many CPU minutes)."""
+    return Path(model_dir) / "gates" / f"{precision}-{runtime_tag(runtime)}.json"
+
+
+def _shipped(model_dir, model_sha: str, runtime: str, precision: str) -> tuple[dict | None, dict | None]:
+    if model_dir is None or precision != "bf16":
+        return None, None
+    blob = _read_json(shipped_gate_path(model_dir, runtime, precision)) or {}
+    gate = blob.get("gate")
+    if not gate or gate.get("model_sha256") != model_sha or gate.get("gate_inputs") != GATE_INPUTS:
+        return None, None  # another model's (or an older gate's) record is never trusted
+    return gate, blob.get("data")
+
+
+def ship_gate(model_dir, model_sha: str, runtime: str = "openvino", precision: str = "bf16") -> Path:
+    """Copy this machine's bf16 gate records (output and data level) of the model into its folder."""
+    paths = gate_paths(model_sha, _resolution_of(model_dir), runtime, precision)
+    gate, data = _read_json(paths["gate"]), _read_json(paths["data"])
+    if gate is None or data is None:
+        raise FastsynthError(f"no complete {precision} gate for this model on {runtime_tag(runtime)} to ship: run "
+                             f"benchmarks/precision_judge.py --precision {precision} --record first")
+    out = shipped_gate_path(model_dir, runtime, precision)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(out, {"gate": gate, "data": data})
+    return out
+
+
+def _resolution_of(model_dir) -> int:
+    return int(json.loads((Path(model_dir) / "config.json").read_text())["resolution"])
+
+
+def gate_status(model_sha: str, resolution: int, runtime: str, precision: str = "int8",
+                model_dir=None) -> dict | None:
     """The stored gate record of (model, runtime, precision) with its verdicts, or None when not measured yet
-    (cheap: no quantisation, no sampling)."""
+    (cheap: no quantisation, no sampling). bf16: this machine's cache, else the records shipped in ``model_dir``."""
     try:
         paths = gate_paths(model_sha, resolution, runtime, precision)
     except Exception:  # the runtime's package is missing
@@ -338,7 +376,8 @@ def gate_status(model_sha: str, resolution: int, runtime: str, precision: str = 
     if precision == "bf16":
         record = _read_json(paths["gate"])
         if record is None or record.get("gate_inputs") != GATE_INPUTS:
-            return None
+            record, data = _shipped(model_dir, model_sha, runtime, precision)
+            return None if record is None else {**_with_verdicts(record, data), "shipped": True}
         return _with_verdicts(record, _read_json(paths["data"]))
     record = _read_json(paths["gate"]) if paths["model"].exists() else None
     if record is None or record.get("gate_inputs") != GATE_INPUTS:

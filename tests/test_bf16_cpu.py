@@ -128,3 +128,41 @@ def test_training_autocast_on_the_cpu_follows_the_flags(monkeypatch):
     monkeypatch.setattr(utils, "cpu_has_bf16", lambda info=None: False)
     assert utils.resolve_mixed_precision("auto", "cpu") == "no"
     assert utils.resolve_mixed_precision("bf16", "cpu") == "bf16"
+
+
+@pytest.mark.onnx
+@pytest.mark.skipif(not HAS_OV, reason="openvino/onnxruntime not installed")
+def test_a_fresh_machine_uses_the_gate_shipped_with_the_model(tmp_path, monkeypatch):
+    """No choice file and no cached gate: auto takes bf16 only from a complete, matching record in the model's
+    folder, and only on a CPU with native bf16."""
+    import fastsynth.utils as utils
+    from fastsynth.quantize import GATE_INPUTS, ship_gate, shipped_gate_path
+    from fastsynth.runtime.choice import read_choice
+
+    assert read_choice() is None
+    sha = "5e" * 32
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({"resolution": 16}))
+    monkeypatch.setattr(utils, "cpu_has_bf16", lambda info=None: True)
+    assert resolve_runtime("auto", "cpu", "auto", sha, 16, model_dir=model_dir) == ("onnx", "fp32")  # nothing shipped
+    with pytest.raises(FastsynthError, match="no complete bf16 gate"):
+        ship_gate(model_dir, sha)
+    p = _fake_gate(sha)
+    from fastsynth.quantize import record_data_level
+
+    record_data_level(sha, 16, "openvino", {"ok": True, "note": "test"}, "bf16")
+    out = ship_gate(model_dir, sha)
+    assert out == shipped_gate_path(model_dir, "openvino") and json.loads(out.read_text())["data"]["ok"]
+    for f in (p["gate"], p["data"]):  # a fresh machine: nothing cached
+        f.unlink()
+    assert resolve_runtime("auto", "cpu", "auto", sha, 16, model_dir=model_dir) == ("openvino", "bf16")
+    assert resolve_runtime("auto", "cpu", "auto", sha, 16) == ("onnx", "fp32")  # no model folder given
+    assert resolve_runtime("auto", "cpu", "auto", "77" * 32, 16, model_dir=model_dir) == ("onnx", "fp32")  # other weights
+    assert resolve_runtime("onnx", "cpu", "auto", sha, 16, model_dir=model_dir) == ("onnx", "fp32")  # backend asked
+    monkeypatch.setattr(utils, "cpu_has_bf16", lambda info=None: False)
+    assert resolve_runtime("auto", "cpu", "auto", sha, 16, model_dir=model_dir) == ("onnx", "fp32")
+    monkeypatch.setattr(utils, "cpu_has_bf16", lambda info=None: True)
+    blob = json.loads(out.read_text())
+    out.write_text(json.dumps({**blob, "data": {"ok": False}}))  # shipped, but rejected at the data level
+    assert resolve_runtime("auto", "cpu", "auto", sha, 16, model_dir=model_dir) == ("onnx", "fp32")

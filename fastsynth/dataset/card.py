@@ -204,4 +204,6 @@ def _redraw_text(m: dict) -> str:
         out += f"; classifier-free guidance {m['guidance']:g}"
     if m.get("runtime_precision") == "int8":
         out += "; network in int8 (statically quantised, accepted by fastsynth's accuracy gate against fp32)"
+    elif m.get("runtime_precision") == "bf16" or m.get("precision") == "bf16":
+        out += "; network in bf16"
     return out

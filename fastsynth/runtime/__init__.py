@@ -52,12 +52,15 @@ def _installed(backend: str) -> bool:
 
 
 def resolve_runtime(backend: str, device: torch.device | str, precision: str = "fp32", model_sha: str | None = None,
-                    resolution: int | None = None, kind: str = "denoiser") -> tuple[str, str]:
+                    resolution: int | None = None, kind: str = "denoiser", model_dir=None) -> tuple[str, str]:
     """(backend, precision) that ``auto`` means here. CPU: the backend measured fastest on this machine for the
     precision (``fastsynth bench --choose``), else ONNX Runtime fp32 when installed (faster than eager, see
     benchmarks/), else eager. ``--precision auto`` on CPU: int8 when the denoiser ``model_sha`` passed its int8
     gate at the output and the data level on that backend and int8 was measured faster here (by
-    ``choice.MARGIN``); the same for bf16 (OpenVINO, CPUs with native bf16); the fastest such; else fp32. ``kind="segmenter"``: only the backends segmenters have."""
+    ``choice.MARGIN``); the same for bf16 (OpenVINO, CPUs with native bf16); the fastest such; else fp32.
+    Without any choice file (a fresh machine) bf16 stands in for "measured faster" on CPUs with native bf16: OpenVINO
+    bf16 measured 1.8x ONNX Runtime fp32 there (README, "bf16 on CPU"); its gate may come shipped with the model
+    (``model_dir``/gates). ``kind="segmenter"``: only the backends segmenters have."""
     device = torch.device(device)
     if device.type != "cpu":
         return ("eager" if backend == "auto" else backend), precision
@@ -72,6 +75,10 @@ def resolve_runtime(backend: str, device: torch.device | str, precision: str = "
         precision = "fp32"
         cands = [(b, p) for p, bs in GATED.items() for b in bs if backend in ("auto", b) and f"{b}:{p}" in ms]
         base = (fastest.get("fp32") or {}).get("ms_per_eval") if backend == "auto" else ms.get(f"{backend}:fp32")
+        if not choice and backend in ("auto", "openvino"):  # nothing measured here: the measured ranking of such CPUs
+            from .choice import BF16_PRIOR
+
+            ms, base, cands = {"openvino:bf16": BF16_PRIOR}, 1.0, [("openvino", "bf16")]
         if cands and base and model_sha and resolution:
             from ..quantize import gate_status
             from ..utils import cpu_has_bf16
@@ -80,7 +87,7 @@ def resolve_runtime(backend: str, device: torch.device | str, precision: str = "
             for b, p in sorted(cands, key=lambda bp: ms[f"{bp[0]}:{bp[1]}"]):  # the fastest accepted one
                 if ms[f"{b}:{p}"] >= MARGIN * base or not _installed(b) or (p == "bf16" and not cpu_has_bf16()):
                     continue
-                st = gate_status(model_sha, resolution, b, p)
+                st = gate_status(model_sha, resolution, b, p, model_dir)
                 if st and st["accepted"]:
                     precision = p
                     backend = b if backend == "auto" else backend
@@ -124,11 +131,13 @@ def _make_fn(model, backend, device, precision, batch_size, model_sha, kind, res
     if kind == "denoiser" and precision == "auto" and device.type == "cpu":
         from .choice import read_choice
 
-        if any(k.endswith((":int8", ":bf16")) for k in (read_choice() or {}).get("ms_per_eval", {})):
+        choice = read_choice()
+        if choice is None or any(k.endswith((":int8", ":bf16")) for k in choice.get("ms_per_eval", {})):
             model_sha = model_sha or _state_sha(model)
     backend, precision = resolve_runtime(backend, device, precision,
                                          model_sha if kind == "denoiser" else None,
-                                         model.config.resolution if kind == "denoiser" else None, kind)
+                                         model.config.resolution if kind == "denoiser" else None, kind,
+                                         (meta or {}).get("path"))
     dtype = resolve_precision(precision, device)
     fn = _build(model, backend, device, precision, dtype, batch_size, model_sha, kind, resolution, meta)
     fn.backend = backend

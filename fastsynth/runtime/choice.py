@@ -20,6 +20,10 @@ from ..utils import cache_dir, cpu_info
 # evaluation, measured side by side): a few per cent is within the noise of a shared machine
 MARGIN = 0.95
 DEFAULT = "onnx"
+# without a choice file: OpenVINO bf16's time per evaluation relative to ONNX Runtime fp32 on a CPU with native bf16,
+# as measured side by side on an AVX512_BF16 AMD EPYC (0.55, benchmarks/results/bench_bf16_cpu.json); used only
+# where the CPU has native bf16 and the gate accepted bf16 for the model
+BF16_PRIOR = 0.55
 
 
 def _version(pkg: str) -> str | None:
