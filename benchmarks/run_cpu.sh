@@ -100,3 +100,16 @@ fastsynth evaluate /tmp/j/sunnybrook --real runs/sunnybrook --metrics fid,masks,
   --json benchmarks/results/judge_sunnybrook_cpu.json
 python benchmarks/sample_grid.py --model bundled-ultrasound --modes --n 8 --out benchmarks/results/samples_ultrasound.png
 python benchmarks/sample_grid.py --model runs/sunnybrook --modes --n 8 --out benchmarks/results/samples_sunnybrook.png
+
+# --- session of 2026-12-02, afternoon (AVX-512 + AVX512_BF16 + VNNI EPYC, no AMX) -----------------------------
+# training throughput: fp32 vs bf16 autocast, 30 steps each, 1 thread (benchmarks/results/train_precision_cpu.json)
+OMP_NUM_THREADS=1 fastsynth train --data ../shared/data/kvasir-seg --out /tmp/tt-no --init-from bundled --lr 3e-4 \
+  --loss-weighting min-snr --steps 30 --mixed-precision no
+OMP_NUM_THREADS=1 fastsynth train --data ../shared/data/kvasir-seg --out /tmp/tt-bf16 --init-from bundled --lr 3e-4 \
+  --loss-weighting min-snr --steps 30 --mixed-precision bf16
+# polyps: a warm restart from the committed weights (runs/ did not survive), Min-SNR-5, bf16 autocast, 1 thread
+OMP_NUM_THREADS=1 fastsynth train --data ../shared/data/kvasir-seg --out runs/armD-minsnr --init-from bundled --lr 3e-4 \
+  --loss-weighting min-snr --steps 20000 --checkpoint-every 250 --mixed-precision bf16 --time-limit 90 --no-progress
+# bf16 on the CPU: the data-level half of its gate on the (previous) bundled model
+OMP_NUM_THREADS=1 python benchmarks/precision_judge.py --model bundled --precision bf16 --backend openvino --n 900 \
+  --out /tmp/bf16-judge --json benchmarks/results/bf16_judge_bundled_cpu.json --record
