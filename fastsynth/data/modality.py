@@ -185,7 +185,7 @@ KIND_WORDS = {"L": "8-bit grey (L)", "I;16": "16-bit grey (I;16)", "RGB": "8-bit
 
 def read_image_raw(path_or_img, name: str, kind: str) -> np.ndarray:
     """An image as its own kind: uint8 [H, W] (L), uint16 [H, W] (I;16) or uint8 [H, W, 3] (RGB)."""
-    from .pairs import _open
+    from .readers import _open
 
     img = _open(path_or_img, "image")
     k = image_kind(img, name)
@@ -206,7 +206,7 @@ def read_image_raw(path_or_img, name: str, kind: str) -> np.ndarray:
 def _label_values(path_or_img, name: str) -> tuple[str, np.ndarray]:
     """('binary', mask {0,255}) for a black/white mask (today's reader, JPEG noise and RGB included), or
     ('labels', uint8 values) for a label map (grey, palette or 16-bit PNG/TIFF with values < MAX_CLASSES)."""
-    from .pairs import _open, read_mask
+    from .readers import _open, read_mask
 
     img = _open(path_or_img, "mask")
     if img.mode in ("RGBA", "LA", "PA"):
