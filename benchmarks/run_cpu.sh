@@ -67,9 +67,9 @@ python -m fastsynth.models.bundle runs/armB-minsnr --training-data-from bundled 
 # the judge of the bundled model's default data
 fastsynth generate --n 900 --out /tmp/judge/redraw --no-progress | tee benchmarks/results/generate_900_default_cpu.txt
 fastsynth evaluate /tmp/judge/redraw --real fastsynth/bundled --metrics fid,masks,hf,agreement,memorization \
-  --fid-reference train --downstream --json benchmarks/results/judge_bundled_cpu.json
+  --fid-reference train --downstream --json benchmarks/results/judge_bundled_5629_cpu.json
 python -m fastsynth.models.bundle runs/armB-minsnr --training-data-from bundled --notes benchmarks/bundled_model_notes.md \
-  --evaluation benchmarks/results/judge_bundled_cpu.json
+  --evaluation benchmarks/results/judge_bundled_5629_cpu.json
 python benchmarks/sample_grid.py --n 24 --out benchmarks/results/samples.png
 python benchmarks/sample_grid.py --modes --n 8 --out benchmarks/results/samples_modes.png
 
