@@ -113,3 +113,23 @@ OMP_NUM_THREADS=1 fastsynth train --data ../shared/data/kvasir-seg --out runs/ar
 # bf16 on the CPU: the data-level half of its gate on the (previous) bundled model
 OMP_NUM_THREADS=1 python benchmarks/precision_judge.py --model bundled --precision bf16 --backend openvino --n 900 \
   --out /tmp/bf16-judge --json benchmarks/results/bf16_judge_bundled_cpu.json --record
+# resumed on 2 threads alone (SIGTERM checkpoints): 9848 steps in all for this run
+OMP_NUM_THREADS=2 fastsynth train --data ../shared/data/kvasir-seg --out runs/armD-minsnr --init-from bundled --lr 3e-4 \
+  --loss-weighting min-snr --steps 20000 --checkpoint-every 250 --mixed-precision bf16 --time-limit 30 --no-progress --resume
+python -m fastsynth.models.bundle runs/armD-minsnr --training-data-from bundled --notes benchmarks/bundled_model_notes.md
+# the judge of its default data (real-only and low-data-64 segmenters come from the cache, same settings)
+OMP_NUM_THREADS=1 fastsynth generate --n 900 --out /tmp/judge/D --precision fp32 --no-progress | tee benchmarks/results/generate_900_judge_cpu.txt
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/D --real fastsynth/bundled --metrics fid,masks,hf,agreement,memorization \
+  --fid-reference train --downstream --no-progress --json benchmarks/results/judge_bundled_cpu.json
+# two variants side by side: one region per mask, and images for the training split's own masks
+OMP_NUM_THREADS=1 fastsynth generate --n 900 --out /tmp/judge/D-mc1 --precision fp32 --max-components 1 --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/D-mc1 --real fastsynth/bundled --metrics masks,hf,agreement \
+  --downstream --protocols real,synthetic,real+synthetic --no-progress --json benchmarks/results/judge_bundled_max_components_1_cpu.json
+# (TRAIN_MASKS: a folder of the 900 training-split masks of fastsynth/bundled/split.json, links to the real files)
+OMP_NUM_THREADS=1 fastsynth generate --mode from-masks --masks TRAIN_MASKS --n 900 --out /tmp/judge/D-fm --precision fp32 --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/D-fm --real fastsynth/bundled --metrics masks,hf,agreement \
+  --downstream --protocols real,synthetic,real+synthetic --no-progress --json benchmarks/results/judge_bundled_from_train_masks_cpu.json
+python -m fastsynth.models.bundle runs/armD-minsnr --training-data-from bundled --notes benchmarks/bundled_model_notes.md \
+  --evaluation benchmarks/results/judge_bundled_cpu.json
+python benchmarks/sample_grid.py --n 24 --out benchmarks/results/samples.png
+python benchmarks/sample_grid.py --modes --n 8 --out benchmarks/results/samples_modes.png
