@@ -355,9 +355,11 @@ def ship_gate(model_dir, model_sha: str, runtime: str = "openvino", precision: s
     if gate is None or data is None:
         raise FastsynthError(f"no complete {precision} gate for this model on {runtime_tag(runtime)} to ship: run "
                              f"benchmarks/precision_judge.py --precision {precision} --record first")
+    from .utils import public_json
+
     out = shipped_gate_path(model_dir, runtime, precision)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_json(out, {"gate": gate, "data": data})
+    _write_json(out, public_json({"gate": gate, "data": data}))  # a shipped file: no local paths in its commands
     return out
 
 

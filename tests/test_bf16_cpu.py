@@ -151,9 +151,10 @@ def test_a_fresh_machine_uses_the_gate_shipped_with_the_model(tmp_path, monkeypa
     p = _fake_gate(sha)
     from fastsynth.quantize import record_data_level
 
-    record_data_level(sha, 16, "openvino", {"ok": True, "note": "test"}, "bf16")
+    record_data_level(sha, 16, "openvino", {"ok": True, "command": "python judge.py --out /tmp/abc/judge-out"}, "bf16")
     out = ship_gate(model_dir, sha)
     assert out == shipped_gate_path(model_dir, "openvino") and json.loads(out.read_text())["data"]["ok"]
+    assert "/tmp/abc" not in out.read_text()  # a shipped file carries no local paths
     for f in (p["gate"], p["data"]):  # a fresh machine: nothing cached
         f.unlink()
     assert resolve_runtime("auto", "cpu", "auto", sha, 16, model_dir=model_dir) == ("openvino", "bf16")
