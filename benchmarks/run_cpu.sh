@@ -133,3 +133,11 @@ python -m fastsynth.models.bundle runs/armD-minsnr --training-data-from bundled 
   --evaluation benchmarks/results/judge_bundled_cpu.json
 python benchmarks/sample_grid.py --n 24 --out benchmarks/results/samples.png
 python benchmarks/sample_grid.py --modes --n 8 --out benchmarks/results/samples_modes.png
+# bf16 data level of the current bundled model, and its records shipped in fastsynth/bundled/gates/
+OMP_NUM_THREADS=1 python benchmarks/precision_judge.py --model bundled --precision bf16 --backend openvino --n 900 \
+  --out /tmp/bf16-judge-D --json benchmarks/results/bf16_judge_cpu.json --record --ship
+# the defaults (auto: OpenVINO bf16 here) against fp32, side by side, 2 threads, nothing else running
+fastsynth generate --n 900 --out /tmp/g900 --no-progress
+fastsynth generate --n 900 --out /tmp/g900f --precision fp32 --no-progress
+/usr/bin/time -v fastsynth generate --n 10000 --out /tmp/fastsynth-10k --no-progress \
+  > benchmarks/results/generate_10k_bf16_cpu.txt 2> benchmarks/results/generate_10k_bf16_cpu.time.txt
