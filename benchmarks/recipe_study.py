@@ -71,10 +71,10 @@ def main() -> None:
         real_segs, real_run = [], []
         for k in range(a.seeds):  # the downstream judge's real-only segmenters (cached after its first run)
             scfg = ds.SegConfig(seed=k)
-            m, _ = ds._cached_real_segmenter(scfg, real, np.arange(len(real)), "cpu")
+            m, _ = ds._cached_segmenter(scfg, real, np.arange(len(real)), "cpu")
             if m is None:
                 m, info = ds.train_segmenter(scfg, real, None, np.arange(len(real)))
-                ds._store_real_segmenter(m, scfg, real, np.arange(len(real)), info)
+                ds._store_segmenter(m, scfg, real, np.arange(len(real)), info)
             real_segs.append(m)
             real_run.append(ds.score(m, test))
         real_run = {"test": {"heldout": ds.aggregate(real_run)}}

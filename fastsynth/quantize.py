@@ -311,9 +311,9 @@ def ensure_bf16(net, meta: dict | None, model_sha: str, runtime: str = "openvino
     paths = bf16_paths(model_sha, net.config.resolution, runtime)
     record = _read_json(paths["gate"])
     if record is None or record.get("gate_inputs") != GATE_INPUTS:
-        shipped = gate_status(model_sha, net.config.resolution, runtime, "bf16", (meta or {}).get("path"))
+        shipped, data = _shipped((meta or {}).get("path"), model_sha, runtime, "bf16")
         if shipped is not None:
-            return shipped
+            return {**_with_verdicts(shipped, data), "shipped": True}
         log(f"bf16: accuracy gate for {runtime_tag(runtime)} bf16 (fixed inputs + the whole default sampler vs "
             f"fp32; once per model, cached in {paths['dir']})")
         fp32_path = cached_onnx(net, model_sha)
@@ -375,15 +375,11 @@ def gate_status(model_sha: str, resolution: int, runtime: str, precision: str = 
         paths = gate_paths(model_sha, resolution, runtime, precision)
     except Exception:  # the runtime's package is missing
         return None
-    if precision == "bf16":
-        record = _read_json(paths["gate"])
-        if record is None or record.get("gate_inputs") != GATE_INPUTS:
-            record, data = _shipped(model_dir, model_sha, runtime, precision)
-            return None if record is None else {**_with_verdicts(record, data), "shipped": True}
-        return _with_verdicts(record, _read_json(paths["data"]))
-    record = _read_json(paths["gate"]) if paths["model"].exists() else None
+    # int8's record counts only next to its quantised file; bf16 has no file of its own
+    record = _read_json(paths["gate"]) if "model" not in paths or paths["model"].exists() else None
     if record is None or record.get("gate_inputs") != GATE_INPUTS:
-        return None
+        record, data = _shipped(model_dir, model_sha, runtime, precision)  # (None, None) for int8
+        return None if record is None else {**_with_verdicts(record, data), "shipped": True}
     return _with_verdicts(record, _read_json(paths["data"]))
 
 

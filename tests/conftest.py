@@ -99,3 +99,13 @@ def make_modality_folder(root: Path, n: int = 6, size=(40, 48), seed: int = 0, k
         out = (label > 0).astype(np.uint8) * 255 if classes == 2 else label
         Image.fromarray(out).save(root / "masks" / f"p{i % 3}-{i:03d}.png")
     return root
+
+
+@pytest.fixture
+def no_choice_after():
+    """The session's cache outlives a test: leave no machine choice (``bench --choose``) behind for other tests'
+    ``auto``."""
+    from fastsynth.runtime.choice import choice_path
+
+    yield
+    choice_path().unlink(missing_ok=True)

@@ -71,14 +71,6 @@ def _fake_gate(sha, ok_output=True):
     return p
 
 
-@pytest.fixture
-def no_choice_after():
-    from fastsynth.runtime.choice import choice_path
-
-    yield
-    choice_path().unlink(missing_ok=True)
-
-
 @pytest.mark.onnx
 @pytest.mark.skipif(not HAS_OV, reason="openvino/onnxruntime not installed")
 def test_auto_picks_bf16_only_when_accepted_faster_and_native(no_choice_after, monkeypatch):

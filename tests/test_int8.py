@@ -108,15 +108,6 @@ def _write_choice(ms):
     return write_choice(ms, 64, SHA)
 
 
-@pytest.fixture
-def no_choice_after():
-    """The session's cache outlives this test: leave no machine choice behind for other tests' auto."""
-    from fastsynth.runtime.choice import choice_path
-
-    yield
-    choice_path().unlink(missing_ok=True)
-
-
 def test_auto_uses_the_machine_choice(int8_fn, no_choice_after):
     assert resolve_runtime("auto", "cpu", "fp32") == ("onnx", "fp32")  # no choice measured: today's default
     _write_choice({("onnx", "fp32"): 10.0, ("eager", "fp32"): 12.0, ("onnx", "int8"): 7.0})

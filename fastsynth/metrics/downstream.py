@@ -377,7 +377,7 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
             # shared by every dataset judged against the same real data, and a judge that was stopped resumes
             extra = (synth, links if run["real"] is not None else None) if run["synthetic"] else None
             if use_cache:
-                model, info = _cached_real_segmenter(scfg, real_train, run["real"], device, extra)
+                model, info = _cached_segmenter(scfg, real_train, run["real"], device, extra)
                 if model is not None and log:
                     log(f"downstream: '{name}' from the cache of trained segmenters")
             if model is None:
@@ -388,7 +388,7 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
                                               links if run["synthetic"] and run["real"] is not None else None,
                                               device, progress_factory(name) if progress_factory else None)
                 if use_cache:
-                    _store_real_segmenter(model, scfg, real_train, run["real"], info, extra)
+                    _store_segmenter(model, scfg, real_train, run["real"], info, extra)
             fn = model
             if backend != "eager":
                 from ..runtime import make_segmenter_fn
@@ -491,8 +491,8 @@ def label_agreement(models: list, synth: np.ndarray, real_run: dict | None = Non
     return out
 
 
-# --- cache of real-only segmenters ----------------------------------------------------------------------------
-def _real_key(cfg: SegConfig, real_train: np.ndarray, idx: np.ndarray | None, extra=None) -> str:
+# --- cache of trained segmenters ------------------------------------------------------------------------------
+def _segmenter_key(cfg: SegConfig, real_train: np.ndarray, idx: np.ndarray | None, extra=None) -> str:
     """The cache key of a segmenter: its recipe and seed, the real training images and the rows used; with
     ``extra`` = (synthetic pairs, their links to real images or None) also the exact synthetic data."""
     import hashlib
@@ -515,10 +515,10 @@ def _real_key(cfg: SegConfig, real_train: np.ndarray, idx: np.ndarray | None, ex
 def _cache_folder(cfg, real_train, idx, extra=None) -> Path:
     from ..utils import cache_dir
 
-    return cache_dir() / "segmenters" / _real_key(cfg, real_train, idx, extra)
+    return cache_dir() / "segmenters" / _segmenter_key(cfg, real_train, idx, extra)
 
 
-def _cached_real_segmenter(cfg, real_train, idx, device, extra=None):
+def _cached_segmenter(cfg, real_train, idx, device, extra=None):
     folder = _cache_folder(cfg, real_train, idx, extra)
     if not (folder / WEIGHTS_NAME).is_file():
         return None, None
@@ -529,7 +529,7 @@ def _cached_real_segmenter(cfg, real_train, idx, device, extra=None):
     return model, {**meta.get("training", {}), "cached": True}
 
 
-def _store_real_segmenter(model, cfg, real_train, idx, info, extra=None) -> None:
+def _store_segmenter(model, cfg, real_train, idx, info, extra=None) -> None:
     import shutil
     import tempfile
 

@@ -131,8 +131,13 @@ def _make_fn(model, backend, device, precision, batch_size, model_sha, kind, res
     if kind == "denoiser" and precision == "auto" and device.type == "cpu":
         from .choice import read_choice
 
+        from ..utils import cpu_has_bf16
+
         choice = read_choice()
-        if choice is None or any(k.endswith((":int8", ":bf16")) for k in choice.get("ms_per_eval", {})):
+        # the weights' hash keys the gates: worth computing only where a gated precision can be picked
+        gated = (cpu_has_bf16() and _installed("openvino")) if choice is None else \
+            any(k.endswith(tuple(f":{p}" for p in GATED)) for k in choice.get("ms_per_eval", {}))
+        if gated:
             model_sha = model_sha or _state_sha(model)
     backend, precision = resolve_runtime(backend, device, precision,
                                          model_sha if kind == "denoiser" else None,

@@ -39,12 +39,12 @@ def openvino_model_fn(onnx_path: Path, device: torch.device, threads: int | None
     bf16 inference precision (needs AVX512_BF16 or AMX; refused elsewhere, where OpenVINO would emulate it)."""
     if device.type != "cpu":
         raise FastsynthError("the openvino backend runs on the CPU here (--device cpu)")
+    if precision == "bf16" and not cpu_has_bf16():
+        raise FastsynthError("--precision bf16 on the CPU needs AVX512_BF16 or AMX, which this CPU lacks; use fp32")
     ov = require("openvino", "openvino", "The openvino backend")
     threads = threads or torch.get_num_threads()
     core = ov.Core()
     model = core.read_model(str(onnx_path))
-    if precision == "bf16" and not cpu_has_bf16():
-        raise FastsynthError("--precision bf16 on the CPU needs AVX512_BF16 or AMX, which this CPU lacks; use fp32")
     config = {"PERFORMANCE_HINT": hint, "INFERENCE_NUM_THREADS": threads,
               "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
     if threads == 1 or hint == "LATENCY":
