@@ -113,6 +113,24 @@ def test_warm_start_from_a_saved_model(pair_folder, tmp_path):
         train(bad, progress=False)
 
 
+def test_resume_keeps_the_warm_start_record_of_when_the_run_began(pair_folder, tmp_path):
+    """--init-from names a model that may change before a --resume (``bundled`` is replaced by the run's own
+    export): the record must still describe the weights the run started from."""
+    import shutil
+    from dataclasses import replace
+
+    first = train(_cfg(pair_folder, tmp_path / "a", 3), progress=False)
+    cfg = replace(_cfg(pair_folder, tmp_path / "b", 2), init_from=str(first))
+    train(cfg, progress=False)
+    other = train(_cfg(pair_folder, tmp_path / "other", 1), progress=False)
+    shutil.rmtree(first / "model")
+    shutil.copytree(other / "model", first / "model")  # the name now points at a 1-step model
+    out = train(replace(cfg, steps=4), resume=True, progress=False)
+    _, meta = load_model(out)
+    assert meta["training"]["steps_done"] == 4
+    assert meta["training"]["init"]["steps_done"] == 3
+
+
 def test_bundle_records_provenance_evaluation_and_a_path_free_card(pair_folder, tmp_path):
     from fastsynth.models.bundle import bundle
 

@@ -19,6 +19,7 @@ import math
 import os
 import platform
 import signal
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -110,6 +111,25 @@ def _warm_start(model: Denoiser, source: str) -> dict:
     t = meta.get("training", {})
     return {"from": public_model_name(source), "steps_done": t.get("steps_done"), "wall_time_s": t.get("wall_time_s"),
             "earlier": t.get("init")}
+
+
+INIT_RECORD = "init.json"
+
+
+def _init_record(model: Denoiser, source: str, out: Path, src_ck: Path | None, is_main: bool = True) -> dict:
+    """The warm start's provenance, fixed when the run begins: written to ``out/init.json`` then, and read back
+    from there on ``--resume`` (the checkpoint holds the weights). Re-reading ``--init-from`` on a resume would
+    record whatever that name points to now: ``bundled`` may by then be this very run's own earlier export."""
+    path = out / INIT_RECORD
+    if src_ck is not None and path.exists():
+        return read_json(path, "the run's warm-start record")
+    info = _warm_start(model, source)
+    if src_ck is not None and is_main:  # a run from before init.json existed: the name is re-read now
+        print(f"warning: {path} is missing; the warm start is recorded from what --init-from {source} is now",
+              file=sys.stderr)
+    if is_main:
+        write_json_atomic(path, info)
+    return info
 
 
 class EMA:
@@ -206,7 +226,8 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     if cfg.min_snr_gamma <= 0:
         raise FastsynthError(f"--min-snr-gamma {cfg.min_snr_gamma}: must be > 0")
     model = Denoiser(model_cfg)
-    init_info = _warm_start(model, cfg.init_from) if cfg.init_from else None
+    src_ck = latest_checkpoint(ck) if resume else None
+    init_info = _init_record(model, cfg.init_from, out, src_ck, is_main) if cfg.init_from else None
     from diffusers import DDPMScheduler
 
     noise_sched = DDPMScheduler(num_train_timesteps=model_cfg.num_train_timesteps,
@@ -217,7 +238,6 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     ema = EMA(model.unet, cfg.ema_decay, cfg.ema_warmup)
 
     step, elapsed_before, scaler_state = 0, 0.0, None
-    src_ck = latest_checkpoint(ck) if resume else None
     if src_ck is not None:
         from safetensors.torch import load_file
 
@@ -356,8 +376,6 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
 
 def _detect_modality(src, cfg: TrainConfig, is_main: bool):
     """The data's Modality (checked across the whole folder), told to the user with any warning."""
-    import sys
-
     from ..data.modality import detect_modality, parse_classes
 
     modality, warnings = detect_modality(src, class_names=parse_classes(cfg.classes) if cfg.classes else None,
