@@ -141,3 +141,26 @@ fastsynth generate --n 900 --out /tmp/g900 --no-progress
 fastsynth generate --n 900 --out /tmp/g900f --precision fp32 --no-progress
 /usr/bin/time -v fastsynth generate --n 10000 --out /tmp/fastsynth-10k --no-progress \
   > benchmarks/results/generate_10k_bf16_cpu.txt 2> benchmarks/results/generate_10k_bf16_cpu.time.txt
+
+# ---- session of 2026-12-02, evening: runs/armD-minsnr survived, so the bundled model's run continues (--resume) ----
+# the run's warm-start record now lives in runs/armD-minsnr/init.json (written by hand for this run, which began
+# before train wrote it: the training.init of the model it started from, the 5629-step bundled model)
+OMP_NUM_THREADS=2 fastsynth train --data ../shared/data/kvasir-seg --out runs/armD-minsnr --init-from bundled --lr 3e-4 \
+  --loss-weighting min-snr --steps 60000 --checkpoint-every 250 --mixed-precision bf16 --time-limit 107 --no-progress --resume
+# a zero-step resume re-exports runs/armD-minsnr/model with the corrected warm-start record (STEP: the last step)
+OMP_NUM_THREADS=2 fastsynth train --data ../shared/data/kvasir-seg --out runs/armD-minsnr --init-from bundled --lr 3e-4 \
+  --loss-weighting min-snr --steps STEP --checkpoint-every 250 --mixed-precision bf16 --no-progress --resume
+python -m fastsynth.models.bundle runs/armD-minsnr --training-data-from bundled --notes benchmarks/bundled_model_notes.md
+# side by side, 1 thread each: the judge of the default data, and the bf16 gate (its records ship with the weights)
+OMP_NUM_THREADS=1 fastsynth generate --n 900 --out /tmp/judge/E --precision fp32 --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/E --real fastsynth/bundled --metrics fid,masks,hf,agreement,memorization \
+  --fid-reference train --downstream --no-progress --json benchmarks/results/judge_bundled_cpu.json
+OMP_NUM_THREADS=1 python benchmarks/precision_judge.py --model bundled --precision bf16 --backend openvino --n 900 \
+  --out /tmp/bf16-judge-E --json benchmarks/results/bf16_judge_cpu.json --record --ship
+# one region per mask, side by side with the default (2 threads)
+fastsynth generate --n 900 --out /tmp/judge/E-mc1 --precision fp32 --max-components 1 --no-progress
+fastsynth evaluate /tmp/judge/E-mc1 --real fastsynth/bundled --metrics masks,hf,agreement \
+  --downstream --protocols real,synthetic,real+synthetic --no-progress --json benchmarks/results/judge_bundled_max_components_1_cpu.json
+# mask regions against solver steps (first pass only, 128 pairs, the 15,477-step model): components per mask
+# unipc 6: 1.51, unipc 12: 1.41, ddim 50: 1.31 (real: 1.06); more steps help a little, the model is the cause
+fastsynth generate --n 128 --no-redraw --sampler unipc --steps 6 --precision fp32 --format png --out /tmp/mc/unipc6
