@@ -213,6 +213,9 @@ class GenerateConfig:
     # classifier-free guidance of the conditional passes (from-masks, inpaint, the redraw of pairs); 1 = off.
     # None: DEFAULT_REDRAW_GUIDANCE for the redraw pass (measured), 1 for from-masks / inpaint (not measured yet)
     guidance: float | None = None
+    # guide only the steps whose noise level sigma_t = sqrt((1 - a_t) / a_t) is in (lo, hi] (the others cost one
+    # evaluation instead of two); None: every step (sampling.guidance)
+    guidance_interval: tuple[float, float] | None = None
     # pairs with redraw: keep only the N largest connected regions of each generated mask (0 = keep all) before
     # the image is redrawn from it, so no dropped region stays in the image unlabelled
     max_components: int = 0

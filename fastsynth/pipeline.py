@@ -136,6 +136,13 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
                              "region would stay in the image, unlabelled)")
     if cfg.guidance != 1.0 and cfg.mode == "pairs" and not cfg.redraw:
         raise FastsynthError("--guidance needs a conditional pass: --mode from-masks / inpaint, or --redraw")
+    if cfg.guidance_interval is not None:
+        gi = cfg.guidance_interval
+        if len(gi) != 2 or not (0 <= gi[0] < gi[1] < float("inf")):
+            raise FastsynthError(f"--guidance-interval {','.join(str(v) for v in gi)}: need LO,HI with "
+                                 "0 <= LO < HI, finite (noise levels sigma; e.g. 0.28,5.42)")
+        if cfg.guidance == 1.0:
+            raise FastsynthError("--guidance-interval needs guidance (--guidance other than 1)")
     if cfg.format not in ("parquet", "png"):
         raise FastsynthError(f"--format {cfg.format!r}: choose parquet or png")
     out = Path(out)
@@ -177,6 +184,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         "precision": cfg.precision, "backend": backend, "device": dev.type,
         **({"runtime_precision": runtime_precision} if runtime_precision in ("int8", "bf16") else {}),
         "guidance": cfg.guidance, "redraw": cfg.redraw, "max_components": cfg.max_components,
+        **({"guidance_interval": list(cfg.guidance_interval)} if cfg.guidance_interval else {}),
         "data": modality.to_dict(),
         "source_fingerprint": cond_src.fingerprint, "source_dir": Path(masks or images).name if masks or images else "",
         "model_sha256": weights_sha,

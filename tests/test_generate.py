@@ -237,6 +237,55 @@ def test_guidance_and_redraw(tiny_model_dir, tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_guidance_interval_guides_only_the_steps_inside_it(tiny_model_dir, tmp_path):
+    import torch
+
+    from fastsynth.sampling.guidance import guided_model_fn, sigma_of_t
+    from fastsynth.sampling.samplers import make_scheduler
+
+    rows = []
+
+    def f(x, t, cond):  # conditional output cond-sum + 1, unconditional 1; records the rows of every call
+        rows.append(len(x))
+        return x * 0 + cond[:, :4].sum((1, 2, 3), keepdim=True) + 1.0
+
+    ac = make_scheduler("unipc").alphas_cumprod
+    sig = sigma_of_t(ac)
+    t_hi, t_mid, t_lo = 999, 500, 20  # sigma ~ 2e4, ~1, ~0.03
+    assert sig[t_hi] > 5.42 and 0.28 < sig[t_mid] <= 5.42 and sig[t_lo] <= 0.28
+    g = guided_model_fn(f, 3.0, (0.28, 5.42), ac)
+    x, cond = torch.zeros(3, 4, 3, 3), torch.ones(3, 8, 3, 3)
+    for t, want, calls in ((t_mid, 1 + 3 * 36.0, [6]), (t_hi, 37.0, [3]), (t_lo, 37.0, [3])):
+        rows.clear()
+        out = g(x, torch.full((3,), t), cond)
+        assert torch.allclose(out, torch.full_like(out, want)) and rows == calls, t
+    rows.clear()  # rows at different noise levels in one batch: only the one inside is guided
+    out = g(x, torch.tensor([t_hi, t_mid, t_lo]), cond)
+    assert out.flatten(1)[:, 0].tolist() == [37.0, 1 + 3 * 36.0, 37.0] and rows == [3, 2]
+    with pytest.raises(ValueError, match="alphas_cumprod"):
+        guided_model_fn(f, 3.0, (0.28, 5.42))
+    # in generate: recorded, described, part of the dataset's identity; the masks come from the unguided first pass
+    a = generate(_cfg(n=4, guidance_interval=(0.28, 5.42)), tmp_path / "gi", model=str(tiny_model_dir),
+                 progress=False)
+    b = generate(_cfg(n=4), tmp_path / "all", model=str(tiny_model_dir), progress=False)
+    assert a["complete"] and b["complete"]
+    _, ia, ma = _arrays(tmp_path / "gi")
+    _, ib, mb = _arrays(tmp_path / "all")
+    assert np.array_equal(ma, mb) and not np.array_equal(ia, ib)
+    manifest = json.loads((tmp_path / "gi" / "fastsynth.json").read_text())
+    assert manifest["guidance_interval"] == [0.28, 5.42]
+    assert "sigma in (0.28, 5.42]" in (tmp_path / "gi" / "README.md").read_text()
+    with pytest.raises(FastsynthError, match="other settings"):
+        generate(_cfg(n=4), tmp_path / "gi", model=str(tiny_model_dir), progress=False)
+    for bad in ((5.0, 1.0), (-1.0, 2.0), (0.1, float("inf"))):
+        with pytest.raises(FastsynthError, match="--guidance-interval"):
+            generate(_cfg(guidance_interval=bad), tmp_path / "bad", model=str(tiny_model_dir), progress=False)
+    with pytest.raises(FastsynthError, match="needs guidance"):
+        generate(_cfg(guidance=1.0, guidance_interval=(0.1, 1.0)), tmp_path / "bad", model=str(tiny_model_dir),
+                 progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_max_components_keeps_the_largest_regions_before_the_redraw(tiny_model_dir, tmp_path):
     from fastsynth.sampling.masks import connected_regions
 

@@ -56,6 +56,10 @@ def add_parser(sub) -> None:
                    help="classifier-free guidance scale of the conditional passes (from-masks, inpaint, the redraw); "
                         "1 = off; costs a second network evaluation per step (default: "
                         f"{DEFAULT_REDRAW_GUIDANCE:g} for the redraw of pairs, 1 for from-masks / inpaint)")
+    p.add_argument("--guidance-interval", type=_interval, default=d.guidance_interval, metavar="LO,HI",
+                   help="guide only the steps whose noise level sigma = sqrt((1-a)/a) is in (LO, HI] "
+                        "(Kynkäänniemi et al. 2024; e.g. 0.28,5.42); the other steps cost one evaluation, not two "
+                        "(default: every step)")
     p.add_argument("--redraw", action=argparse.BooleanOptionalAction, default=d.redraw,
                    help="pairs: redraw each image from its generated mask in a second, mask-conditioned, guided "
                         "pass (default: on for pairs; its data trained segmenters better; --no-redraw: one pass, "
@@ -65,6 +69,14 @@ def add_parser(sub) -> None:
                         "its image is redrawn (0 = keep all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _interval(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected two numbers LO,HI, e.g. 0.28,5.42") from None
+    return lo, hi
 
 
 def run(args) -> int:
@@ -77,7 +89,7 @@ def run(args) -> int:
                          opening_px_at_256=args.opening_px, mask_threshold=args.mask_threshold,
                          inpaint_dilate_px_at_256=args.dilate_px, format=args.format, precision=args.precision,
                          backend=args.backend, guidance=args.guidance, redraw=args.redraw,
-                         max_components=args.max_components)
+                         max_components=args.max_components, guidance_interval=args.guidance_interval)
     out = args.out or str(default_out_dir(args.mode))
     if args.out is None:
         print(f"writing to {out} (no --out given)", file=sys.stderr)

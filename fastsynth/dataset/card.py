@@ -202,6 +202,9 @@ def _redraw_text(m: dict) -> str:
         out += f" (each mask first reduced to its {m['max_components']} largest connected region(s))"
     if m.get("guidance", 1.0) not in (None, 1.0):
         out += f"; classifier-free guidance {m['guidance']:g}"
+        if m.get("guidance_interval"):
+            lo, hi = m["guidance_interval"]
+            out += f" at noise levels sigma in ({lo:g}, {hi:g}]"
     if m.get("runtime_precision") == "int8":
         out += "; network in int8 (statically quantised, accepted by fastsynth's accuracy gate against fp32)"
     elif m.get("runtime_precision") == "bf16" or m.get("precision") == "bf16":
