@@ -44,10 +44,10 @@ def guided_model_fn(model_fn: ModelFn, scale: float, interval: tuple[float, floa
         raise ValueError("a guidance interval needs the schedule's alphas_cumprod")
     lo, hi = interval
     sig = sigma_of_t(alphas_cumprod)
+    guide_at = (sig > lo) & (sig <= hi)  # per training timestep, decided once (not in the sampling loop)
 
     def fn(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        s = sig[t.detach().round().long().clamp(0, len(sig) - 1).cpu()]
-        inside = (s > lo) & (s <= hi)
+        inside = guide_at[t.detach().round().long().clamp(0, len(sig) - 1).cpu()]
         if bool(inside.all()):
             return guided(x_t, t, cond)
         if not bool(inside.any()):
