@@ -151,13 +151,15 @@ OMP_NUM_THREADS=2 fastsynth train --data ../shared/data/kvasir-seg --out runs/ar
 OMP_NUM_THREADS=2 fastsynth train --data ../shared/data/kvasir-seg --out runs/armD-minsnr --init-from bundled --lr 3e-4 \
   --loss-weighting min-snr --steps STEP --checkpoint-every 250 --mixed-precision bf16 --no-progress --resume
 python -m fastsynth.models.bundle runs/armD-minsnr --training-data-from bundled --notes benchmarks/bundled_model_notes.md
-# side by side, 1 thread each: the judge of the default data, and the bf16 gate (its records ship with the weights)
+# side by side, 1 thread each: the judge of the default data, and the bf16 gate. The gate REJECTED bf16 (KID better by
+# 0.0023, tolerance 0.0007), so the candidate was not kept as bundled: fastsynth/bundled was restored from git and
+# the results were renamed *_candidate_32423_cpu.json
 OMP_NUM_THREADS=1 fastsynth generate --n 900 --out /tmp/judge/E --precision fp32 --no-progress
 OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/E --real fastsynth/bundled --metrics fid,masks,hf,agreement,memorization \
-  --fid-reference train --downstream --no-progress --json benchmarks/results/judge_bundled_cpu.json
+  --fid-reference train --downstream --no-progress --json benchmarks/results/judge_candidate_32423_cpu.json
 OMP_NUM_THREADS=1 python benchmarks/precision_judge.py --model bundled --precision bf16 --backend openvino --n 900 \
-  --out /tmp/bf16-judge-E --json benchmarks/results/bf16_judge_cpu.json --record --ship
-# one region per mask, side by side with the default (2 threads)
+  --out /tmp/bf16-judge-E --json benchmarks/results/bf16_judge_candidate_32423_cpu.json --record --ship
+# prepared, NOT run (session ran out): one region per mask, and --guidance-interval 0.28,5.42, side by side
 fastsynth generate --n 900 --out /tmp/judge/E-mc1 --precision fp32 --max-components 1 --no-progress
 fastsynth evaluate /tmp/judge/E-mc1 --real fastsynth/bundled --metrics masks,hf,agreement \
   --downstream --protocols real,synthetic,real+synthetic --no-progress --json benchmarks/results/judge_bundled_max_components_1_cpu.json
