@@ -136,7 +136,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
                              "region would stay in the image, unlabelled)")
     if cfg.guidance != 1.0 and cfg.mode == "pairs" and not cfg.redraw:
         raise FastsynthError("--guidance needs a conditional pass: --mode from-masks / inpaint, or --redraw")
-    if cfg.guidance_interval is not None:
+    if cfg.guidance_interval:
         gi = cfg.guidance_interval
         if len(gi) != 2 or not (0 <= gi[0] < gi[1] < float("inf")):
             raise FastsynthError(f"--guidance-interval {','.join(str(v) for v in gi)}: need LO,HI with "

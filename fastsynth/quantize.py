@@ -383,6 +383,39 @@ def gate_status(model_sha: str, resolution: int, runtime: str, precision: str = 
     return _with_verdicts(record, _read_json(paths["data"]))
 
 
+# two-sided 97.5% quantiles of Student's t for 1..10 degrees of freedom (no scipy at import time)
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def data_level_verdict(fp32: list[dict], reduced: dict, name: str = "int8") -> dict:
+    """Are the label agreement and the KID of a reduced-precision dataset (``reduced``: its ``evaluate`` metrics,
+    generation seed 0) indistinguishable from fp32's? ``fp32``: the metrics of K >= 3 fp32 datasets with seeds
+    0..K-1 (same settings). A figure passes when the reduced one lies inside the 95% prediction interval of a new
+    draw from the fp32 seeds: |x - mean| <= t(0.975, K-1) * sd * sqrt(1 + 1/K), with sd the fp32 seed-to-seed
+    standard deviation. (The earlier rule, |x - fp32 seed 0| <= |fp32 seed 1 - fp32 seed 0|, rejects a precision
+    that changes nothing half of the time: of three equally distributed draws, the third is farther from the
+    first than the second is in half the cases.)"""
+    if len(fp32) < 3:
+        raise FastsynthError(f"the data-level verdict needs at least 3 fp32 seeds, got {len(fp32)}")
+    out: dict = {"checks": {}, "rule": "95% prediction interval of the fp32 seeds", "fp32_seeds": len(fp32)}
+    figures = {"agreement": lambda m: m["agreement"]["dice"], "kid": lambda m: m["fid_kid"]["kid"]}
+    for key, get in figures.items():
+        try:
+            xs, x = np.array([get(m) for m in fp32], dtype=float), float(get(reduced))
+        except (KeyError, TypeError):
+            continue
+        k = len(xs)
+        sd = float(xs.std(ddof=1))
+        tol = _T975[min(k - 1, len(_T975)) - 1] * sd * float(np.sqrt(1 + 1 / k))
+        out[key] = {"fp32": [float(v) for v in xs], "fp32_mean": float(xs.mean()), "fp32_sd": sd, name: x,
+                    "difference": x - float(xs.mean()), "tolerance": tol}
+        if key == "kid":
+            out[key]["fid"] = {"fp32": [m["fid_kid"]["fid"] for m in fp32], name: reduced["fid_kid"]["fid"]}
+        out["checks"][key] = abs(x - float(xs.mean())) <= tol
+    out["ok"] = set(out["checks"]) == set(figures) and all(out["checks"].values())
+    return out
+
+
 def record_data_level(model_sha: str, resolution: int, runtime: str, result: dict, precision: str = "int8") -> Path:
     """Store the data-level verdict (``result["ok"]`` and its figures) next to the gate's record."""
     paths = gate_paths(model_sha, resolution, runtime, precision)

@@ -159,3 +159,25 @@ def test_a_fresh_machine_uses_the_gate_shipped_with_the_model(tmp_path, monkeypa
     blob = json.loads(out.read_text())
     out.write_text(json.dumps({**blob, "data": {"ok": False}}))  # shipped, but rejected at the data level
     assert resolve_runtime("auto", "cpu", "auto", sha, 16, model_dir=model_dir) == ("onnx", "fp32")
+
+
+def _metrics(agreement: float, kid: float) -> dict:
+    return {"agreement": {"dice": agreement}, "fid_kid": {"kid": kid, "fid": 100.0}}
+
+
+def test_data_level_verdict_accepts_inside_the_fp32_seeds_prediction_interval_and_rejects_outside():
+    from fastsynth.quantize import data_level_verdict
+
+    fp32 = [_metrics(0.710, 0.1218), _metrics(0.722, 0.1211), _metrics(0.715, 0.1225), _metrics(0.705, 0.1203)]
+    # the old rule (|x - seed 0| <= |seed 1 - seed 0| = 0.0007) rejected this KID; it lies inside the seeds' spread
+    ok = data_level_verdict(fp32, _metrics(0.713, 0.1205), "bf16")
+    assert ok["ok"] and ok["checks"] == {"agreement": True, "kid": True}
+    assert ok["kid"]["fp32_sd"] > 0 and ok["kid"]["tolerance"] > abs(ok["kid"]["difference"])
+    far = data_level_verdict(fp32, _metrics(0.713, 0.1350), "bf16")  # KID far outside the fp32 spread
+    assert not far["ok"] and far["checks"] == {"agreement": True, "kid": False}
+    low = data_level_verdict(fp32, _metrics(0.600, 0.1215), "bf16")  # masks no longer match the images
+    assert not low["ok"] and not low["checks"]["agreement"]
+    # a figure that was not measured is not a pass
+    assert not data_level_verdict(fp32, {"agreement": {"dice": 0.713}}, "bf16")["ok"]
+    with pytest.raises(FastsynthError, match="at least 3 fp32 seeds"):
+        data_level_verdict(fp32[:2], _metrics(0.713, 0.1205), "bf16")

@@ -80,6 +80,12 @@ def test_generate_cli_summary(tiny_model_dir, tmp_path, capsys):
     code, out, _ = _run(["generate", "--n", "3", "--model", str(tiny_model_dir), "--out", str(tmp_path / "o"),
                          "--steps", "2", "--no-progress", "--backend", "eager"], capsys)
     assert code == 0 and "generated 3 pairs" in out and "dataset complete" in out
+    # --guidance-interval all: guidance at every step, recorded as no interval
+    code, out, _ = _run(["generate", "--n", "2", "--model", str(tiny_model_dir), "--out", str(tmp_path / "all"),
+                         "--steps", "2", "--no-progress", "--backend", "eager", "--guidance-interval", "all"], capsys)
+    manifest = json.loads((tmp_path / "all" / "fastsynth.json").read_text())
+    assert code == 0 and manifest["guidance"] == 2.0 and "guidance_interval" not in manifest
+    assert json.loads((tmp_path / "o" / "fastsynth.json").read_text())["guidance_interval"] == [0.28, 5.42]
 
 
 @pytest.mark.slow

@@ -264,19 +264,31 @@ def test_guidance_interval_guides_only_the_steps_inside_it(tiny_model_dir, tmp_p
     assert out.flatten(1)[:, 0].tolist() == [37.0, 1 + 3 * 36.0, 37.0] and rows == [3, 2]
     with pytest.raises(ValueError, match="alphas_cumprod"):
         guided_model_fn(f, 3.0, (0.28, 5.42))
+    # the default of the guided redraw of pairs (measured); every step for from-masks; () = every step; resolving
+    # twice changes nothing
+    from fastsynth.config import DEFAULT_REDRAW_GUIDANCE_INTERVAL, resolve_guidance
+
+    assert resolve_guidance(_cfg()).guidance_interval == DEFAULT_REDRAW_GUIDANCE_INTERVAL == (0.28, 5.42)
+    assert resolve_guidance(_cfg(mode="from-masks", guidance=2.0)).guidance_interval == ()
+    assert resolve_guidance(_cfg(guidance=1.0)).guidance_interval == ()
+    every = resolve_guidance(_cfg(guidance_interval=()))
+    assert every.guidance_interval == () and resolve_guidance(every) == every
     # in generate: recorded, described, part of the dataset's identity; the masks come from the unguided first pass
     a = generate(_cfg(n=4, guidance_interval=(0.28, 5.42)), tmp_path / "gi", model=str(tiny_model_dir),
                  progress=False)
-    b = generate(_cfg(n=4), tmp_path / "all", model=str(tiny_model_dir), progress=False)
+    b = generate(_cfg(n=4, guidance_interval=()), tmp_path / "all", model=str(tiny_model_dir), progress=False)
+    d = generate(_cfg(n=4), tmp_path / "default", model=str(tiny_model_dir), progress=False)
+    assert d["complete"] and np.array_equal(_arrays(tmp_path / "default")[1], _arrays(tmp_path / "gi")[1])
     assert a["complete"] and b["complete"]
     _, ia, ma = _arrays(tmp_path / "gi")
     _, ib, mb = _arrays(tmp_path / "all")
     assert np.array_equal(ma, mb) and not np.array_equal(ia, ib)
     manifest = json.loads((tmp_path / "gi" / "fastsynth.json").read_text())
     assert manifest["guidance_interval"] == [0.28, 5.42]
+    assert "guidance_interval" not in json.loads((tmp_path / "all" / "fastsynth.json").read_text())
     assert "sigma in (0.28, 5.42]" in (tmp_path / "gi" / "README.md").read_text()
     with pytest.raises(FastsynthError, match="other settings"):
-        generate(_cfg(n=4), tmp_path / "gi", model=str(tiny_model_dir), progress=False)
+        generate(_cfg(n=4, guidance_interval=()), tmp_path / "gi", model=str(tiny_model_dir), progress=False)
     for bad in ((5.0, 1.0), (-1.0, 2.0), (0.1, float("inf"))):
         with pytest.raises(FastsynthError, match="--guidance-interval"):
             generate(_cfg(guidance_interval=bad), tmp_path / "bad", model=str(tiny_model_dir), progress=False)

@@ -7,7 +7,7 @@ import sys
 
 
 def add_parser(sub) -> None:
-    from ..config import DEFAULT_REDRAW_GUIDANCE, MODES, GenerateConfig
+    from ..config import DEFAULT_REDRAW_GUIDANCE, DEFAULT_REDRAW_GUIDANCE_INTERVAL, MODES, GenerateConfig
     from ..runtime import BACKENDS, PRECISIONS
     from ..sampling import DEFAULT_STEPS, SAMPLER_NAMES
 
@@ -58,8 +58,9 @@ def add_parser(sub) -> None:
                         f"{DEFAULT_REDRAW_GUIDANCE:g} for the redraw of pairs, 1 for from-masks / inpaint)")
     p.add_argument("--guidance-interval", type=_interval, default=d.guidance_interval, metavar="LO,HI",
                    help="guide only the steps whose noise level sigma = sqrt((1-a)/a) is in (LO, HI] "
-                        "(Kynkäänniemi et al. 2024; e.g. 0.28,5.42); the other steps cost one evaluation, not two "
-                        "(default: every step)")
+                        "(Kynkäänniemi et al. 2024); the other steps cost one evaluation, not two; all = every step "
+                        f"(default: {','.join(f'{v:g}' for v in DEFAULT_REDRAW_GUIDANCE_INTERVAL)} for the guided "
+                        "redraw of pairs, every step for from-masks / inpaint)")
     p.add_argument("--redraw", action=argparse.BooleanOptionalAction, default=d.redraw,
                    help="pairs: redraw each image from its generated mask in a second, mask-conditioned, guided "
                         "pass (default: on for pairs; its data trained segmenters better; --no-redraw: one pass, "
@@ -71,11 +72,13 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _interval(text: str) -> tuple[float, float]:
+def _interval(text: str) -> tuple[float, ...]:
+    if text.strip().lower() == "all":
+        return ()
     try:
         lo, hi = (float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected two numbers LO,HI, e.g. 0.28,5.42") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: expected two numbers LO,HI, e.g. 0.28,5.42, or all") from None
     return lo, hi
 
 

@@ -66,8 +66,9 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
                   dilate_px: int, opening: int, device: torch.device):
     cfg = resolve_guidance(cfg)
     known, indicator, src = cond_src.batch(indices, seeds, res, dilate_px)
-    ac = scheduler.alphas_cumprod if cfg.guidance_interval else None
-    fn = model_fn if cfg.mode == "pairs" else guided_model_fn(model_fn, cfg.guidance, cfg.guidance_interval, ac)
+    interval = cfg.guidance_interval or None  # () = every step
+    ac = scheduler.alphas_cumprod if interval else None
+    fn = model_fn if cfg.mode == "pairs" else guided_model_fn(model_fn, cfg.guidance, interval, ac)
     x0 = _sample_rows(fn, scheduler, cfg, seeds, known, indicator, res, device)
     m = cond_src.modality
     c = m.channels
@@ -79,7 +80,7 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
         # second pass: a new image for each generated (cleaned) mask, mask-conditioned and guided; the mask is kept
         known, indicator = cond_from_masks(labels_to_channels(mask_u8, m), channels=m.data_channels)
         redraw_seeds = [int(s) ^ REDRAW_SEED_XOR for s in seeds]
-        rgb = _sample_rows(guided_model_fn(model_fn, cfg.guidance, cfg.guidance_interval, ac), scheduler, cfg,
+        rgb = _sample_rows(guided_model_fn(model_fn, cfg.guidance, interval, ac), scheduler, cfg,
                            redraw_seeds, known, indicator, res, device)[:, :c]
     images = tensor_to_raw(rgb, m)
     masks_np = mask_u8.numpy()
