@@ -65,9 +65,12 @@ def judge_table(path: Path) -> str:
     lines = [f"{d['n_synthetic']} synthetic pairs ({d['synthetic_manifest'].get('mode')}, "
              f"{d['synthetic_manifest'].get('sampler')} x{d['synthetic_manifest'].get('steps')}"
              + (f", redrawn with guidance {d['synthetic_manifest'].get('guidance')}"
-                if d['synthetic_manifest'].get('redraw') else "") + "); "
+                if d['synthetic_manifest'].get('redraw') else "")
+             + (" at sigma in ({:g}, {:g}]".format(*d['synthetic_manifest']['guidance_interval'])
+                if d['synthetic_manifest'].get('redraw') and d['synthetic_manifest'].get('guidance_interval')
+                else "") + "); "
              + (f"{st['arch']}/{st['encoder']}, {st['steps']} steps x {st['batch_size']}, seeds {st['seeds']}; "
-                if st else "") + f"{d['seconds'] / 60:.1f} min in all", ""]
+                if st else "") + f"{d['seconds'] / 60:.1f} min in all (segmenters from the cache count as 0)", ""]
     if ds:
         lines += ["| protocol | Dice (mean ± std over seeds) | per seed |", "|---|---|---|"]
         for name, run in ds["runs"].items():
