@@ -190,3 +190,12 @@ python benchmarks/precision_judge.py --model bundled --precision bf16 --backend 
 # bundled-fast again, from this model
 OMP_NUM_THREADS=1 fastsynth distill --model runs/armD-minsnr --out runs/pdF --teacher-steps 16 --student-steps 4 \
   --steps-per-round 400 --batch-size 32 --lr 2e-4
+# the student's default data through the same judge (NOT shipped: synthetic-only 0.550 vs the teacher's 0.621)
+OMP_NUM_THREADS=1 fastsynth generate --n 900 --model runs/pdF --out /tmp/judge/F-fast --precision fp32 --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/F-fast --real runs/armD-minsnr --metrics fid,masks,hf,agreement,memorization \
+  --fid-reference train --downstream --no-progress --json benchmarks/results/judge_fast_pdF_cpu.json
+python benchmarks/sample_grid.py --n 24 --out benchmarks/results/samples.png
+python benchmarks/sample_grid.py --modes --n 8 --out benchmarks/results/samples_modes.png
+# 10,000 pairs with the defaults (auto: OpenVINO bf16 behind the shipped gate), 2 threads, nothing else running
+/usr/bin/time -v fastsynth generate --n 10000 --out /tmp/fastsynth-10k-G --no-progress \
+  > benchmarks/results/generate_10k_bf16_cpu.txt 2> benchmarks/results/generate_10k_bf16_cpu.time.txt
