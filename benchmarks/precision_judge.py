@@ -47,13 +47,13 @@ def main() -> None:
     args = ap.parse_args()
 
     from fastsynth.config import GenerateConfig
-    from fastsynth.dataset.writer import IDENTITY_DEFAULTS, IDENTITY_KEYS, read_manifest
+    from fastsynth.dataset.writer import dataset_identity, read_manifest
     from fastsynth.metrics.suite import evaluate
     from fastsynth.models import load_model, resolve_model_dir
     from fastsynth.models.denoiser import WEIGHTS_NAME
     from fastsynth.pipeline import generate
     from fastsynth.quantize import data_level_verdict
-    from fastsynth.utils import cpu_info, file_sha256
+    from fastsynth.utils import cpu_info, file_sha256, write_atomic
 
     mdir = resolve_model_dir(args.model)
     if args.fp32_seeds < 3:
@@ -68,8 +68,7 @@ def main() -> None:
         cfg = GenerateConfig(n=args.n, seed=seed, batch_size=args.batch_size, backend=backend, precision=precision)
         summaries[name] = generate(cfg, out, model=args.model, progress=False)
         print(f"{name}: {summaries[name]['pairs']} pairs in {summaries[name]['seconds']} s", flush=True)
-        manifest = read_manifest(out)
-        ident = {k: manifest.get(k, IDENTITY_DEFAULTS.get(k)) for k in IDENTITY_KEYS}
+        ident = dataset_identity(read_manifest(out))
         kept = out / "metrics.json"
         old = json.loads(kept.read_text()) if kept.exists() else {}
         if old.get("identity") == ident and old.get("metrics_asked") == args.metrics and old.get("n") == args.n:
@@ -78,8 +77,8 @@ def main() -> None:
             continue
         metrics[name] = evaluate(out, mdir, metrics=args.metrics, fid_reference="train", out_dir=out / "eval",
                                  log=lambda s: print(s, flush=True))
-        kept.write_text(json.dumps({"identity": ident, "n": args.n, "metrics_asked": args.metrics,
-                                    "metrics": metrics[name]}, default=str) + "\n")
+        write_atomic(kept, json.dumps({"identity": ident, "n": args.n, "metrics_asked": args.metrics,
+                                       "metrics": metrics[name]}, default=str) + "\n")
     verdict = data_level_verdict([metrics[f"fp32_seed{i}"] for i in range(args.fp32_seeds)],
                                  metrics[f"{args.precision}_seed0"], args.precision)
     net, _ = load_model(mdir)

@@ -194,10 +194,14 @@ class DatasetWriter:
         write_atomic(self.out / "README.md", text)
 
 
+def dataset_identity(manifest: dict) -> dict:
+    """The settings of a manifest that decide its rows (IDENTITY_KEYS, with the values older versions implied)."""
+    return {k: manifest.get(k, IDENTITY_DEFAULTS.get(k)) for k in IDENTITY_KEYS}
+
+
 def check_compatible(existing: dict, wanted: dict, out: Path) -> None:
-    diff = {k: (existing.get(k, IDENTITY_DEFAULTS.get(k)), wanted.get(k, IDENTITY_DEFAULTS.get(k)))
-            for k in IDENTITY_KEYS}
-    diff = {k: v for k, v in diff.items() if v[0] != v[1]}
+    a, b = dataset_identity(existing), dataset_identity(wanted)
+    diff = {k: (a[k], b[k]) for k in IDENTITY_KEYS if a[k] != b[k]}
     if diff:
         desc = "; ".join(f"{k}: existing {a!r} vs now {b!r}" for k, (a, b) in diff.items())
         raise FastsynthError(
