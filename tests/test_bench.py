@@ -158,3 +158,25 @@ def test_a_tuned_backend_slower_than_the_untuned_baseline_is_reported_slower():
     committed = json.loads((Path(__file__).parents[1] / "benchmarks/results/bench_cpu.json").read_text())
     verdicts = {c["backend"]: c["verdict"] for c in compare_with_untuned(committed["records"])}
     assert verdicts == {"eager": "slower", "onnx": "faster"}
+
+
+def test_each_precision_is_measured_against_its_own_cpu_peak(monkeypatch):
+    import torch
+
+    import fastsynth.bench as bench
+    import fastsynth.utils as utils
+
+    calls = []
+    monkeypatch.setattr(bench, "cpu_peak_flops", lambda seconds=1.0, dtype=torch.float32: calls.append(dtype) or (
+        2e11 if dtype == torch.bfloat16 else 1e11))
+    cpu = torch.device("cpu")
+    assert bench.device_peak(cpu, "fp32") == (1e11, "measured fp32 GEMM (1024^3, torch BLAS)")
+    monkeypatch.setattr(utils, "cpu_has_bf16", lambda info=None: True)
+    peak, src = bench.device_peak(cpu, "bf16")
+    assert peak == 2e11 and "bf16" in src  # AMX / AVX512_BF16: a bf16 row is not put above 100% of the fp32 peak
+    monkeypatch.setattr(utils, "cpu_has_bf16", lambda info=None: False)
+    peak, _ = bench.device_peak(cpu, "bf16")
+    assert peak != peak  # no native bf16: no peak claimed
+    peak, _ = bench.device_peak(cpu, "int8")
+    assert peak != peak
+    assert calls == [torch.float32, torch.bfloat16]
