@@ -137,6 +137,9 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 2e-4
     warmup_steps: int = 200
+    # "constant" after the linear warm-up, or "cosine": from lr down to 0 at --steps (a cool-down; with a warm start it
+    # anneals a model trained at a constant rate)
+    lr_schedule: str = "constant"
     ema_decay: float = 0.999
     ema_warmup: bool = True
     grad_clip: float = 1.0
@@ -167,6 +170,7 @@ class TrainConfig:
 
 
 LOSS_WEIGHTINGS = ("v", "min-snr")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=d.steps, help="total optimisation steps")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=d.lr_schedule,
+                   help="after the warm-up: constant, or cosine down to 0 at --steps (a cool-down)")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="EMA decay of the saved model")
     p.add_argument("--test-fraction", type=float, default=d.test_fraction, help="held-out fraction (by stem)")
     p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the train/test split")
@@ -55,7 +57,7 @@ def run(args) -> int:
                       steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                       test_fraction=args.test_fraction, split_seed=args.split_seed, seed=args.seed,
                       mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,
-                      skip_bad=args.skip_bad, loss_weighting=args.loss_weighting,
+                      skip_bad=args.skip_bad, loss_weighting=args.loss_weighting, lr_schedule=args.lr_schedule,
                       min_snr_gamma=args.min_snr_gamma, init_from=args.init_from,
                       classes=parse_classes(args.classes) or (), group_by=args.group_by)
     command = invoked_command("train")

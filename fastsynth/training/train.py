@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..conditioning import cond_from_masks, cond_inpaint, dilate_px_for, inpaint_region, random_boxes
-from ..config import LOSS_WEIGHTINGS, TrainConfig, model_config_for, to_dict, from_dict
+from ..config import LOSS_WEIGHTINGS, LR_SCHEDULES, TrainConfig, model_config_for, to_dict, from_dict
 from ..data import load_pairs, make_split, scan_pairs
 from ..data.provenance import data_name, data_provenance
 from ..data.codec import pairs_to_x0
@@ -87,6 +87,18 @@ def make_batch(data_u8: torch.Tensor, cfg: TrainConfig, g: torch.Generator, batc
         k, ind = cond_inpaint(xs, region)
         known[is_ip], indicator[is_ip] = k, ind
     return x0, known, indicator
+
+
+def lr_factor(k: int, cfg: TrainConfig) -> float:
+    """Multiplier of ``cfg.lr`` at optimiser step ``k``: linear warm-up, then constant or a cosine down to 0 at
+    ``cfg.steps``."""
+    warm = max(1, cfg.warmup_steps)
+    if k < warm:
+        return (k + 1) / warm
+    if cfg.lr_schedule == "cosine":
+        frac = min(1.0, (k - warm) / max(1, cfg.steps - warm))
+        return 0.5 * (1.0 + math.cos(math.pi * frac))
+    return 1.0
 
 
 def weighted_loss(pred: torch.Tensor, target: torch.Tensor, a: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
@@ -176,6 +188,8 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
                 if k not in keep and getattr(old, k) != getattr(cfg, k)}
         if diff:
             raise FastsynthError(f"--resume with different settings than {out / 'config.json'}: {diff}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise FastsynthError(f"--lr-schedule {cfg.lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
     model_cfg = model_config_for(cfg.preset, cfg.resolution)
     for name, ok, rule in (("--steps", cfg.steps >= 1, ">= 1"), ("--batch-size", cfg.batch_size >= 1, ">= 1"),
                            ("--lr", cfg.lr > 0, "> 0"), ("--checkpoint-every", cfg.checkpoint_every >= 1, ">= 1"),
@@ -234,7 +248,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
                                 beta_schedule=model_cfg.beta_schedule, prediction_type=model_cfg.prediction_type)
     alphas_cumprod = noise_sched.alphas_cumprod.float()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / max(1, cfg.warmup_steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, cfg))
     ema = EMA(model.unet, cfg.ema_decay, cfg.ema_warmup)
 
     step, elapsed_before, scaler_state = 0, 0.0, None
@@ -305,6 +319,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
                 "wall_time_s": round(elapsed, 1), "command": public_text(command),
                 "hardware": _hardware(accelerator), "torch": torch.__version__, "mixed_precision": mp,
                 "loss_weighting": cfg.loss_weighting, "min_snr_gamma": cfg.min_snr_gamma, "init": init_info,
+                "lr_schedule": cfg.lr_schedule,
             },
         }
         save_model(ema_net, out / "model", meta=meta, card=_model_card(meta))
