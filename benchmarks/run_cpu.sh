@@ -199,3 +199,15 @@ python benchmarks/sample_grid.py --modes --n 8 --out benchmarks/results/samples_
 # 10,000 pairs with the defaults (auto: OpenVINO bf16 behind the shipped gate), 2 threads, nothing else running
 /usr/bin/time -v fastsynth generate --n 10000 --out /tmp/fastsynth-10k-G --no-progress \
   > benchmarks/results/generate_10k_bf16_cpu.txt 2> benchmarks/results/generate_10k_bf16_cpu.time.txt
+
+# ---- session of 2026-12-03: an Intel Xeon with AMX (AMX-BF16/INT8, AVX512_BF16, VNNI) ----
+# all CPU backends side by side (2 threads, nothing else running); peaks measured per precision
+fastsynth bench --backends onnx,eager,eager:bf16,openvino,openvino:bf16,onnx:int8,openvino:int8 --batch-sizes 64 \
+  --repeats 7 --json benchmarks/results/bench_amx_cpu.json
+# the README's generate step from an empty cache (the ONNX export included)
+FASTSYNTH_CACHE=$(mktemp -d) /usr/bin/time -v fastsynth generate --n 10000 --out /tmp/gen10k \
+  > /tmp/gen10k.txt 2> benchmarks/results/generate_10k_amx_cpu.time.txt
+# cool-down of the bundled model: warm start, cosine learning rate from 2e-4 to 0 over 10,000 steps (bf16 autocast)
+fastsynth train --data ../shared/data/kvasir-seg --out runs/armE-cooldown --init-from bundled --lr 2e-4 \
+  --lr-schedule cosine --loss-weighting min-snr --steps 10000 --checkpoint-every 1000 --mixed-precision bf16 \
+  --time-limit 50 --no-progress
