@@ -224,6 +224,11 @@ class GenerateConfig:
     # pairs with redraw: keep only the N largest connected regions of each generated mask (0 = keep all) before
     # the image is redrawn from it, so no dropped region stays in the image unlabelled
     max_components: int = 0
+    # autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of itself") of the first,
+    # unconditional pass of pairs: a weaker model of the same network (fewer training steps) guides the model,
+    # out = weak + scale (model - weak), two network evaluations per step. "" = off
+    autoguide: str = ""
+    autoguide_scale: float = 2.0
 
 
 DEFAULT_REDRAW_GUIDANCE = 2.0

@@ -145,6 +145,11 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
             raise FastsynthError("--guidance-interval needs guidance (--guidance other than 1)")
     if cfg.format not in ("parquet", "png"):
         raise FastsynthError(f"--format {cfg.format!r}: choose parquet or png")
+    if cfg.autoguide and cfg.mode != "pairs":
+        raise FastsynthError("--autoguide guides the first pass of --mode pairs (the other modes have classifier-free "
+                             "--guidance)")
+    if cfg.autoguide and not cfg.autoguide_scale > 0:
+        raise FastsynthError(f"--autoguide-scale {cfg.autoguide_scale}: must be > 0 (1 = no guidance)")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FastsynthError(f"--out {out}: exists and is not a folder")
@@ -170,6 +175,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     dilate_px = dilate_px_for(res, cfg.inpaint_dilate_px_at_256)
     opening = opening_size(res, cfg.opening_px_at_256)
     weights_sha = file_sha256(model_dir / WEIGHTS_NAME)
+    weak = _load_weak_model(cfg.autoguide, net, weights_sha) if cfg.autoguide else None
     # what auto means here (CPU: the backend measured fastest on this machine; int8 / bf16 only behind their gates)
     backend, runtime_precision = resolve_runtime(cfg.backend, dev, cfg.precision, weights_sha, res,
                                                  model_dir=model_dir)
@@ -185,6 +191,8 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         **({"runtime_precision": runtime_precision} if runtime_precision in ("int8", "bf16") else {}),
         "guidance": cfg.guidance, "redraw": cfg.redraw, "max_components": cfg.max_components,
         **({"guidance_interval": list(cfg.guidance_interval)} if cfg.guidance_interval else {}),
+        **({"autoguide": {"model_sha256": weak[2], "scale": cfg.autoguide_scale},
+            "autoguide_model": public_model_info(cfg.autoguide, weak[1])} if weak else {}),
         "data": modality.to_dict(),
         "source_fingerprint": cond_src.fingerprint, "source_dir": Path(masks or images).name if masks or images else "",
         "model_sha256": weights_sha,
@@ -221,6 +229,12 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
 
     model_fn = make_model_fn(net, backend=backend, device=dev, precision=runtime_precision,
                              batch_size=network_batch_size(cfg), model_sha=manifest["model_sha256"], meta=meta)
+    weak_fn = None
+    if weak is not None:  # the weak model's own precision: reduced only where its own gate accepted it
+        weak_dir, weak_meta, weak_sha, weak_net = weak
+        wb, wp = resolve_runtime(cfg.backend, dev, cfg.precision, weak_sha, res, model_dir=weak_dir)
+        weak_fn = make_model_fn(weak_net, backend=wb, device=dev, precision=wp, batch_size=cfg.batch_size,
+                                model_sha=weak_sha, meta=weak_meta)
     if rank == 0:
         if world == 1:
             writer.clean_partials()
@@ -245,7 +259,8 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
             images, masks_out, sources = [], [], []
             for b in range(0, len(idx), cfg.batch_size):
                 bi, bs = idx[b:b + cfg.batch_size], seeds[b:b + cfg.batch_size]
-                im, mk, src = sample_pairs(model_fn, scheduler, cfg, cond_src, bi, bs, res, dilate_px, opening, dev)
+                im, mk, src = sample_pairs(model_fn, scheduler, cfg, cond_src, bi, bs, res, dilate_px, opening, dev,
+                                            weak_fn=weak_fn)
                 images.append(im)
                 masks_out.append(mk)
                 sources += src
@@ -275,6 +290,27 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
                "pairs_per_s": round(made / elapsed, 2) if elapsed > 0 and made else None,
                "out": str(out), "complete": complete, "device": str(dev), "backend": backend}
     return summary
+
+
+def _load_weak_model(ref: str, net, weights_sha: str):
+    """The weak model of ``--autoguide``: (folder, metadata, weights sha256, network), checked to be a version of the
+    same diffusion (resolution, channels, noise schedule, prediction) and not the model itself."""
+    from .models import load_model, resolve_model_dir
+    from .models.denoiser import WEIGHTS_NAME
+
+    weak_dir = resolve_model_dir(ref)
+    weak_net, weak_meta = load_model(weak_dir)
+    a, b = net.config, weak_net.config
+    for key in ("resolution", "data_channels", "image_channels", "image_bits", "intensity_window", "class_names",
+                "num_train_timesteps", "beta_schedule", "prediction_type"):
+        if getattr(a, key, None) != getattr(b, key, None):
+            raise FastsynthError(f"--autoguide {ref}: its {key} is {getattr(b, key, None)!r}, the model's is "
+                                 f"{getattr(a, key, None)!r}; the weak model must be a version of the same diffusion")
+    weak_sha = file_sha256(weak_dir / WEIGHTS_NAME)
+    if weak_sha == weights_sha:
+        raise FastsynthError(f"--autoguide {ref}: is the model itself (same weights); give a weaker version, e.g. an "
+                             "earlier checkpoint")
+    return weak_dir, weak_meta, weak_sha, weak_net
 
 
 def _wait_for_manifest(writer: DatasetWriter, timeout_s: float = 600.0) -> dict | None:

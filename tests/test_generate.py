@@ -353,3 +353,56 @@ def test_bundled_model_follows_the_given_mask(tmp_path):
     diff = (x0[:n, :3] - x0[n:, :3]).abs().mean((0, 1)).numpy()
     where = disc_a ^ disc_b
     assert diff[where].mean() > 1.4 * diff[~where].mean()
+
+
+def test_autoguidance_mixes_the_weak_and_the_model_output():
+    import torch
+
+    from fastsynth.sampling.guidance import autoguided_model_fn
+
+    def good(x, t, cond):
+        return x * 0 + 3.0
+
+    def weak(x, t, cond):
+        return x * 0 + 1.0
+
+    x, t, c = torch.zeros(2, 4, 3, 3), torch.full((2,), 500), torch.zeros(2, 8, 3, 3)
+    assert autoguided_model_fn(good, weak, 1.0) is good
+    assert torch.allclose(autoguided_model_fn(good, weak, 2.0)(x, t, c), torch.full_like(x, 5.0))  # 1 + 2 (3 - 1)
+    assert torch.allclose(autoguided_model_fn(good, weak, 0.5)(x, t, c), torch.full_like(x, 2.0))
+
+
+def test_autoguide_in_generate(tiny_model_dir, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from fastsynth.models.denoiser import WEIGHTS_NAME
+
+    weak = tmp_path / "weak"
+    shutil.copytree(tiny_model_dir, weak)
+    w = load_file(weak / WEIGHTS_NAME)
+    save_file({k: v * 0.9 if v.is_floating_point() else v for k, v in w.items()}, weak / WEIGHTS_NAME)
+    plain = generate(_cfg(n=4), tmp_path / "plain", model=str(tiny_model_dir), progress=False)
+    ag = generate(_cfg(n=4, autoguide=str(weak), autoguide_scale=2.0), tmp_path / "ag", model=str(tiny_model_dir),
+                  progress=False)
+    assert plain["complete"] and ag["complete"]
+    _, ip, mp = _arrays(tmp_path / "plain")
+    _, ia, ma = _arrays(tmp_path / "ag")
+    assert not np.array_equal(ip, ia)  # the first pass changed (masks may or may not at this size)
+    manifest = json.loads((tmp_path / "ag" / "fastsynth.json").read_text())
+    assert manifest["autoguide"]["scale"] == 2.0 and len(manifest["autoguide"]["model_sha256"]) == 64
+    assert manifest["autoguide_model"]["path"] == "weak"  # its name, not its local path
+    assert "autoguided" in (tmp_path / "ag" / "README.md").read_text()
+    with pytest.raises(FastsynthError, match="other settings"):  # part of the dataset's identity
+        generate(_cfg(n=4), tmp_path / "ag", model=str(tiny_model_dir), progress=False)
+    with pytest.raises(FastsynthError, match="is the model itself"):
+        generate(_cfg(n=4, autoguide=str(tiny_model_dir)), tmp_path / "bad", model=str(tiny_model_dir),
+                 progress=False)
+    with pytest.raises(FastsynthError, match="first pass of --mode pairs"):
+        generate(_cfg(n=4, mode="from-masks", autoguide=str(weak)), tmp_path / "bad", model=str(tiny_model_dir),
+                 progress=False)
+    with pytest.raises(FastsynthError, match="--autoguide-scale"):
+        generate(_cfg(n=4, autoguide=str(weak), autoguide_scale=0.0), tmp_path / "bad", model=str(tiny_model_dir),
+                 progress=False)
+    assert not (tmp_path / "bad").exists()

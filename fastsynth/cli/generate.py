@@ -68,6 +68,11 @@ def add_parser(sub) -> None:
     p.add_argument("--max-components", type=int, default=d.max_components,
                    help="pairs with redraw: keep the N largest connected regions of each generated mask before "
                         "its image is redrawn (0 = keep all)")
+    p.add_argument("--autoguide", default=d.autoguide, metavar="MODEL",
+                   help="pairs: guide the first (unconditional) pass by a weaker model of the same network, e.g. an "
+                        "earlier checkpoint (autoguidance, Karras et al. 2024); two network evaluations per step")
+    p.add_argument("--autoguide-scale", type=float, default=d.autoguide_scale,
+                   help="strength of --autoguide: weak + W (model - weak); 1 = off")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -92,7 +97,8 @@ def run(args) -> int:
                          opening_px_at_256=args.opening_px, mask_threshold=args.mask_threshold,
                          inpaint_dilate_px_at_256=args.dilate_px, format=args.format, precision=args.precision,
                          backend=args.backend, guidance=args.guidance, redraw=args.redraw,
-                         max_components=args.max_components, guidance_interval=args.guidance_interval)
+                         max_components=args.max_components, guidance_interval=args.guidance_interval,
+                         autoguide=args.autoguide, autoguide_scale=args.autoguide_scale)
     out = args.out or str(default_out_dir(args.mode))
     if args.out is None:
         print(f"writing to {out} (no --out given)", file=sys.stderr)

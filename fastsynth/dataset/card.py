@@ -196,6 +196,9 @@ def _how_to_load(fmt: str) -> str:
 def _redraw_text(m: dict) -> str:
     """How the images were made beyond the sampler: the redraw pass and guidance (absent in older manifests)."""
     out = ""
+    if m.get("autoguide"):
+        ag, name = m["autoguide"], (m.get("autoguide_model") or {}).get("path", "a weaker model")
+        out += f"; the first pass autoguided (Karras et al. 2024) by the weaker model {name}, scale {ag['scale']:g}"
     if m.get("redraw"):
         out += "; each image redrawn from its generated mask in a second, mask-conditioned pass"
     if m.get("max_components"):

@@ -58,3 +58,18 @@ def guided_model_fn(model_fn: ModelFn, scale: float, interval: tuple[float, floa
         return out
 
     return fn
+
+
+def autoguided_model_fn(model_fn: ModelFn, weak_fn: ModelFn, scale: float) -> ModelFn:
+    """Autoguidance (Karras et al., NeurIPS 2024): ``weak + scale (model - weak)``, where ``weak_fn`` is a weaker
+    version of the same model (here: the same network after fewer training steps). Unlike classifier-free guidance it
+    needs no condition, so it can guide the unconditional pass that draws a new image and mask together. Returned
+    unchanged for scale 1."""
+    if scale == 1.0:
+        return model_fn
+
+    def fn(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        good = model_fn(x_t, t, cond)
+        return weak_fn(x_t, t, cond).lerp(good, scale)  # weak + scale * (good - weak)
+
+    return fn

@@ -15,7 +15,7 @@ from ..config import GenerateConfig, resolve_guidance
 from ..data.codec import labels_to_channels, tensor_to_raw
 from ..data.modality import Modality
 from ..errors import FastsynthError
-from .guidance import guided_model_fn
+from .guidance import autoguided_model_fn, guided_model_fn
 from .masks import decode_labels, keep_largest_regions
 from .samplers import sample
 
@@ -63,12 +63,16 @@ class Conditioning:
 
 @torch.inference_mode()
 def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditioning, indices, seeds, res: int,
-                  dilate_px: int, opening: int, device: torch.device):
+                  dilate_px: int, opening: int, device: torch.device, weak_fn=None):
+    """``weak_fn``: the weaker model of ``cfg.autoguide``, which guides the first pass of pairs."""
     cfg = resolve_guidance(cfg)
     known, indicator, src = cond_src.batch(indices, seeds, res, dilate_px)
     interval = cfg.guidance_interval or None  # () = every step
     ac = scheduler.alphas_cumprod if interval else None
-    fn = model_fn if cfg.mode == "pairs" else guided_model_fn(model_fn, cfg.guidance, interval, ac)
+    if cfg.mode == "pairs":
+        fn = autoguided_model_fn(model_fn, weak_fn, cfg.autoguide_scale) if weak_fn is not None else model_fn
+    else:
+        fn = guided_model_fn(model_fn, cfg.guidance, interval, ac)
     x0 = _sample_rows(fn, scheduler, cfg, seeds, known, indicator, res, device)
     m = cond_src.modality
     c = m.channels
