@@ -211,3 +211,21 @@ FASTSYNTH_CACHE=$(mktemp -d) /usr/bin/time -v fastsynth generate --n 10000 --out
 fastsynth train --data ../shared/data/kvasir-seg --out runs/armE-cooldown --init-from bundled --lr 2e-4 \
   --lr-schedule cosine --loss-weighting min-snr --steps 10000 --checkpoint-every 1000 --mixed-precision bf16 \
   --time-limit 50 --no-progress
+# the cool-down's judge and the bundled model's, side by side on this machine (segmenters cached between them)
+fastsynth generate --n 900 --model runs/armE-cooldown/model --out /tmp/ag/armE-base --precision fp32 --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/ag/armE-base --real runs/armE-cooldown \
+  --metrics fid,masks,hf,agreement,memorization --fid-reference train --downstream --no-progress \
+  --json benchmarks/results/judge_armE_cooldown_cpu.json
+fastsynth generate --n 900 --out /tmp/ag/bundled-base --precision fp32 --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/ag/bundled-base --real runs/armE-cooldown --metrics masks,agreement \
+  --downstream --no-progress --json benchmarks/results/judge_bundled_amx_cpu.json
+# its bf16 gate (after `python -m fastsynth.models.bundle runs/armE-cooldown --training-data-from bundled` in the
+# working tree, reverted afterwards): data level passes, output level fails on mask IoU (0.945 < 0.95)
+OMP_NUM_THREADS=1 python benchmarks/precision_judge.py --model bundled --precision bf16 --backend openvino --n 900 \
+  --fp32-seeds 4 --out /tmp/bf16-judge-H --json benchmarks/results/bf16_judge_armE_cooldown_cpu.json --record
+# autoguidance screen (FID/KID/masks of 900 pairs per arm; weak models from git history, e.g.
+# git show 4c134b7:fastsynth/bundled/model.safetensors, with its config.json, fastsynth.json and split.json)
+fastsynth generate --n 900 --model runs/armE-cooldown/model --out /tmp/ag/armE-agbundled-2 --precision fp32 \
+  --autoguide fastsynth/bundled --autoguide-scale 2 --no-progress
+fastsynth evaluate /tmp/ag/armE-agbundled-2 --real fastsynth/bundled --metrics fid,masks,hf --fid-reference train \
+  --no-progress --json /tmp/ag/armE-agbundled-2.json
