@@ -229,3 +229,9 @@ fastsynth generate --n 900 --model runs/armE-cooldown/model --out /tmp/ag/armE-a
   --autoguide fastsynth/bundled --autoguide-scale 2 --no-progress
 fastsynth evaluate /tmp/ag/armE-agbundled-2 --real fastsynth/bundled --metrics fid,masks,hf --fid-reference train \
   --no-progress --json /tmp/ag/armE-agbundled-2.json
+# a 3x longer distillation of the bundled model, judged (real and synthetic protocols)
+fastsynth distill --model bundled --data ../shared/data/kvasir-seg --out runs/pdG --teacher-steps 16 --student-steps 4 \
+  --steps-per-round 1200 --batch-size 32 --lr 2e-4 --time-limit 22 --no-progress
+fastsynth generate --n 900 --model runs/pdG --out /tmp/judge/G-fast --precision fp32 --no-progress
+fastsynth evaluate /tmp/judge/G-fast --real runs/armE-cooldown --metrics fid,masks,agreement --fid-reference train \
+  --downstream --protocols real,synthetic --no-progress --json benchmarks/results/judge_fast_pdG_cpu.json
