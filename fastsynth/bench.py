@@ -270,13 +270,10 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
         if prec not in peaks:
             peaks[prec] = device_peak(dev, prec)
 
-    def rec(**kw):
-        p = kw.get("precision", precision)
-        if p not in peaks:  # each row against the peak of its own precision (bf16 on AMX is far above fp32's)
-            peaks[p] = device_peak(dev, p)
-        r = {"resolution": res, "precision": precision, "flops_per_eval": fl, "device_peak_flops": peaks[p][0],
-             "peak_source": peaks[p][1], **kw}
-        peak = r["device_peak_flops"]
+    def rec(**kw):  # each row against the peak of its own precision (bf16 on AMX is far above fp32's)
+        peak, src = peaks[kw.get("precision", precision)]
+        r = {"resolution": res, "precision": precision, "flops_per_eval": fl, "device_peak_flops": peak,
+             "peak_source": src, **kw}
         if r.get("evals_per_s"):
             r["achieved_flops"] = r["evals_per_s"] * fl
             r["fraction_of_peak"] = r["achieved_flops"] / peak if peak == peak else None

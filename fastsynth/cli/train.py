@@ -7,7 +7,7 @@ import argparse
 
 def add_parser(sub) -> None:
     from . import add_run_options
-    from ..config import PRESETS, TrainConfig
+    from ..config import LR_SCHEDULES, PRESETS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model on image/mask pairs",
@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=d.steps, help="total optimisation steps")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
-    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=d.lr_schedule,
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule,
                    help="after the warm-up: constant, or cosine down to 0 at --steps (a cool-down)")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="EMA decay of the saved model")
     p.add_argument("--test-fraction", type=float, default=d.test_fraction, help="held-out fraction (by stem)")
