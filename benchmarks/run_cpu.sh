@@ -235,3 +235,22 @@ fastsynth distill --model bundled --data ../shared/data/kvasir-seg --out runs/pd
 fastsynth generate --n 900 --model runs/pdG --out /tmp/judge/G-fast --precision fp32 --no-progress
 fastsynth evaluate /tmp/judge/G-fast --real runs/armE-cooldown --metrics fid,masks,agreement --fid-reference train \
   --downstream --protocols real,synthetic --no-progress --json benchmarks/results/judge_fast_pdG_cpu.json
+
+# 2026-12-03 (second session, AMX machine): the student's bf16 gate (shipped in fastsynth/bundled_fast/gates)
+python benchmarks/precision_judge.py --model bundled-fast --precision bf16 --backend openvino --n 900 --fp32-seeds 4 \
+  --out /tmp/bf16-judge-fast --json benchmarks/results/bf16_judge_bundled_fast_cpu.json --record --ship
+# the student in one pass (4 evaluations per pair), judged
+fastsynth generate --n 900 --model bundled-fast --out /tmp/judge/G-fast-plain --precision fp32 --no-redraw --no-progress
+fastsynth evaluate /tmp/judge/G-fast-plain --real runs/armE-cooldown --metrics fid,masks,agreement --fid-reference train \
+  --downstream --no-progress --json benchmarks/results/judge_fast_pdG_onepass_cpu.json
+# teacher vs student with 5 segmenter seeds (seeds 0-2 come from the cache), side by side
+for pair in "bundled_base:/tmp/ag/bundled-base" "fast_redraw:/tmp/judge/G-fast" "fast_plain:/tmp/judge/G-fast-plain"; do
+  fastsynth evaluate ${pair#*:} --real runs/armE-cooldown --metrics masks,agreement --downstream --seeds 5 --no-progress \
+    --json benchmarks/results/judge5_${pair%%:*}_amx_cpu.json
+done
+python benchmarks/compare_judges.py benchmarks/results/judge5_bundled_base_amx_cpu.json \
+  benchmarks/results/judge5_fast_redraw_amx_cpu.json benchmarks/results/judge5_fast_plain_amx_cpu.json \
+  --json benchmarks/results/teacher_vs_student_5seeds_amx_cpu.json
+# 10,000 pairs with the student (auto: OpenVINO bf16 from its shipped gate), with and without the redraw
+/usr/bin/time -v fastsynth generate --n 10000 --model bundled-fast --out /tmp/gen10k-fast --no-progress
+/usr/bin/time -v fastsynth generate --n 10000 --model bundled-fast --no-redraw --out /tmp/gen10k-fast1 --no-progress
