@@ -14,9 +14,6 @@ from pathlib import Path
 
 from fastsynth.metrics.downstream import compare_runs
 
-PROTOCOLS = ("synthetic", "real+synthetic", "low-data-64+synthetic")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("baseline")
@@ -28,10 +25,9 @@ def main() -> None:
     rows = []
     for c in args.candidates:
         cand = json.loads(Path(c).read_text())
-        for p in PROTOCOLS:
-            a, b = cand["downstream"]["runs"].get(p), base["downstream"]["runs"].get(p)
-            if a is None or b is None:
-                continue
+        runs_a, runs_b = cand["downstream"]["runs"], base["downstream"]["runs"]
+        for p in [p for p in runs_a if "synthetic" in p and p in runs_b]:  # every run that used synthetic data
+            a, b = runs_a[p], runs_b[p]
             r = compare_runs(a, b, Path(c).name, Path(args.baseline).name, args.test)
             r.update(protocol=p, candidate_dice=round(a["test"][args.test]["dice"], 4),
                      baseline_dice=round(b["test"][args.test]["dice"], 4),
