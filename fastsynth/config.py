@@ -229,6 +229,10 @@ class GenerateConfig:
     # out = weak + scale (model - weak), two network evaluations per step. "" = off
     autoguide: str = ""
     autoguide_scale: float = 2.0
+    # pairs, one pass: from the first step whose noise level sigma is at or below this value, the mask is fixed
+    # (decoded from the joint x0 prediction) and the image is finished conditioned on it, guided like the redraw
+    # (sampling.pairs.LateCondition); 0 = off
+    condition_at: float = 0.0
 
 
 DEFAULT_REDRAW_GUIDANCE = 2.0
@@ -246,12 +250,13 @@ def network_batch_size(cfg: GenerateConfig) -> int:
 def resolve_guidance(cfg: GenerateConfig) -> GenerateConfig:
     """``cfg`` with ``redraw``, ``guidance`` and ``guidance_interval`` resolved from None to the measured defaults
     of its mode (the interval to a (lo, hi) pair, or () for every step); resolving twice changes nothing."""
-    redraw = (cfg.mode == "pairs") if cfg.redraw is None else cfg.redraw
+    late = bool(cfg.condition_at) and cfg.mode == "pairs"
+    redraw = (cfg.mode == "pairs" and not late) if cfg.redraw is None else cfg.redraw
     guidance = cfg.guidance
     if guidance is None:
-        guidance = DEFAULT_REDRAW_GUIDANCE if (redraw and cfg.mode == "pairs") else 1.0
+        guidance = DEFAULT_REDRAW_GUIDANCE if ((redraw or late) and cfg.mode == "pairs") else 1.0
     interval = cfg.guidance_interval
     if interval is None:
-        guided_redraw = redraw and cfg.mode == "pairs" and float(guidance) != 1.0
+        guided_redraw = (redraw or late) and cfg.mode == "pairs" and float(guidance) != 1.0
         interval = DEFAULT_REDRAW_GUIDANCE_INTERVAL if guided_redraw else ()
     return dataclasses.replace(cfg, redraw=bool(redraw), guidance=float(guidance), guidance_interval=tuple(interval))

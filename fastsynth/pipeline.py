@@ -131,11 +131,18 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         raise FastsynthError("--redraw is for --mode pairs (the other modes are already mask-conditioned)")
     if cfg.max_components < 0:
         raise FastsynthError(f"--max-components {cfg.max_components}: must be >= 0 (0 keeps every region)")
-    if cfg.max_components and not (cfg.mode == "pairs" and cfg.redraw):
-        raise FastsynthError("--max-components is for --mode pairs with --redraw (without the redraw, a dropped "
-                             "region would stay in the image, unlabelled)")
-    if cfg.guidance != 1.0 and cfg.mode == "pairs" and not cfg.redraw:
-        raise FastsynthError("--guidance needs a conditional pass: --mode from-masks / inpaint, or --redraw")
+    if not cfg.condition_at >= 0:
+        raise FastsynthError(f"--condition-at {cfg.condition_at}: must be a noise level >= 0 (0 = off)")
+    if cfg.condition_at and cfg.mode != "pairs":
+        raise FastsynthError("--condition-at is for --mode pairs (the other modes are conditioned from the start)")
+    if cfg.condition_at and cfg.redraw:
+        raise FastsynthError("--condition-at and --redraw are two ways to fit the image to its mask: choose one")
+    if cfg.max_components and not (cfg.mode == "pairs" and (cfg.redraw or cfg.condition_at)):
+        raise FastsynthError("--max-components is for --mode pairs with --redraw or --condition-at (otherwise a "
+                             "dropped region would stay in the image, unlabelled)")
+    if cfg.guidance != 1.0 and cfg.mode == "pairs" and not (cfg.redraw or cfg.condition_at):
+        raise FastsynthError("--guidance needs a conditional pass: --mode from-masks / inpaint, --redraw or "
+                             "--condition-at")
     if cfg.guidance_interval:
         gi = cfg.guidance_interval
         if len(gi) != 2 or not (0 <= gi[0] < gi[1] < float("inf")):
@@ -190,6 +197,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         "precision": cfg.precision, "backend": backend, "device": dev.type,
         **({"runtime_precision": runtime_precision} if runtime_precision in ("int8", "bf16") else {}),
         "guidance": cfg.guidance, "redraw": cfg.redraw, "max_components": cfg.max_components,
+        **({"condition_at": cfg.condition_at} if cfg.condition_at else {}),
         **({"guidance_interval": list(cfg.guidance_interval)} if cfg.guidance_interval else {}),
         **({"autoguide": {"model_sha256": weak[2], "scale": cfg.autoguide_scale},
             "autoguide_model": public_model_info(cfg.autoguide, weak[1])} if weak else {}),

@@ -406,3 +406,71 @@ def test_autoguide_in_generate(tiny_model_dir, tmp_path):
         generate(_cfg(n=4, autoguide=str(weak), autoguide_scale=0.0), tmp_path / "bad", model=str(tiny_model_dir),
                  progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_late_condition_fixes_the_mask_and_conditions_the_last_steps():
+    """--condition-at: the steps above the noise level draw image and mask together (no conditioning); the mask is
+    decoded from the last of their x0 predictions; every later step gets that mask as its condition."""
+    import torch
+
+    from fastsynth.data.modality import Modality
+    from fastsynth.sampling import make_scheduler
+    from fastsynth.sampling.guidance import sigma_of_t
+    from fastsynth.sampling.pairs import LateCondition
+
+    sched = make_scheduler("ddim", prediction_type="epsilon")
+    sched.set_timesteps(6)
+    ts = [int(t) for t in sched.timesteps]
+    sig = sigma_of_t(sched.alphas_cumprod)
+    calls = []
+    res = 8
+    disc = torch.zeros(res, res, dtype=torch.bool)
+    disc[2:6, 1:5] = True
+
+    def joint(x, t, cond):  # eps prediction whose implied x0 has the disc as its mask channel (model space)
+        calls.append(("joint", int(t[0]), float(cond.abs().sum())))
+        a = sched.alphas_cumprod[int(t[0])]
+        x0 = torch.zeros_like(x)
+        x0[:, 3] = disc.float() * 2 - 1
+        return (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+    def conditional(x, t, cond):
+        calls.append(("cond", int(t[0]), cond.clone()))
+        return torch.zeros_like(x)
+
+    level = float(sig[ts[2]]) + 1e-3  # steps 0 and 1 joint, the rest conditional
+    fn = LateCondition(joint, conditional, sched, level, Modality(), 0.0, 0)
+    x = torch.randn(2, 4, res, res)
+    for t in ts:
+        fn(x, torch.full((2,), t), torch.zeros(2, 8, res, res))
+    assert [c[0] for c in calls] == ["joint", "joint"] + ["cond"] * 4
+    assert all(c[2] == 0 for c in calls[:2])  # the joint steps are unconditional
+    assert torch.equal(fn.mask_u8[0] > 0, disc) and torch.equal(fn.mask_u8[1] > 0, disc)
+    cond = calls[2][2]
+    assert torch.equal(cond[:, 7], torch.ones(2, res, res))  # the mask channel's indicator
+    assert torch.equal(cond[0, 3] > 0, disc) and cond[:, 4:7].abs().sum() == 0  # the mask given; the image is not
+    # a level at or above the first step's leaves no prediction to take the mask from
+    first = LateCondition(joint, conditional, sched, float(sig[ts[0]]) + 1, Modality(), 0.0, 0)
+    with pytest.raises(FastsynthError, match="--condition-at"):
+        first(x, torch.full((2,), ts[0]), torch.zeros(2, 8, res, res))
+
+
+def test_condition_at_in_generate(tiny_model_dir, tmp_path):
+    one = generate(_cfg(n=6, redraw=False), tmp_path / "one", model=str(tiny_model_dir), progress=False)
+    late = generate(_cfg(n=6, condition_at=1.0, sampler="ddim"), tmp_path / "late", model=str(tiny_model_dir),
+                    progress=False)
+    assert one["complete"] and late["complete"]
+    manifest = json.loads((tmp_path / "late" / "fastsynth.json").read_text())
+    assert manifest["condition_at"] == 1.0 and manifest["redraw"] is False and manifest["guidance"] == 2.0
+    assert "conditioned on it" in (tmp_path / "late" / "README.md").read_text()
+    _, im, mk = _arrays(tmp_path / "late")
+    assert im.shape[0] == 6 and set(np.unique(mk)) <= {0, 255}
+    with pytest.raises(FastsynthError, match="other settings"):  # part of the dataset's identity
+        generate(_cfg(n=6, condition_at=0.5, sampler="ddim"), tmp_path / "late", model=str(tiny_model_dir),
+                 progress=False)
+    for bad, match in ((dict(condition_at=1.0, redraw=True), "choose one"),
+                       (dict(condition_at=-1.0), "--condition-at"),
+                       (dict(condition_at=1.0, mode="from-masks"), "--condition-at is for")):
+        with pytest.raises(FastsynthError, match=match):
+            generate(_cfg(**bad), tmp_path / "bad", model=str(tiny_model_dir), progress=False)
+        assert not (tmp_path / "bad").exists()

@@ -68,6 +68,10 @@ def add_parser(sub) -> None:
     p.add_argument("--max-components", type=int, default=d.max_components,
                    help="pairs with redraw: keep the N largest connected regions of each generated mask before "
                         "its image is redrawn (0 = keep all)")
+    p.add_argument("--condition-at", type=float, default=d.condition_at, metavar="SIGMA",
+                   help="pairs, one pass: from the first step whose noise level sigma = sqrt((1-a)/a) is at or below "
+                        "SIGMA, fix the mask (decoded from the network's prediction) and finish the image "
+                        "conditioned on it, guided by --guidance; no second pass (0 = off; replaces --redraw)")
     p.add_argument("--autoguide", default=d.autoguide, metavar="MODEL",
                    help="pairs: guide the first (unconditional) pass by a weaker model of the same network, e.g. an "
                         "earlier checkpoint (autoguidance, Karras et al. 2024); two network evaluations per step")
@@ -98,7 +102,8 @@ def run(args) -> int:
                          inpaint_dilate_px_at_256=args.dilate_px, format=args.format, precision=args.precision,
                          backend=args.backend, guidance=args.guidance, redraw=args.redraw,
                          max_components=args.max_components, guidance_interval=args.guidance_interval,
-                         autoguide=args.autoguide, autoguide_scale=args.autoguide_scale)
+                         autoguide=args.autoguide, autoguide_scale=args.autoguide_scale,
+                         condition_at=args.condition_at)
     out = args.out or str(default_out_dir(args.mode))
     if args.out is None:
         print(f"writing to {out} (no --out given)", file=sys.stderr)

@@ -201,6 +201,9 @@ def _redraw_text(m: dict) -> str:
         out += f"; the first pass autoguided (Karras et al. 2024) by the weaker model {name}, scale {ag['scale']:g}"
     if m.get("redraw"):
         out += "; each image redrawn from its generated mask in a second, mask-conditioned pass"
+    if m.get("condition_at"):
+        out += (f"; one pass whose mask is fixed at noise level sigma {m['condition_at']:g} (from the network's "
+                "prediction) and whose image is finished conditioned on it")
     if m.get("max_components"):
         out += f" (each mask first reduced to its {m['max_components']} largest connected region(s))"
     if m.get("guidance", 1.0) not in (None, 1.0):

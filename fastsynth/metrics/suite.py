@@ -82,7 +82,7 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
         "synthetic_manifest": {k: synth.manifest.get(k) for k in ("mode", "sampler", "steps", "seed", "n",
                                                                   "model_sha256", "complete", "redraw",
                                                                   "guidance", "guidance_interval",
-                                                                  "max_components")},
+                                                                  "max_components", "condition_at")},
         "reference": {"root": rs.root, "split_file": rs.split_from, "fid_reference": ref_kind,
                       "n_reference": int(len(ref)), "n_train": int(len(train_arr)),
                       "n_heldout": 0 if test_arr is None else int(len(test_arr)),

@@ -17,7 +17,7 @@ from ..data.modality import Modality
 from ..errors import FastsynthError
 from .guidance import autoguided_model_fn, guided_model_fn
 from .masks import decode_labels, keep_largest_regions
-from .samplers import sample
+from .samplers import sample, to_x0_eps
 
 REDRAW_SEED_XOR = 0x2545F4914F6CDD1D  # the redraw pass's noise: its own stream of the row's seed
 
@@ -69,16 +69,23 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
     known, indicator, src = cond_src.batch(indices, seeds, res, dilate_px)
     interval = cfg.guidance_interval or None  # () = every step
     ac = scheduler.alphas_cumprod if interval else None
+    m = cond_src.modality
+    c = m.channels
+    late = None
     if cfg.mode == "pairs":
         fn = autoguided_model_fn(model_fn, weak_fn, cfg.autoguide_scale) if weak_fn is not None else model_fn
+        if cfg.condition_at:
+            late = fn = LateCondition(fn, guided_model_fn(model_fn, cfg.guidance, interval, ac), scheduler,
+                                      cfg.condition_at, m, cfg.mask_threshold, opening, cfg.max_components)
     else:
         fn = guided_model_fn(model_fn, cfg.guidance, interval, ac)
     x0 = _sample_rows(fn, scheduler, cfg, seeds, known, indicator, res, device)
-    m = cond_src.modality
-    c = m.channels
-    mask_u8 = decode_labels(x0[:, c:], cfg.mask_threshold, opening)
-    if cfg.max_components and cfg.mode == "pairs":
-        mask_u8 = keep_largest_regions(mask_u8, cfg.max_components)
+    if late is not None and late.mask_u8 is not None:
+        mask_u8 = late.mask_u8  # the mask the image's last steps were conditioned on (it is kept, as in the redraw)
+    else:
+        mask_u8 = decode_labels(x0[:, c:], cfg.mask_threshold, opening)
+        if cfg.max_components and cfg.mode == "pairs":
+            mask_u8 = keep_largest_regions(mask_u8, cfg.max_components)
     rgb = x0[:, :c]
     if cfg.redraw:
         # second pass: a new image for each generated (cleaned) mask, mask-conditioned and guided; the mask is kept
@@ -99,6 +106,52 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
             images = np.where(keep[..., None] if c == 3 else keep, src_img, images).astype(images.dtype)
             masks_np = np.where(keep, raw[:, c], masks_np).astype(np.uint8)
     return images, masks_np, src
+
+
+class LateCondition:
+    """The model function of one-pass pairs with a late, mask-conditioned finish (``--condition-at SIGMA``).
+
+    The steps whose noise level sigma_t = sqrt((1 - a_t) / a_t) is above SIGMA draw image and mask together
+    (``joint_fn``, unconditional). At the first step at or below SIGMA the mask is fixed: decoded (threshold,
+    opening, ``max_components``) from the joint x0 prediction of the step before, as the redraw decodes the
+    finished mask; every later step is conditioned on it (``cond_fn``: the mask-conditioned, guided network).
+    The image is finished for the mask it is labelled with, at no extra network evaluation (guidance aside),
+    where the redraw draws a second image from pure noise (as many evaluations again). Stateful: one per batch.
+    """
+
+    def __init__(self, joint_fn, cond_fn, scheduler, sigma: float, modality: Modality, threshold: float,
+                 opening: int, max_components: int = 0):
+        from .guidance import sigma_of_t
+
+        self.joint_fn, self.cond_fn, self.sigma, self.modality = joint_fn, cond_fn, float(sigma), modality
+        self.threshold, self.opening, self.max_components = threshold, opening, max_components
+        self.ac = scheduler.alphas_cumprod.float()
+        self.sig = sigma_of_t(scheduler.alphas_cumprod)
+        self.prediction_type = scheduler.config["prediction_type"]
+        self.last_x0 = None
+        self.mask_u8 = None
+        self.cond = None
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        ti = int(t.reshape(-1)[0].round().clamp(0, len(self.sig) - 1))
+        if self.cond is None and float(self.sig[ti]) > self.sigma:
+            out = self.joint_fn(x_t, t, cond)
+            a_t = self.ac.to(x_t.device)[ti]
+            self.last_x0 = to_x0_eps(out.float(), x_t.float(), a_t, self.prediction_type)[0]
+            return out
+        if self.cond is None:
+            if self.last_x0 is None:
+                raise FastsynthError(f"--condition-at {self.sigma:g}: the first step's noise level is already at "
+                                     "or below it, so there is no mask to condition on yet; choose a lower sigma")
+            c = self.modality.channels
+            mask_u8 = decode_labels(self.last_x0[:, c:].cpu(), self.threshold, self.opening)
+            if self.max_components:
+                mask_u8 = keep_largest_regions(mask_u8, self.max_components)
+            known, indicator = cond_from_masks(labels_to_channels(mask_u8, self.modality),
+                                               channels=self.modality.data_channels)
+            self.mask_u8 = mask_u8
+            self.cond = torch.cat([known * indicator, indicator], dim=1).to(device=cond.device, dtype=cond.dtype)
+        return self.cond_fn(x_t, t, self.cond)
 
 
 def _sample_rows(model_fn, scheduler, cfg: GenerateConfig, seeds, known, indicator, res: int, device):
