@@ -254,3 +254,14 @@ python benchmarks/compare_judges.py benchmarks/results/judge5_bundled_base_amx_c
 # 10,000 pairs with the student (auto: OpenVINO bf16 from its shipped gate), with and without the redraw
 /usr/bin/time -v fastsynth generate --n 10000 --model bundled-fast --out /tmp/gen10k-fast --no-progress
 /usr/bin/time -v fastsynth generate --n 10000 --model bundled-fast --no-redraw --out /tmp/gen10k-fast1 --no-progress
+
+# 2026-12-06 (AMX machine): one pass with a late mask-conditioned finish (--condition-at), screened against the
+# default and the one-pass data (FID/KID, masks, grain; then label agreement and the downstream judge, 5 seeds)
+for spec in "L-t6-c1.2:--condition-at 1.2" "L-t6-c2:--condition-at 2.0" "L-t4-c1.5:--steps 4 --condition-at 1.5" \
+            "L-s4-c1.5:--model bundled-fast --condition-at 1.5" \
+            "L-s4-c1.5-g1:--model bundled-fast --condition-at 1.5 --guidance 1" \
+            "L-t4-c1.5-g1:--steps 4 --condition-at 1.5 --guidance 1" "T-u4-plain:--steps 4 --no-redraw"; do
+  fastsynth generate --n 900 --out /tmp/judge/${spec%%:*} --precision fp32 --no-progress ${spec#*:}
+  fastsynth evaluate /tmp/judge/${spec%%:*} --real fastsynth/bundled --metrics fid,masks,hf --fid-reference train \
+    --no-progress --json /tmp/j/fid_${spec%%:*}.json
+done

@@ -231,8 +231,8 @@ class GenerateConfig:
     autoguide_scale: float = 2.0
     # pairs, one pass: from the first step whose noise level sigma is at or below this value, the mask is fixed
     # (decoded from the joint x0 prediction) and the image is finished conditioned on it, guided like the redraw
-    # (sampling.pairs.LateCondition); 0 = off
-    condition_at: float = 0.0
+    # (sampling.pairs.LateCondition); 0 = off; None: the model's default (``generate_defaults``), else off
+    condition_at: float | None = None
 
 
 DEFAULT_REDRAW_GUIDANCE = 2.0
@@ -247,6 +247,36 @@ def network_batch_size(cfg: GenerateConfig) -> int:
     return cfg.batch_size * (2 if resolve_guidance(cfg).guidance != 1.0 else 1)
 
 
+MODEL_DEFAULT_KEYS = ("sampler", "steps", "redraw", "condition_at", "guidance", "guidance_interval")
+
+
+def apply_model_defaults(cfg: GenerateConfig, meta: dict | None) -> GenerateConfig:
+    """``cfg`` with the settings it leaves open (None) taken from the model's own measured defaults for its mode:
+    ``meta["generate_defaults"][mode]`` in the model's fastsynth.json (keys ``MODEL_DEFAULT_KEYS``). A model carries
+    the settings its data was judged best with; what a user sets wins. The steps go with the sampler (a model's
+    steps apply only to its own sampler), and the image pass (``redraw`` / ``condition_at``) is taken as a whole:
+    a user who asks for either one gets none of the model's."""
+    d = ((meta or {}).get("generate_defaults") or {}).get(cfg.mode) or {}
+    unknown = sorted(set(d) - set(MODEL_DEFAULT_KEYS))
+    if unknown:
+        raise FastsynthError(f"the model's generate_defaults for {cfg.mode} name unknown settings {unknown}; "
+                             f"known: {', '.join(MODEL_DEFAULT_KEYS)}")
+    if not d:
+        return cfg
+    ch: dict = {}
+    if cfg.sampler is None and "sampler" in d:
+        ch["sampler"] = d["sampler"]
+    if cfg.steps is None and "steps" in d and (cfg.sampler is None or cfg.sampler == d.get("sampler")):
+        ch["steps"] = int(d["steps"])
+    if cfg.redraw is None and cfg.condition_at is None:
+        ch.update({k: d[k] for k in ("redraw", "condition_at") if k in d})
+    if cfg.guidance is None and "guidance" in d:
+        ch["guidance"] = float(d["guidance"])
+    if cfg.guidance_interval is None and "guidance_interval" in d:
+        ch["guidance_interval"] = tuple(float(v) for v in d["guidance_interval"])
+    return dataclasses.replace(cfg, **ch)
+
+
 def resolve_guidance(cfg: GenerateConfig) -> GenerateConfig:
     """``cfg`` with ``redraw``, ``guidance`` and ``guidance_interval`` resolved from None to the measured defaults
     of its mode (the interval to a (lo, hi) pair, or () for every step); resolving twice changes nothing."""
@@ -259,4 +289,5 @@ def resolve_guidance(cfg: GenerateConfig) -> GenerateConfig:
     if interval is None:
         guided_redraw = (redraw or late) and cfg.mode == "pairs" and float(guidance) != 1.0
         interval = DEFAULT_REDRAW_GUIDANCE_INTERVAL if guided_redraw else ()
-    return dataclasses.replace(cfg, redraw=bool(redraw), guidance=float(guidance), guidance_interval=tuple(interval))
+    return dataclasses.replace(cfg, redraw=bool(redraw), guidance=float(guidance), guidance_interval=tuple(interval),
+                               condition_at=float(cfg.condition_at or 0.0))

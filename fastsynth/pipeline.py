@@ -23,7 +23,7 @@ import numpy as np
 
 from . import __version__
 from .conditioning import dilate_px_for
-from .config import GenerateConfig, MODES, network_batch_size, resolve_guidance, to_dict
+from .config import GenerateConfig, MODES, apply_model_defaults, network_batch_size, resolve_guidance, to_dict
 from .data.codec import labels_to_channels, pairs_to_x0
 from .data.modality import Modality, modality_from_config
 from .dataset import DatasetWriter, Rows, render_card
@@ -115,7 +115,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     from tqdm.auto import tqdm
 
     from .models import load_model, resolve_model_dir
-    from .models.denoiser import WEIGHTS_NAME
+    from .models.denoiser import WEIGHTS_NAME, read_model_meta
     from .runtime import make_model_fn, resolve_runtime
 
     if cfg.n < 1:
@@ -124,7 +124,9 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         raise FastsynthError("--batch-size and --shard-size must be at least 1")
     if cfg.seed < 0:
         raise FastsynthError(f"--seed {cfg.seed}: must be a non-negative integer")
-    cfg = resolve_guidance(cfg)
+    model_dir = resolve_model_dir(model)
+    # what the user left open: the model's own measured defaults for the mode, then the global ones
+    cfg = resolve_guidance(apply_model_defaults(cfg, read_model_meta(model_dir)))
     if not cfg.guidance >= 0:
         raise FastsynthError(f"--guidance {cfg.guidance}: must be >= 0 (1 = no guidance)")
     if cfg.redraw and cfg.mode != "pairs":
@@ -162,7 +164,6 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         raise FastsynthError(f"--out {out}: exists and is not a folder")
     dev = resolve_device(device)
     rank, world = _dist_info()
-    model_dir = resolve_model_dir(model)
     net, meta = load_model(model_dir)
     res = net.config.resolution
     sampler, steps, grid = resolve_sampler(cfg.sampler, cfg.steps, meta)

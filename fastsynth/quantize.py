@@ -49,12 +49,12 @@ RUNTIMES = ("onnx", "openvino")
 def _default_generation(net, meta, mode: str = "pairs"):
     """(cfg, scheduler, conditioning-free settings) of ``generate``'s defaults for ``net``."""
     from .conditioning import dilate_px_for
-    from .config import GenerateConfig, resolve_guidance
+    from .config import GenerateConfig, apply_model_defaults, resolve_guidance
     from .data.modality import modality_from_config
     from .sampling import make_scheduler, opening_size, resolve_sampler
 
-    cfg = resolve_guidance(GenerateConfig(mode=mode))
-    sampler, steps, grid = resolve_sampler(None, None, meta or {})
+    cfg = resolve_guidance(apply_model_defaults(GenerateConfig(mode=mode), meta))
+    sampler, steps, grid = resolve_sampler(cfg.sampler, cfg.steps, meta or {})
     cfg = replace(cfg, sampler=sampler, steps=steps)
     c = net.config
     sch = make_scheduler(sampler, c.num_train_timesteps, c.beta_schedule, c.prediction_type, grid=grid)

@@ -474,3 +474,36 @@ def test_condition_at_in_generate(tiny_model_dir, tmp_path):
         with pytest.raises(FastsynthError, match=match):
             generate(_cfg(**bad), tmp_path / "bad", model=str(tiny_model_dir), progress=False)
         assert not (tmp_path / "bad").exists()
+
+
+def test_a_model_carries_its_own_generation_defaults(tiny_model_dir, tmp_path):
+    """fastsynth.json's generate_defaults[mode] fills what the user leaves open; what the user sets wins."""
+    import shutil
+
+    from fastsynth.config import apply_model_defaults, resolve_guidance
+
+    meta = {"generate_defaults": {"pairs": {"sampler": "unipc", "steps": 2, "redraw": False}}}
+    c = resolve_guidance(apply_model_defaults(GenerateConfig(), meta))
+    assert (c.sampler, c.steps, c.redraw, c.guidance, c.condition_at) == ("unipc", 2, False, 1.0, 0.0)
+    c = resolve_guidance(apply_model_defaults(GenerateConfig(sampler="ddim"), meta))
+    assert (c.sampler, c.steps) == ("ddim", None)  # the model's steps go with its own sampler only
+    c = resolve_guidance(apply_model_defaults(GenerateConfig(condition_at=1.0), meta))
+    assert (c.redraw, c.condition_at, c.guidance) == (False, 1.0, 2.0)  # the user's image pass, not the model's
+    fm = resolve_guidance(apply_model_defaults(GenerateConfig(mode="from-masks"), meta))
+    assert (fm.steps, fm.redraw) == (None, False)  # other modes: the global defaults
+    with pytest.raises(FastsynthError, match="unknown settings"):
+        apply_model_defaults(GenerateConfig(), {"generate_defaults": {"pairs": {"stepz": 2}}})
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    m = json.loads((model / "fastsynth.json").read_text())
+    m["generate_defaults"] = {"pairs": {"sampler": "ddim", "steps": 2, "redraw": False}}
+    (model / "fastsynth.json").write_text(json.dumps(m))
+    generate(GenerateConfig(n=2, batch_size=2, shard_size=2, backend="eager"), tmp_path / "own", model=str(model),
+             progress=False)
+    manifest = json.loads((tmp_path / "own" / "fastsynth.json").read_text())
+    assert (manifest["sampler"], manifest["steps"], manifest["redraw"], manifest["guidance"]) == ("ddim", 2, False, 1.0)
+    generate(GenerateConfig(n=2, batch_size=2, shard_size=2, backend="eager", steps=3, redraw=True), tmp_path / "mine",
+             model=str(model), progress=False)
+    manifest = json.loads((tmp_path / "mine" / "fastsynth.json").read_text())
+    assert (manifest["sampler"], manifest["steps"], manifest["redraw"]) == ("ddim", 3, True)

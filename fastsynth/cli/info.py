@@ -13,6 +13,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..config import GenerateConfig, apply_model_defaults, resolve_guidance
     from ..data.modality import modality_from_config
     from ..models import load_model, resolve_model_dir
     from ..models.denoiser import WEIGHTS_NAME
@@ -40,8 +41,12 @@ def run(args) -> int:
             init = init.get("earlier")
         info["steps_trained_total"] = total
         info["warm_started_from"] = t["init"].get("from")
-    sampler, steps, _ = resolve_sampler(None, None, meta)
+    g = resolve_guidance(apply_model_defaults(GenerateConfig(), meta))
+    sampler, steps, _ = resolve_sampler(g.sampler, g.steps, meta)
     info["default_sampler"] = f"{sampler} x{steps}"
+    info["default_pairs"] = ("redrawn from the mask" if g.redraw else "one pass") + (
+        f", mask fixed at sigma {g.condition_at:g}" if g.condition_at else "") + (
+        f", guidance {g.guidance:g}" if g.guidance != 1.0 and (g.redraw or g.condition_at) else "")
     if meta.get("distillation"):
         dist = meta["distillation"]
         info["distilled"] = (f"{dist['rounds_done']} round(s) of progressive distillation, DDIM "

@@ -119,6 +119,18 @@ def resolve_model_dir(model: str | os.PathLike | None) -> Path:
     return p
 
 
+def read_model_meta(d: Path) -> dict:
+    """The provenance metadata (fastsynth.json) of the model folder ``d``: {} (plus its path) where there is none."""
+    meta = {}
+    if (d / META_NAME).exists():
+        try:
+            meta = json.loads((d / META_NAME).read_text())
+        except json.JSONDecodeError as exc:
+            raise FastsynthError(f"{d / META_NAME}: invalid JSON ({exc})") from None
+    meta.setdefault("path", str(d))
+    return meta
+
+
 def load_model(model: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32) -> tuple[Denoiser, dict]:
     """Load a saved Denoiser (safetensors only). Returns (model in eval mode, provenance metadata)."""
@@ -140,12 +152,6 @@ def load_model(model: str | os.PathLike | None = None, device: str | torch.devic
     if missing or unexpected:
         raise FastsynthError(f"{d / WEIGHTS_NAME}: weights do not match {CONFIG_NAME} "
                              f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)")
-    meta = {}
-    if (d / META_NAME).exists():
-        try:
-            meta = json.loads((d / META_NAME).read_text())
-        except json.JSONDecodeError as exc:
-            raise FastsynthError(f"{d / META_NAME}: invalid JSON ({exc})") from None
-    meta.setdefault("path", str(d))
+    meta = read_model_meta(d)
     net.eval().requires_grad_(False)
     return net.to(device=device, dtype=dtype), meta
