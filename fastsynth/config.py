@@ -254,8 +254,8 @@ def apply_model_defaults(cfg: GenerateConfig, meta: dict | None) -> GenerateConf
     """``cfg`` with the settings it leaves open (None) taken from the model's own measured defaults for its mode:
     ``meta["generate_defaults"][mode]`` in the model's fastsynth.json (keys ``MODEL_DEFAULT_KEYS``). A model carries
     the settings its data was judged best with; what a user sets wins. The steps go with the sampler (a model's
-    steps apply only to its own sampler), and the image pass (``redraw`` / ``condition_at``) is taken as a whole:
-    a user who asks for either one gets none of the model's."""
+    steps apply only to its own sampler), and the image pass (``redraw`` / ``condition_at`` with its guidance) is
+    taken as a whole: a user who asks for either one gets none of the model's (the global defaults instead)."""
     d = ((meta or {}).get("generate_defaults") or {}).get(cfg.mode) or {}
     unknown = sorted(set(d) - set(MODEL_DEFAULT_KEYS))
     if unknown:
@@ -268,12 +268,12 @@ def apply_model_defaults(cfg: GenerateConfig, meta: dict | None) -> GenerateConf
         ch["sampler"] = d["sampler"]
     if cfg.steps is None and "steps" in d and (cfg.sampler is None or cfg.sampler == d.get("sampler")):
         ch["steps"] = int(d["steps"])
-    if cfg.redraw is None and cfg.condition_at is None:
+    if cfg.redraw is None and cfg.condition_at is None:  # the image pass and its guidance go together
         ch.update({k: d[k] for k in ("redraw", "condition_at") if k in d})
-    if cfg.guidance is None and "guidance" in d:
-        ch["guidance"] = float(d["guidance"])
-    if cfg.guidance_interval is None and "guidance_interval" in d:
-        ch["guidance_interval"] = tuple(float(v) for v in d["guidance_interval"])
+        if cfg.guidance is None and "guidance" in d:
+            ch["guidance"] = float(d["guidance"])
+        if cfg.guidance_interval is None and "guidance_interval" in d:
+            ch["guidance_interval"] = tuple(float(v) for v in d["guidance_interval"])
     return dataclasses.replace(cfg, **ch)
 
 

@@ -489,6 +489,11 @@ def test_a_model_carries_its_own_generation_defaults(tiny_model_dir, tmp_path):
     assert (c.sampler, c.steps) == ("ddim", None)  # the model's steps go with its own sampler only
     c = resolve_guidance(apply_model_defaults(GenerateConfig(condition_at=1.0), meta))
     assert (c.redraw, c.condition_at, c.guidance) == (False, 1.0, 2.0)  # the user's image pass, not the model's
+    own = {"generate_defaults": {"pairs": {"steps": 4, "condition_at": 1.5, "guidance": 1.0}}}
+    c = resolve_guidance(apply_model_defaults(GenerateConfig(steps=6, redraw=True), own))
+    assert (c.steps, c.redraw, c.condition_at, c.guidance) == (6, True, 0.0, 2.0)  # the global redraw, guided
+    c = resolve_guidance(apply_model_defaults(GenerateConfig(), own))
+    assert (c.steps, c.redraw, c.condition_at, c.guidance) == (4, False, 1.5, 1.0)
     fm = resolve_guidance(apply_model_defaults(GenerateConfig(mode="from-masks"), meta))
     assert (fm.steps, fm.redraw) == (None, False)  # other modes: the global defaults
     with pytest.raises(FastsynthError, match="unknown settings"):

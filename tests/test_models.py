@@ -75,7 +75,14 @@ def test_shipped_models_load_and_describe_themselves(name):
     assert net.config.resolution == 64 and (d / "README.md").exists() and (d / "split.json").exists()
     sampler, steps, grid = resolve_sampler(None, None, meta)
     if name == "bundled":
-        assert (sampler, steps, grid) == ("unipc", 6, None)
+        assert (sampler, steps, grid) == ("unipc", 6, None)  # the sampler default of the modes it has no own for
+        from fastsynth.config import GenerateConfig, apply_model_defaults, resolve_guidance
+
+        # its measured default for pairs: 4 evaluations (UniPC x4, the mask fixed at sigma 1.5, no guidance)
+        g = resolve_guidance(apply_model_defaults(GenerateConfig(), meta))
+        assert (g.sampler, g.steps, g.redraw, g.condition_at, g.guidance) == ("unipc", 4, False, 1.5, 1.0)
+        fm = resolve_guidance(apply_model_defaults(GenerateConfig(mode="from-masks"), meta))
+        assert (fm.steps, fm.condition_at) == (None, 0.0)
     else:
         assert (sampler, steps, grid) == ("distilled", 4, [999, 749, 499, 249])
         # the student of the previous bundled model (sha256 below); the current bundled model (a warm start from

@@ -24,13 +24,18 @@ def _bundled_samples(n: int = 32):
     from fastsynth.runtime import make_model_fn
     from fastsynth.sampling import make_scheduler, opening_size, resolve_sampler
 
+    from dataclasses import replace
+
+    from fastsynth.config import apply_model_defaults
+
     net, meta = load_model(None)
     res = net.config.resolution
-    sampler, steps, grid = resolve_sampler(None, None, meta)
+    cfg = apply_model_defaults(GenerateConfig(), meta)  # the model's own default for pairs, as generate uses it
+    sampler, steps, grid = resolve_sampler(cfg.sampler, cfg.steps, meta)
     sch = make_scheduler(sampler, net.config.num_train_timesteps, net.config.beta_schedule,
                          net.config.prediction_type, grid=grid)
     idx = np.arange(n)
-    im, mk, _ = sample_pairs(make_model_fn(net, "eager", "cpu"), sch, GenerateConfig(sampler=sampler, steps=steps),
+    im, mk, _ = sample_pairs(make_model_fn(net, "eager", "cpu"), sch, replace(cfg, sampler=sampler, steps=steps),
                              Conditioning("pairs", [], None, ""), idx, np.array([row_seed(0, i) for i in idx]), res,
                              0, opening_size(res), torch.device("cpu"))
     return net, im, mk
