@@ -265,3 +265,17 @@ for spec in "L-t6-c1.2:--condition-at 1.2" "L-t6-c2:--condition-at 2.0" "L-t4-c1
   fastsynth evaluate /tmp/judge/${spec%%:*} --real fastsynth/bundled --metrics fid,masks,hf --fid-reference train \
     --no-progress --json /tmp/j/fid_${spec%%:*}.json
 done
+# the three sets judged downstream side by side (5 segmenter seeds), then compared
+fastsynth generate --n 900 --out /tmp/judge/D-default --precision fp32 --steps 6 --redraw --no-progress  # the old default
+for d in D-default:default16 T-u4-plain:unipc4_onepass L-t4-c1.5-g1:unipc4_condition_at; do
+  fastsynth evaluate /tmp/judge/${d%%:*} --real fastsynth/bundled --metrics fid,masks,hf,agreement --fid-reference train \
+    --downstream --seeds 5 --no-progress --json benchmarks/results/judge5_${d#*:}_amx_cpu.json
+done
+python benchmarks/compare_judges.py benchmarks/results/judge5_default16_amx_cpu.json \
+  benchmarks/results/judge5_unipc4_onepass_amx_cpu.json benchmarks/results/judge5_unipc4_condition_at_amx_cpu.json \
+  --json benchmarks/results/four_evaluations_5seeds_amx_cpu.json
+# the bf16 gate of the bundled model re-measured with its new default (4 evaluations), shipped
+python benchmarks/precision_judge.py --model bundled --precision bf16 --backend openvino --n 900 --fp32-seeds 4 \
+  --out /tmp/bf16-judge-u4 --json benchmarks/results/bf16_judge_bundled_4eval_cpu.json --record --ship
+python benchmarks/sample_grid.py --n 24 --out benchmarks/results/samples.png
+python benchmarks/sample_grid.py --modes --n 8 --out benchmarks/results/samples_modes.png

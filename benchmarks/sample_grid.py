@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/samples.png")
     a = ap.parse_args()
 
-    from fastsynth.config import GenerateConfig
+    from fastsynth.config import GenerateConfig, apply_model_defaults
     from fastsynth.conditioning import dilate_px_for
     from fastsynth.data.codec import labels_to_channels, pairs_to_x0, raw_to_rgb8
     from fastsynth.data.modality import modality_from_config
@@ -66,11 +66,18 @@ def main() -> None:
     net, meta = load_model(a.model)
     res = net.config.resolution
     m = modality_from_config(net.config)
-    sampler, steps, grid = resolve_sampler(a.sampler, a.steps, meta)
     fn = make_model_fn(net, "eager", "cpu")
-    sch = make_scheduler(sampler, net.config.num_train_timesteps, net.config.beta_schedule,
-                         net.config.prediction_type, grid=grid)
-    cfg = GenerateConfig(sampler=sampler, steps=steps)
+
+    def settings(mode: str, **kw):
+        """generate's settings for ``mode`` with this model (its own defaults, then the global ones)."""
+        c = apply_model_defaults(GenerateConfig(mode=mode, sampler=a.sampler, steps=a.steps, **kw), meta)
+        smp, st, grid = resolve_sampler(c.sampler, c.steps, meta)
+        sch = make_scheduler(smp, net.config.num_train_timesteps, net.config.beta_schedule,
+                             net.config.prediction_type, grid=grid)
+        return replace(c, sampler=smp, steps=st), sch
+
+    cfg, sch = settings("pairs")
+    sampler, steps = cfg.sampler, cfg.steps
     idx = np.arange(a.n)
     seeds = np.array([row_seed(a.seed, i) for i in idx])
     dev, opening, dilate = torch.device("cpu"), opening_size(res), dilate_px_for(res, cfg.inpaint_dilate_px_at_256)
@@ -82,20 +89,22 @@ def main() -> None:
         sample_grid(raw_to_rgb8(im, m), mk, out, n=a.n, cols=8, label_map=label_map)
         print(f"wrote {out} ({a.n} synthetic pairs, {sampler} x{steps}; {m.describe()})")
         return
-    gcfg = replace(cfg, guidance=a.guidance)
     given = drawn_masks(a.n, res, a.seed, m.num_classes)
     fm = Conditioning("from-masks", [f"m{i}" for i in idx], labels_to_channels(given, m), "", m, raw=given)
-    im2, mk2, _ = sample_pairs(fn, sch, replace(gcfg, mode="from-masks"), fm, idx, seeds, res, dilate, opening, dev)
+    fcfg, fsch = settings("from-masks", guidance=a.guidance)
+    im2, mk2, _ = sample_pairs(fn, fsch, fcfg, fm, idx, seeds, res, dilate, opening, dev)
     img_chw = im.transpose(0, 3, 1, 2) if im.ndim == 4 else im[:, None]
     raw = np.concatenate([img_chw.astype(np.int32), mk[:, None].astype(np.int32)], 1)
     ip = Conditioning("inpaint", [f"p{i}" for i in idx], pairs_to_x0(raw, m), "", m,
                       raw=np.concatenate([img_chw, mk[:, None].astype(img_chw.dtype)], 1))
-    im3, mk3, _ = sample_pairs(fn, sch, replace(gcfg, mode="inpaint"), ip, idx, seeds ^ 1, res, dilate, opening, dev)
+    icfg, isch = settings("inpaint", guidance=a.guidance)
+    im3, mk3, _ = sample_pairs(fn, isch, icfg, ip, idx, seeds ^ 1, res, dilate, opening, dev)
     rows_im = raw_to_rgb8(np.concatenate([im, im2, im, im3]), m)
     rows_mk = np.concatenate([mk, mk2, mk, mk3])
     sample_grid(rows_im, rows_mk, out, n=len(rows_im), cols=a.n, label_map=label_map)
     print(f"wrote {out}: rows = new pairs | drawn mask -> image | inpaint before | inpaint after "
-          f"({sampler} x{steps}, guidance {a.guidance}; {m.describe()})")
+          f"(pairs {sampler} x{steps}; the others {fcfg.sampler} x{fcfg.steps}, guidance {a.guidance}; "
+          f"{m.describe()})")
 
 
 if __name__ == "__main__":
