@@ -14,7 +14,6 @@ The Kvasir-SEG data and copies of it are never committed, so the "given" masks a
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -53,28 +52,24 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/samples.png")
     a = ap.parse_args()
 
-    from fastsynth.config import GenerateConfig, apply_model_defaults
+    from fastsynth.config import GenerateConfig
     from fastsynth.conditioning import dilate_px_for
     from fastsynth.data.codec import labels_to_channels, pairs_to_x0, raw_to_rgb8
     from fastsynth.data.modality import modality_from_config
     from fastsynth.metrics.plots import sample_grid
     from fastsynth.models import load_model
     from fastsynth.pipeline import Conditioning, row_seed, sample_pairs
+    from fastsynth.sampling.pairs import generation_settings
     from fastsynth.runtime import make_model_fn
-    from fastsynth.sampling import make_scheduler, opening_size, resolve_sampler
+    from fastsynth.sampling import opening_size
 
     net, meta = load_model(a.model)
     res = net.config.resolution
     m = modality_from_config(net.config)
     fn = make_model_fn(net, "eager", "cpu")
 
-    def settings(mode: str, **kw):
-        """generate's settings for ``mode`` with this model (its own defaults, then the global ones)."""
-        c = apply_model_defaults(GenerateConfig(mode=mode, sampler=a.sampler, steps=a.steps, **kw), meta)
-        smp, st, grid = resolve_sampler(c.sampler, c.steps, meta)
-        sch = make_scheduler(smp, net.config.num_train_timesteps, net.config.beta_schedule,
-                             net.config.prediction_type, grid=grid)
-        return replace(c, sampler=smp, steps=st), sch
+    def settings(mode: str, **kw):  # generate's settings for mode with this model
+        return generation_settings(GenerateConfig(mode=mode, sampler=a.sampler, steps=a.steps, **kw), meta, net.config)
 
     cfg, sch = settings("pairs")
     sampler, steps = cfg.sampler, cfg.steps

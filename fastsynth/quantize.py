@@ -30,7 +30,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,15 +48,13 @@ RUNTIMES = ("onnx", "openvino")
 def _default_generation(net, meta, mode: str = "pairs"):
     """(cfg, scheduler, conditioning-free settings) of ``generate``'s defaults for ``net``."""
     from .conditioning import dilate_px_for
-    from .config import GenerateConfig, apply_model_defaults, resolve_guidance
+    from .config import GenerateConfig
     from .data.modality import modality_from_config
-    from .sampling import make_scheduler, opening_size, resolve_sampler
+    from .sampling import opening_size
+    from .sampling.pairs import generation_settings
 
-    cfg = resolve_guidance(apply_model_defaults(GenerateConfig(mode=mode), meta))
-    sampler, steps, grid = resolve_sampler(cfg.sampler, cfg.steps, meta or {})
-    cfg = replace(cfg, sampler=sampler, steps=steps)
+    cfg, sch = generation_settings(GenerateConfig(mode=mode), meta, net.config)
     c = net.config
-    sch = make_scheduler(sampler, c.num_train_timesteps, c.beta_schedule, c.prediction_type, grid=grid)
     res = c.resolution
     return cfg, sch, {"res": res, "dilate_px": dilate_px_for(res, cfg.inpaint_dilate_px_at_256),
                       "opening": opening_size(res, cfg.opening_px_at_256), "modality": modality_from_config(c)}

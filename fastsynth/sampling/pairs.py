@@ -83,9 +83,8 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
     if late is not None and late.mask_u8 is not None:
         mask_u8 = late.mask_u8  # the mask the image's last steps were conditioned on (it is kept, as in the redraw)
     else:
-        mask_u8 = decode_labels(x0[:, c:], cfg.mask_threshold, opening)
-        if cfg.max_components and cfg.mode == "pairs":
-            mask_u8 = keep_largest_regions(mask_u8, cfg.max_components)
+        mask_u8 = finished_mask(x0[:, c:], cfg.mask_threshold, opening,
+                                cfg.max_components if cfg.mode == "pairs" else 0)
     rgb = x0[:, :c]
     if cfg.redraw:
         # second pass: a new image for each generated (cleaned) mask, mask-conditioned and guided; the mask is kept
@@ -128,7 +127,7 @@ class LateCondition:
         self.ac = scheduler.alphas_cumprod.float()
         self.sig = sigma_of_t(scheduler.alphas_cumprod)
         self.prediction_type = scheduler.config["prediction_type"]
-        self.last_x0 = None
+        self.last = None  # (x_t, t index, output) of the latest joint step: its x0 is needed only at the switch
         self.mask_u8 = None
         self.cond = None
 
@@ -136,22 +135,44 @@ class LateCondition:
         ti = int(t.reshape(-1)[0].round().clamp(0, len(self.sig) - 1))
         if self.cond is None and float(self.sig[ti]) > self.sigma:
             out = self.joint_fn(x_t, t, cond)
-            a_t = self.ac.to(x_t.device)[ti]
-            self.last_x0 = to_x0_eps(out.float(), x_t.float(), a_t, self.prediction_type)[0]
+            self.last = (x_t, ti, out)
             return out
         if self.cond is None:
-            if self.last_x0 is None:
+            if self.last is None:
                 raise FastsynthError(f"--condition-at {self.sigma:g}: the first step's noise level is already at "
                                      "or below it, so there is no mask to condition on yet; choose a lower sigma")
+            x_prev, tp, out = self.last
             c = self.modality.channels
-            mask_u8 = decode_labels(self.last_x0[:, c:].cpu(), self.threshold, self.opening)
-            if self.max_components:
-                mask_u8 = keep_largest_regions(mask_u8, self.max_components)
-            known, indicator = cond_from_masks(labels_to_channels(mask_u8, self.modality),
+            x0 = to_x0_eps(out[:, c:].float(), x_prev[:, c:].float(), self.ac.to(x_prev.device)[tp],
+                           self.prediction_type)[0]
+            self.mask_u8 = finished_mask(x0.cpu(), self.threshold, self.opening, self.max_components)
+            known, indicator = cond_from_masks(labels_to_channels(self.mask_u8, self.modality),
                                                channels=self.modality.data_channels)
-            self.mask_u8 = mask_u8
             self.cond = torch.cat([known * indicator, indicator], dim=1).to(device=cond.device, dtype=cond.dtype)
+            self.last = None
         return self.cond_fn(x_t, t, self.cond)
+
+
+def finished_mask(label_channels: torch.Tensor, threshold: float, opening: int, max_components: int = 0):
+    """uint8 masks / label maps from model-space label channels: threshold, opening, then (``max_components`` > 0)
+    only the largest connected regions."""
+    mask_u8 = decode_labels(label_channels, threshold, opening)
+    return keep_largest_regions(mask_u8, max_components) if max_components else mask_u8
+
+
+def generation_settings(cfg: GenerateConfig, meta: dict | None, net_config):
+    """(cfg, scheduler): ``cfg`` with what it leaves open filled in as ``generate`` does (the model's own defaults
+    for the mode, then the global ones; sampler and steps resolved) and a scheduler for it."""
+    from dataclasses import replace
+
+    from ..config import apply_model_defaults
+    from .samplers import make_scheduler, resolve_sampler
+
+    cfg = resolve_guidance(apply_model_defaults(cfg, meta))
+    sampler, steps, grid = resolve_sampler(cfg.sampler, cfg.steps, meta or {})
+    sch = make_scheduler(sampler, net_config.num_train_timesteps, net_config.beta_schedule,
+                         net_config.prediction_type, grid=grid)
+    return replace(cfg, sampler=sampler, steps=steps), sch
 
 
 def _sample_rows(model_fn, scheduler, cfg: GenerateConfig, seeds, known, indicator, res: int, device):
