@@ -73,10 +73,34 @@ class ModelConfig:
     image_bits: int = 8  # 8, or 16 (grey)
     intensity_window: tuple | None = None  # (low, high) raw values mapped to [-1, 1]; None: 8-bit [0, 255]
     class_names: tuple | None = None  # None: a binary mask; else the K class names of a label map (0..K-1)
+    # latent models (fastsynth.models.latent): the diffusion runs on [z | mask grid] at resolution / 8, z the named
+    # autoencoder's latent (checked by the sha256 of its weights), normalised per channel by latent_mean / latent_std
+    # (the training cache's statistics); data_channels = latent_channels + the mask grid's channels. None: pixels
+    autoencoder: str | None = None
+    autoencoder_sha256: str | None = None
+    latent_channels: int = 0
+    mask_repr: str | None = None
+    latent_mean: tuple | None = None
+    latent_std: tuple | None = None
 
     @property
     def in_channels(self) -> int:
         return 3 * self.data_channels
+
+    @property
+    def grid(self) -> int:
+        """The side of the tensor the diffusion runs on: the resolution, or the latent grid (resolution / 8)."""
+        return self.resolution // LATENT_SCALE if self.autoencoder else self.resolution
+
+    @property
+    def state_image_channels(self) -> int:
+        """Channels of the diffused state before the label channels: the image's, or the latent's."""
+        return self.latent_channels if self.autoencoder else self.image_channels
+
+
+LATENT_SCALE = 8  # pixels per latent cell of the autoencoders (fastsynth.models.autoencoder)
+AUTOENCODER_NAMES = ("taef2",)
+MASK_REPRS = ("pool", "s2d", "ae")  # the mask in a latent grid (fastsynth.models.latent)
 
 
 PRESETS: dict[str, dict] = {
@@ -100,6 +124,16 @@ PRESETS: dict[str, dict] = {
         attention_head_dim=32,
         norm_num_groups=16,
     ),
+    # latent models (--latent): the UNet runs on the 32x32 latent grid of a 256^2 image without patching
+    "latent": dict(
+        patch_size=1,
+        block_out_channels=(64, 128, 192, 256),
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        attention_head_dim=32,
+        norm_num_groups=32,
+    ),
     # close to the reference system's ADM-style network (for GPUs, 256x256)
     "paper": dict(
         block_out_channels=(128, 128, 256, 256, 512, 512),
@@ -115,11 +149,23 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def model_config_for(preset: str, resolution: int) -> ModelConfig:
+def model_config_for(preset: str, resolution: int, latent: str = "") -> ModelConfig:
+    """The network of ``preset`` at ``resolution`` (pixels; a latent model's grid is resolution / 8)."""
     if preset not in PRESETS:
         raise FastsynthError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     levels = len(PRESETS[preset]["block_out_channels"])
     factor = 2 ** (levels - 1) * PRESETS[preset].get("patch_size", 1)
+    if latent:
+        if latent not in AUTOENCODER_NAMES:
+            raise FastsynthError(f"--latent {latent!r}: choose one of {', '.join(AUTOENCODER_NAMES)}")
+        if resolution % LATENT_SCALE or resolution < 64:
+            raise FastsynthError(f"--resolution {resolution}: a latent model needs a multiple of {LATENT_SCALE}, "
+                                 "at least 64")
+        grid = resolution // LATENT_SCALE
+        if grid % factor:
+            raise FastsynthError(f"--resolution {resolution}: its latent grid ({grid}) must be a multiple of {factor} "
+                                 f"for preset {preset!r} (resolution a multiple of {factor * LATENT_SCALE})")
+        return ModelConfig(resolution=resolution, autoencoder=latent, **PRESETS[preset])
     if resolution % factor or resolution < factor:
         raise FastsynthError(
             f"--resolution {resolution} must be a positive multiple of {factor} for preset {preset!r}"
@@ -167,6 +213,10 @@ class TrainConfig:
     # keep stems of one group on one side of the split: "auto" (the part before the first - or _ when that groups
     # stems), "none", or a regular expression whose first group (or whole match) names a stem's group
     group_by: str = "auto"
+    # latent diffusion (fastsynth.models.latent): "" = pixels; "taef2" = the bundled tiny autoencoder's latent grid,
+    # with the mask in it as mask_repr ("pool" or "s2d")
+    latent: str = ""
+    mask_repr: str = "pool"
 
 
 LOSS_WEIGHTINGS = ("v", "min-snr")

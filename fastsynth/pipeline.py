@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from . import __version__
 from .conditioning import dilate_px_for
@@ -37,7 +38,9 @@ from .sampling import make_scheduler, opening_size, resolve_sampler
 from .sampling.pairs import REDRAW_SEED_XOR, Conditioning, _sample_rows, row_seed, sample_pairs  # noqa: F401
 
 def load_conditioning(mode: str, resolution: int, masks: str | None, images: str | None,
-                      modality: Modality | None = None) -> Conditioning:
+                      modality: Modality | None = None, space=None) -> Conditioning:
+    """The conditioning source of a mode. ``space``: a latent model's LatentSpace (the masks go into its grid, the
+    inpainted images through its encoder, once); None: pixels."""
     from .data import load_pairs, scan_pairs
     from .data.pairs import load_label_folder
 
@@ -48,12 +51,15 @@ def load_conditioning(mode: str, resolution: int, masks: str | None, images: str
     if mode == "pairs":
         if masks or images:
             raise FastsynthError("--masks/--images are for --mode from-masks / inpaint, not pairs")
-        return Conditioning("pairs", [], None, "", modality)
+        return Conditioning("pairs", [], None, "", modality, space=space)
+    labels_full = None
     if mode == "from-masks":
         if not masks:
             raise FastsynthError("--mode from-masks needs --masks DIR (a folder of binary mask images)")
         stems, arr = load_label_folder(masks, resolution, modality)
         data = labels_to_channels(arr, modality)
+        if space is not None:
+            data = space.labels_to_grid(data)
     else:
         if not images:
             raise FastsynthError("--mode inpaint needs --images DIR (a folder with images/ and masks/: each "
@@ -61,8 +67,12 @@ def load_conditioning(mode: str, resolution: int, masks: str | None, images: str
         src = scan_pairs(images)
         stems, arr = load_pairs(src, resolution, modality=modality)
         data = pairs_to_x0(arr.astype(np.int32) if arr.dtype == np.uint16 else arr, modality)
+        if space is not None:  # the real images encoded once; the regions are drawn from the full-resolution masks
+            c = modality.channels
+            labels_full = data[:, c:]
+            data = torch.cat([space.encode_images(data[:, :c]), space.labels_to_grid(labels_full)], dim=1)
     fp = hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16] + f"-{len(stems)}"
-    return Conditioning(mode, stems, data, fp, modality, arr)
+    return Conditioning(mode, stems, data, fp, modality, arr, space=space, labels_full=labels_full)
 
 
 # what a dataset records of its model's training: numbers, never local paths or the shell command
@@ -177,7 +187,12 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     except ValueError as exc:
         raise FastsynthError(f"--steps {cfg.steps} with --sampler {cfg.sampler}: {exc}") from None
     modality = modality_from_config(net.config)
-    cond_src = load_conditioning(cfg.mode, res, masks, images, modality)
+    space = None
+    if net.config.autoencoder:  # a latent model: diffusion on the autoencoder's grid, decoded at the end
+        from .models.latent import model_space
+
+        space = model_space(net.config, model_dir=model_dir)
+    cond_src = load_conditioning(cfg.mode, res, masks, images, modality, space)
     heldout = model_split(model_dir)
     _warn_heldout_sources(cond_src, heldout, "--masks" if masks else "--images")
     dilate_px = dilate_px_for(res, cfg.inpaint_dilate_px_at_256)
@@ -203,6 +218,8 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         **({"autoguide": {"model_sha256": weak[2], "scale": cfg.autoguide_scale},
             "autoguide_model": public_model_info(cfg.autoguide, weak[1])} if weak else {}),
         "data": modality.to_dict(),
+        **({"latent": {"autoencoder": net.config.autoencoder, "autoencoder_sha256": net.config.autoencoder_sha256,
+                       "mask_repr": net.config.mask_repr, "grid": net.config.grid}} if space is not None else {}),
         "source_fingerprint": cond_src.fingerprint, "source_dir": Path(masks or images).name if masks or images else "",
         "model_sha256": weights_sha,
         "model": public_model_info(model, meta),
@@ -238,6 +255,12 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
 
     model_fn = make_model_fn(net, backend=backend, device=dev, precision=runtime_precision,
                              batch_size=network_batch_size(cfg), model_sha=manifest["model_sha256"], meta=meta)
+    if space is not None:  # the decoder runs where the denoiser runs (int8: the denoiser's alone; fp32 here)
+        from .runtime.decoder import make_decoder_fn
+
+        space.decode_fn = make_decoder_fn(space.ae.decoder, space.ae.sha256, space.grid, model_fn.backend, dev,
+                                          model_fn.precision, batch_size=min(cfg.batch_size, 16))
+        manifest["latent"]["decoder"] = {"backend": space.decode_fn.backend, "precision": space.decode_fn.precision}
     weak_fn = None
     if weak is not None:  # the weak model's own precision: reduced only where its own gate accepted it
         weak_dir, weak_meta, weak_sha, weak_net = weak

@@ -7,7 +7,7 @@ import argparse
 
 def add_parser(sub) -> None:
     from . import add_run_options
-    from ..config import LR_SCHEDULES, PRESETS, TrainConfig
+    from ..config import AUTOENCODER_NAMES, LR_SCHEDULES, MASK_REPRS, PRESETS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model on image/mask pairs",
@@ -17,8 +17,16 @@ def add_parser(sub) -> None:
     p.add_argument("--data", required=True, help="folder with images/ and masks/ (same stems), "
                    "or a Hugging Face dataset on disk with image and mask columns")
     p.add_argument("--out", required=True, help="run folder (config, split, checkpoints, model/)")
-    p.add_argument("--resolution", type=int, default=d.resolution, help="training resolution (square)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=d.preset, help="network size")
+    p.add_argument("--resolution", type=int, default=d.resolution,
+                   help="training resolution (square; with --latent a multiple of 8, at least 64)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help=f"network size (default: {d.preset}; with --latent: latent)")
+    p.add_argument("--latent", choices=AUTOENCODER_NAMES, default=None,
+                   help="latent diffusion on this bundled autoencoder's grid (resolution / 8): the training images "
+                        "are encoded once into a cache; default: pixel diffusion")
+    p.add_argument("--mask-repr", choices=MASK_REPRS, default=d.mask_repr,
+                   help="with --latent: the mask in the latent grid (pool: average-pooled to the grid; s2d: at 4x "
+                        "the grid, folded into 16 channels)")
     p.add_argument("--steps", type=int, default=d.steps, help="total optimisation steps")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
@@ -53,7 +61,9 @@ def run(args) -> int:
 
     if args.steps < 1 or args.batch_size < 1:
         raise FastsynthError("--steps and --batch-size must be at least 1")
-    cfg = TrainConfig(data=args.data, out=args.out, preset=args.preset, resolution=args.resolution,
+    preset = args.preset or ("latent" if args.latent else TrainConfig.preset)
+    cfg = TrainConfig(data=args.data, out=args.out, preset=preset, resolution=args.resolution,
+                      latent=args.latent or "", mask_repr=args.mask_repr,
                       steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                       test_fraction=args.test_fraction, split_seed=args.split_seed, seed=args.seed,
                       mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,

@@ -113,6 +113,16 @@ def modality_from_config(cfg) -> Modality:
                  window=tuple(cfg.intensity_window) if getattr(cfg, "intensity_window", None) else None,
                  class_names=tuple(cfg.class_names) if getattr(cfg, "class_names", None) else None)
     validate(m)
+    if getattr(cfg, "autoencoder", None):  # a latent model: the latent's channels + the mask grid's
+        from ..models.latent import mask_grid_channels
+
+        if cfg.data_channels != cfg.latent_channels + mask_grid_channels(cfg.mask_repr, m.label_channels):
+            from ..errors import FastsynthError
+
+            raise FastsynthError(f"model config: data_channels {cfg.data_channels} does not match the latent's "
+                                 f"{cfg.latent_channels} + the {cfg.mask_repr} mask grid of {m.label_channels} label "
+                                 "channel(s)")
+        return m
     if m.data_channels != cfg.data_channels:
         from ..errors import FastsynthError
 

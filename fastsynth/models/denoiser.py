@@ -39,7 +39,7 @@ def build_unet(cfg: ModelConfig):
     from diffusers import UNet2DModel
 
     return UNet2DModel(
-        sample_size=cfg.resolution // cfg.patch_size,
+        sample_size=cfg.grid // cfg.patch_size,
         in_channels=cfg.in_channels * cfg.patch_size ** 2,
         out_channels=cfg.data_channels * cfg.patch_size ** 2,
         block_out_channels=tuple(cfg.block_out_channels),

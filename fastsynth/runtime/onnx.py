@@ -73,7 +73,7 @@ def _cwd(path: str):
 
 def export_onnx(model, path: str | os.PathLike, batch_size: int = 2) -> Path:
     """Export a Denoiser (float32) to ONNX: inputs x_t, t, cond -> model_output, dynamic batch."""
-    res = model.config.resolution
+    res = model.config.grid  # the latent grid of a latent model
     net = model.float().cpu().eval()
     x = torch.randn(batch_size, model.config.data_channels, res, res)
     t = torch.full((batch_size,), 500, dtype=torch.long)

@@ -68,9 +68,11 @@ def openvino_model_fn(onnx_path: Path, device: torch.device, threads: int | None
             state.update(chunk=chunk, queue=queue, compiled=cm)
         return state["chunk"], state["queue"]
 
-    def model_fn(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        arrays = (x_t.detach().cpu().float().contiguous().numpy(), t.detach().cpu().long().numpy(),
-                  cond.detach().cpu().float().contiguous().numpy())
+    names = [inp.get_any_name() for inp in model.inputs]  # (x_t, t, cond) of the denoiser; (z,) of a decoder
+
+    def model_fn(*args: torch.Tensor) -> torch.Tensor:
+        arrays = tuple((a.detach().cpu().float().contiguous() if a.is_floating_point() else a.detach().cpu().long())
+                       .numpy() for a in args)
         n = arrays[0].shape[0]
         chunk, queue = compiled(n)
         starts = list(range(0, n, chunk))
@@ -80,7 +82,7 @@ def openvino_model_fn(onnx_path: Path, device: torch.device, threads: int | None
             if part[0].shape[0] < chunk:
                 pad = chunk - part[0].shape[0]
                 part = [np.concatenate([p, np.repeat(p[-1:], pad, axis=0)]) for p in part]
-            queue.start_async(dict(zip(INPUTS, part)), k)
+            queue.start_async(dict(zip(names, part)), k)
         queue.wait_all()
         return torch.from_numpy(np.concatenate(state["out"])[:n])
 

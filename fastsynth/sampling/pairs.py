@@ -39,26 +39,37 @@ class Conditioning:
     modality: Modality = Modality()
     # the given values in their own depth, pasted back exactly: [M, C + 1, H, W] (inpaint) or labels [M, H, W]
     raw: np.ndarray | None = None
+    # the model's space (fastsynth.models.latent); None: pixels. A latent model's ``data`` is in its grid (the
+    # encoded image + the mask grid, or the mask grid), and ``labels_full`` holds the label channels at full
+    # resolution [M, K-1, H, W] that the inpainting regions are drawn from
+    space: object = None
+    labels_full: torch.Tensor | None = None
 
     def batch(self, indices: np.ndarray, seeds: np.ndarray, resolution: int, dilate_px: int):
+        """(known, indicator, sources, region): the conditioning of these rows in the model's grid, and for
+        inpainting the full-resolution region [n, 1, H, W] that is regenerated (None otherwise)."""
         n = len(indices)
+        space = self.space
+        grid = resolution if space is None else space.grid
+        channels = self.modality.data_channels if space is None else space.state_channels
         if self.mode == "pairs":
-            known, indicator = cond_pairs(n, resolution, self.modality.data_channels)
-            return known, indicator, [""] * n
+            known, indicator = cond_pairs(n, grid, channels)
+            return known, indicator, [""] * n, None
         j = torch.as_tensor(indices % len(self.stems))
         src = [self.stems[int(k)] for k in j]
         if self.mode == "from-masks":
-            known, indicator = cond_from_masks(self.data[j], channels=self.modality.data_channels)
-            return known, indicator, src
+            known, indicator = cond_from_masks(self.data[j], channels=channels)
+            return known, indicator, src, None
         x0 = self.data[j]
-        region = inpaint_region(x0[:, self.modality.channels:], dilate_px)
+        labels = x0[:, self.modality.channels:] if self.labels_full is None else self.labels_full[j]
+        region = inpaint_region(labels, dilate_px)
         for r in torch.nonzero(region.flatten(1).amax(1) == 0).flatten().tolist():
             # an empty real mask would leave nothing to generate (a verbatim copy of a real image):
             # regenerate a box drawn from the row's own seed instead, as in training
             g = torch.Generator().manual_seed(int(seeds[r]) ^ 0x5DEECE66D)
             region[r] = random_boxes(1, resolution, g)[0]
-        known, indicator = cond_inpaint(x0, region)
-        return known, indicator, src
+        known, indicator = cond_inpaint(x0, region if space is None else space.region_to_grid(region))
+        return known, indicator, src, region
 
 
 @torch.inference_mode()
@@ -66,32 +77,36 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
                   dilate_px: int, opening: int, device: torch.device, weak_fn=None):
     """``weak_fn``: the weaker model of ``cfg.autoguide``, which guides the first pass of pairs."""
     cfg = resolve_guidance(cfg)
-    known, indicator, src = cond_src.batch(indices, seeds, res, dilate_px)
+    known, indicator, src, region = cond_src.batch(indices, seeds, res, dilate_px)
     interval = cfg.guidance_interval or None  # () = every step
     ac = scheduler.alphas_cumprod if interval else None
     m = cond_src.modality
-    c = m.channels
+    space = cond_src.space
+    c = m.channels if space is None else space.state_image_channels  # the state's channels before the labels
+    grid = res if space is None else space.grid
     late = None
     if cfg.mode == "pairs":
         fn = autoguided_model_fn(model_fn, weak_fn, cfg.autoguide_scale) if weak_fn is not None else model_fn
         if cfg.condition_at:
             late = fn = LateCondition(fn, guided_model_fn(model_fn, cfg.guidance, interval, ac), scheduler,
-                                      cfg.condition_at, m, cfg.mask_threshold, opening, cfg.max_components)
+                                      cfg.condition_at, m, cfg.mask_threshold, opening, cfg.max_components, space)
     else:
         fn = guided_model_fn(model_fn, cfg.guidance, interval, ac)
-    x0 = _sample_rows(fn, scheduler, cfg, seeds, known, indicator, res, device)
+    x0 = _sample_rows(fn, scheduler, cfg, seeds, known, indicator, grid, device)
     if late is not None and late.mask_u8 is not None:
         mask_u8 = late.mask_u8  # the mask the image's last steps were conditioned on (it is kept, as in the redraw)
     else:
-        mask_u8 = finished_mask(x0[:, c:], cfg.mask_threshold, opening,
+        mask_u8 = finished_mask(_full_logits(x0[:, c:], space), cfg.mask_threshold, opening,
                                 cfg.max_components if cfg.mode == "pairs" else 0)
     rgb = x0[:, :c]
     if cfg.redraw:
         # second pass: a new image for each generated (cleaned) mask, mask-conditioned and guided; the mask is kept
-        known, indicator = cond_from_masks(labels_to_channels(mask_u8, m), channels=m.data_channels)
+        known, indicator = cond_from_masks(_label_grid(mask_u8, m, space), channels=x0.shape[1])
         redraw_seeds = [int(s) ^ REDRAW_SEED_XOR for s in seeds]
         rgb = _sample_rows(guided_model_fn(model_fn, cfg.guidance, interval, ac), scheduler, cfg,
-                           redraw_seeds, known, indicator, res, device)[:, :c]
+                           redraw_seeds, known, indicator, grid, device)[:, :c]
+    if space is not None:  # a latent model: the image decoded from its latent
+        rgb = space.decode_images(rgb)
     images = tensor_to_raw(rgb, m)
     masks_np = mask_u8.numpy()
     if cfg.mode != "pairs":
@@ -100,10 +115,11 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
         if cfg.mode == "from-masks":
             masks_np = raw.copy()
         else:
-            keep = (indicator[:, 0] > 0).numpy()
-            src_img = raw[:, :c].transpose(0, 2, 3, 1) if c == 3 else raw[:, 0]
-            images = np.where(keep[..., None] if c == 3 else keep, src_img, images).astype(images.dtype)
-            masks_np = np.where(keep, raw[:, c], masks_np).astype(np.uint8)
+            keep = (region[:, 0] == 0).numpy()
+            ci = m.channels
+            src_img = raw[:, :ci].transpose(0, 2, 3, 1) if ci == 3 else raw[:, 0]
+            images = np.where(keep[..., None] if ci == 3 else keep, src_img, images).astype(images.dtype)
+            masks_np = np.where(keep, raw[:, ci], masks_np).astype(np.uint8)
     return images, masks_np, src
 
 
@@ -119,10 +135,11 @@ class LateCondition:
     """
 
     def __init__(self, joint_fn, cond_fn, scheduler, sigma: float, modality: Modality, threshold: float,
-                 opening: int, max_components: int = 0):
+                 opening: int, max_components: int = 0, space=None):
         from .guidance import sigma_of_t
 
         self.joint_fn, self.cond_fn, self.sigma, self.modality = joint_fn, cond_fn, float(sigma), modality
+        self.space = space
         self.threshold, self.opening, self.max_components = threshold, opening, max_components
         self.ac = scheduler.alphas_cumprod.float()
         self.sig = sigma_of_t(scheduler.alphas_cumprod)
@@ -142,15 +159,27 @@ class LateCondition:
                 raise FastsynthError(f"--condition-at {self.sigma:g}: the first step's noise level is already at "
                                      "or below it, so there is no mask to condition on yet; choose a lower sigma")
             x_prev, tp, out = self.last
-            c = self.modality.channels
+            c = self.modality.channels if self.space is None else self.space.state_image_channels
             x0 = to_x0_eps(out[:, c:].float(), x_prev[:, c:].float(), self.ac.to(x_prev.device)[tp],
                            self.prediction_type)[0]
-            self.mask_u8 = finished_mask(x0.cpu(), self.threshold, self.opening, self.max_components)
-            known, indicator = cond_from_masks(labels_to_channels(self.mask_u8, self.modality),
-                                               channels=self.modality.data_channels)
+            self.mask_u8 = finished_mask(_full_logits(x0.cpu(), self.space), self.threshold, self.opening,
+                                         self.max_components)
+            known, indicator = cond_from_masks(_label_grid(self.mask_u8, self.modality, self.space),
+                                               channels=x_prev.shape[1])
             self.cond = torch.cat([known * indicator, indicator], dim=1).to(device=cond.device, dtype=cond.dtype)
             self.last = None
         return self.cond_fn(x_t, t, self.cond)
+
+
+def _full_logits(label_state: torch.Tensor, space) -> torch.Tensor:
+    """The label part of a sampled state -> label-channel logits at full resolution (pixels: itself)."""
+    return label_state if space is None else space.grid_to_logits(label_state)
+
+
+def _label_grid(mask_u8: torch.Tensor, modality: Modality, space) -> torch.Tensor:
+    """uint8 masks / label maps -> the label part of the state (pixels: the label channels; latent: the mask grid)."""
+    ch = labels_to_channels(mask_u8, modality)
+    return ch if space is None else space.labels_to_grid(ch)
 
 
 def finished_mask(label_channels: torch.Tensor, threshold: float, opening: int, max_components: int = 0):

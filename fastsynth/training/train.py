@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import sys
 import time
@@ -48,11 +49,20 @@ def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(ss.generate_state(1, np.uint64)[0] & ((1 << 63) - 1)))
 
 
-def make_batch(data_u8: torch.Tensor, cfg: TrainConfig, g: torch.Generator, batch_size: int, dilate_px: int,
-               modality=None):
+def make_batch(data_u8, cfg: TrainConfig, g: torch.Generator, batch_size: int, dilate_px: int,
+               modality=None, space=None):
     """One training batch: (x0, known, indicator) with the conditioning mode drawn per example.
 
-    ``data_u8``: loaded pairs [N, C + 1, H, W]; ``modality`` (None: 8-bit RGB + binary mask) says how to encode them."""
+    ``data_u8``: loaded pairs [N, C + 1, H, W]; ``modality`` (None: 8-bit RGB + binary mask) says how to encode them.
+    A latent model (``space`` a LatentSpace) draws from ``data_u8`` = its :class:`LatentData` instead: an image and
+    one of its cached flips; the inpainting regions are drawn at full resolution and cover the latent cells they
+    touch."""
+    if space is not None and space.latent:
+        idx = torch.randint(0, data_u8.n, (batch_size,), generator=g)
+        var = torch.randint(0, data_u8.v, (batch_size,), generator=g)
+        x0, labels_full = data_u8.batch(idx, var)
+        return _draw_conditioning(x0, x0.shape[1] - space.grid_channels, labels_full, cfg, g, dilate_px,
+                                  space.region_to_grid)
     n_data = data_u8.shape[0]
     idx = torch.randint(0, n_data, (batch_size,), generator=g)
     u8 = data_u8[idx]
@@ -67,7 +77,15 @@ def make_batch(data_u8: torch.Tensor, cfg: TrainConfig, g: torch.Generator, batc
     if cfg.vflip:
         flip = torch.rand(batch_size, generator=g) < 0.5
         x0 = torch.where(flip[:, None, None, None], x0.flip(-2), x0)
-    res = x0.shape[-1]
+    return _draw_conditioning(x0, c, x0[:, c:], cfg, g, dilate_px, None)
+
+
+def _draw_conditioning(x0, c: int, labels_full, cfg: TrainConfig, g: torch.Generator, dilate_px: int, to_grid):
+    """(x0, known, indicator): each example's conditioning mode drawn by the mode probabilities. ``c``: the channels
+    before the label channels of x0; ``labels_full``: the label channels at full resolution (the inpainting regions
+    come from them); ``to_grid``: a full-resolution region -> x0's grid (None: x0 is at full resolution)."""
+    batch_size = x0.shape[0]
+    res = labels_full.shape[-1]
     u = torch.rand(batch_size, generator=g)
     total = cfg.p_pairs + cfg.p_from_masks + cfg.p_inpaint
     is_fm = (u >= cfg.p_pairs / total) & (u < (cfg.p_pairs + cfg.p_from_masks) / total)
@@ -79,12 +97,12 @@ def make_batch(data_u8: torch.Tensor, cfg: TrainConfig, g: torch.Generator, batc
         known[is_fm], indicator[is_fm] = k, ind
     if is_ip.any():
         xs = x0[is_ip]
-        region = inpaint_region(xs[:, c:], dilate_px)
+        region = inpaint_region(labels_full[is_ip], dilate_px)
         # a third of the regions are random boxes, and empty masks always get one
         use_box = (torch.rand(xs.shape[0], generator=g) < 1 / 3) | (region.flatten(1).amax(1) == 0)
         if use_box.any():
             region[use_box] = random_boxes(int(use_box.sum()), res, g)
-        k, ind = cond_inpaint(xs, region)
+        k, ind = cond_inpaint(xs, region if to_grid is None else to_grid(region))
         known[is_ip], indicator[is_ip] = k, ind
     return x0, known, indicator
 
@@ -190,7 +208,12 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
             raise FastsynthError(f"--resume with different settings than {out / 'config.json'}: {diff}")
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise FastsynthError(f"--lr-schedule {cfg.lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
-    model_cfg = model_config_for(cfg.preset, cfg.resolution)
+    model_cfg = model_config_for(cfg.preset, cfg.resolution, cfg.latent)
+    if cfg.latent:
+        from ..models.latent import MASK_REPRS
+
+        if cfg.mask_repr not in MASK_REPRS:
+            raise FastsynthError(f"--mask-repr {cfg.mask_repr!r}: choose one of {', '.join(MASK_REPRS)}")
     for name, ok, rule in (("--steps", cfg.steps >= 1, ">= 1"), ("--batch-size", cfg.batch_size >= 1, ">= 1"),
                            ("--lr", cfg.lr > 0, "> 0"), ("--checkpoint-every", cfg.checkpoint_every >= 1, ">= 1"),
                            ("--test-fraction", 0 <= cfg.test_fraction < 1, "in [0, 1)"),
@@ -226,7 +249,12 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
             split = {**split, "test": [t for t in split["test"] if t in set(kept_test) or t not in src.items]}
     modality = with_window(modality, arr[:, :modality.channels])  # 16-bit: the training split's window
     model_cfg = replace(model_cfg, **modality.model_fields())
-    data_u8 = torch.from_numpy(arr.astype(np.int32) if arr.dtype == np.uint16 else arr)
+    space, latent_record = None, None
+    if cfg.latent:  # encode the training split once (cached), then train on the latents
+        model_cfg, space, data_u8, latent_record = _latent_data(model_cfg, cfg, arr, modality, progress and is_main,
+                                                                out)
+    else:
+        data_u8 = torch.from_numpy(arr.astype(np.int32) if arr.dtype == np.uint16 else arr)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "config.json", to_dict(cfg))
@@ -309,6 +337,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
             "resolution": cfg.resolution,
             "modes": ["pairs", "from-masks", "inpaint"],
             "data": modality.to_dict(),
+            **({"latent": latent_record} if latent_record else {}),
             "parameters": ema_net.num_parameters(),
             "training_data": data_provenance(cfg.data),
             "training": {  # a model folder is what people share: the data by name, the command without local paths
@@ -324,13 +353,17 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
         }
         save_model(ema_net, out / "model", meta=meta, card=_model_card(meta))
         write_json_atomic(out / "model" / "split.json", split)
+        if space is not None and space.codec is not None:
+            from ..models.latent import MASK_CODEC_NAME
+
+            shutil.copy(out / MASK_CODEC_NAME, out / "model" / MASK_CODEC_NAME)
 
     try:
         while step < cfg.steps and not stop["flag"]:
             g = _step_generator(cfg.seed, step, rank)
             # global RNGs (dropout) re-seeded per step too, so a resumed run repeats the uninterrupted one
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
-            x0, known, indicator = make_batch(data_u8, cfg, g, per_proc, dilate_px, modality)
+            x0, known, indicator = make_batch(data_u8, cfg, g, per_proc, dilate_px, modality, space)
             noise = torch.randn(x0.shape, generator=g)
             t = torch.randint(0, model_cfg.num_train_timesteps, (per_proc,), generator=g)
             x0, known, indicator, noise, t = (v.to(device) for v in (x0, known, indicator, noise, t))
@@ -387,6 +420,48 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     if is_main:
         print(f"trained to step {step}; model in {out / 'model'}")
     return out
+
+
+def _latent_data(model_cfg, cfg: TrainConfig, arr: np.ndarray, modality, progress: bool, out: Path):
+    """(model config with the latent fields, LatentSpace, LatentData, record) of a latent run: the training split
+    encoded once into the latent cache (``latent_cache.py``), its per-channel statistics stored in the config; with
+    the ``ae`` mask representation the mask autoencoder is trained first (kept in the run folder for --resume).
+    ``record``: what the model's metadata says of it (the mask round trip on the training labels)."""
+    from ..models.autoencoder import LATENT_CHANNELS, load_autoencoder
+    from ..models.latent import MASK_CODEC_NAME, LatentSpace, load_mask_codec, mask_grid_channels
+    from .latent_cache import LatentData, build_latent_cache
+    from .mask_codec import round_trip_iou, train_mask_codec
+
+    ae = load_autoencoder(cfg.latent, channels=modality.channels)
+    cache = build_latent_cache(arr, modality, ae, cfg.hflip, cfg.vflip, progress=progress)
+    record = {"autoencoder": cfg.latent, "autoencoder_sha256": ae.sha256, "mask_repr": cfg.mask_repr,
+              "cache_key": cache["key"], "flip_variants": len(cache["variants"])}
+    codec = None
+    if cfg.mask_repr == "ae":
+        from safetensors.torch import save_file
+
+        path = out / MASK_CODEC_NAME
+        if path.exists():
+            codec = load_mask_codec(path, modality.label_channels)
+        else:
+            codec, record["mask_codec"] = train_mask_codec(cache["labels"], modality, seed=cfg.seed, progress=progress)
+            out.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in codec.state_dict().items()}, str(path))
+            write_json_atomic(out / "mask_codec.json", record["mask_codec"])
+        if (out / "mask_codec.json").exists():
+            record["mask_codec"] = read_json(out / "mask_codec.json", "mask autoencoder record")
+    grid_ch = mask_grid_channels(cfg.mask_repr, modality.label_channels)
+    model_cfg = replace(model_cfg, autoencoder=cfg.latent, autoencoder_sha256=ae.sha256,
+                        latent_channels=LATENT_CHANNELS, mask_repr=cfg.mask_repr,
+                        data_channels=LATENT_CHANNELS + grid_ch,
+                        latent_mean=tuple(round(float(v), 6) for v in cache["mean"]),
+                        latent_std=tuple(round(float(v), 6) for v in cache["std"]))
+    cache = {**cache, "mean": torch.tensor(model_cfg.latent_mean), "std": torch.tensor(model_cfg.latent_std)}
+    space = LatentSpace(model_cfg, autoencoder=ae, mask_codec=codec)
+    iou = round_trip_iou(cache["labels"][:, 0], modality, space.labels_to_grid, space.grid_to_logits)
+    record["mask_round_trip_iou_train"] = {"mean": round(float(iou.mean()), 4),
+                                           "p5": round(float(iou.quantile(0.05)), 4), "min": round(float(iou.min()), 4)}
+    return model_cfg, space, LatentData(cache, space, modality), record
 
 
 def _detect_modality(src, cfg: TrainConfig, is_main: bool):
