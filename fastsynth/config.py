@@ -217,6 +217,7 @@ class TrainConfig:
     # with the mask in it as mask_repr ("pool" or "s2d")
     latent: str = ""
     mask_repr: str = "pool"
+    mask_codec_steps: int = 1500  # mask_repr "ae": optimiser steps of the mask autoencoder, trained before the diffusion
 
 
 LOSS_WEIGHTINGS = ("v", "min-snr")

@@ -63,6 +63,10 @@ def add_parser(sub) -> None:
     p.add_argument("--seg-encoder-depth", type=int, default=d.encoder_depth, help="smp encoder depth (3-5)")
     p.add_argument("--seg-encoder-weights", default=d.encoder_weights,
                    help="auto (ImageNet if available), imagenet or none")
+    p.add_argument("--seg-resolution", type=int, default=None, metavar="N",
+                   help="train and test the segmenters at NxN (default: the synthetic data's resolution); synthetic "
+                        "pairs are resized to it (image bicubic, mask bilinear + threshold) and the real images "
+                        "are read at it, so data of two resolutions is judged on the same real test images")
     p.add_argument("--seg-steps", type=int, default=d.steps, help="optimiser steps per protocol run and seed")
     p.add_argument("--seg-batch-size", type=int, default=d.batch_size, help="segmenter training images per step")
     p.add_argument("--seg-lr", type=float, default=d.lr, help="segmenter AdamW learning rate (one-cycle schedule)")
@@ -89,7 +93,10 @@ def run(args) -> int:
     w = None if str(args.seg_encoder_weights).lower() in ("none", "null", "") else args.seg_encoder_weights
     segmenter = dict(arch=args.seg_arch, encoder=args.seg_encoder, encoder_depth=args.seg_encoder_depth,
                      encoder_weights=w, steps=args.seg_steps, batch_size=args.seg_batch_size, lr=args.seg_lr,
-                     alpha=args.alpha, low_data_n=args.low_data_n, backend=args.seg_backend, seeds=args.seeds)
+                     alpha=args.alpha, low_data_n=args.low_data_n, backend=args.seg_backend, seeds=args.seeds,
+                     resolution=args.seg_resolution)
+    if args.seg_resolution is not None and args.seg_resolution < 16:
+        raise FastsynthError(f"--seg-resolution {args.seg_resolution}: must be at least 16")
     if args.seg_arch.lower() != "unet" or args.seg_encoder_depth != 4:
         segmenter["decoder_channels"] = None  # smp's default decoder for other architectures / depths
     if args.seeds < 1:

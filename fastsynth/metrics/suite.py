@@ -162,10 +162,21 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
         backend = d.pop("backend", "eager")
         drop_leaking = d.pop("drop_leaking", False)
         n_seeds = d.pop("seeds", DEFAULT_SEEDS)
-        cfg = SegConfig(resolution=res, seed=seed, **d,
+        seg_res = d.pop("resolution", None) or res
+        cfg = SegConfig(resolution=seg_res, seed=seed, **d,
                         **({} if modality.binary else {"class_names": tuple(modality.names)}))
-        test_sets = ({"heldout": test_arr} if test_arr is not None else {}) | extra_tests
+        seg_train, seg_test, seg_extra = train_arr, test_arr, extra_tests
+        if seg_res != res:  # the judge at its own resolution: real data read at it, synthetic pairs resized to it
+            say(f"segmenters at {seg_res}x{seg_res}: real images read at it, the {res}x{res} synthetic pairs resized")
+            seg_train = eio.load_real(src, seg_res, rs.train_stems, modality)[1]
+            seg_test = eio.load_real(src, seg_res, rs.test_stems, modality)[1] if rs.test_stems else None
+            seg_extra = {Path(t).name or str(t): eio.load_test_set(t, seg_res, modality)[1] for t in tests or []}
+            results["reference"]["segmenter_resize"] = (f"segmenters at {seg_res}x{seg_res}: synthetic pairs resized "
+                                                        "(image bicubic, mask bilinear + threshold)")
+        test_sets = ({"heldout": seg_test} if seg_test is not None else {}) | seg_extra
         synth4 = np.concatenate([synth.images.transpose(0, 3, 1, 2), synth.masks[:, None]], 1)
+        if seg_res != res:
+            synth4 = _resize_pairs(synth4, seg_res, modality)
         sources = synth.source
         if downstream is not None and any(p != "real" for p in protocols):
             # held-out data must not reach the segmenters' training
@@ -175,7 +186,7 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
                                  split_fingerprint(rs.split_test) if rs.split_from else None, drop_leaking, say)
             synth4, sources = synth4[keep], [s for s, k in zip(synth.source, keep) if k]
             results["n_dropped_leaking"] = int((~keep).sum())
-        bench = run_benchmark(cfg, train_arr, rs.train_stems, synth4, sources, test_sets, protocols, low_n,
+        bench = run_benchmark(cfg, seg_train, rs.train_stems, synth4, sources, test_sets, protocols, low_n,
                               device=device, save_dir=out / "segmenters" if downstream is not None else None,
                               log=say, backend=backend, seeds=n_seeds, use_cache=use_cache,
                               progress_factory=_seg_bar if progress else None)
@@ -186,6 +197,21 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
     results["seconds"] = round(time.perf_counter() - t0, 1)
     _bars(results, out)
     return results
+
+
+def _resize_pairs(arr: np.ndarray, size: int, modality) -> np.ndarray:
+    """uint8 pairs [N, C + 1, H, W] (image channels, then the label) resized to size x size as the readers resize:
+    the image bicubic, the label bilinear + threshold (per class for label maps)."""
+    from ..data.pairs import resize_image_raw, resize_label
+
+    c = arr.shape[1] - 1
+    out = np.empty((len(arr), c + 1, size, size), arr.dtype)
+    for i, a in enumerate(arr):
+        img = a[:c].transpose(1, 2, 0) if c == 3 else a[0]
+        r = resize_image_raw(img, size)
+        out[i, :c] = r.transpose(2, 0, 1) if c == 3 else r
+        out[i, c] = resize_label(a[c], size, modality.num_classes)
+    return out
 
 
 def _seg_bar(name: str):

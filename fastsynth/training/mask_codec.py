@@ -28,7 +28,8 @@ def train_mask_codec(labels: torch.Tensor, modality, steps: int = 1500, batch_si
         torch.manual_seed(seed)
         codec = MaskCodec(modality.label_channels)
     opt = torch.optim.AdamW(codec.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(2, steps), pct_start=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(2, steps),
+                                                pct_start=max(0.05, 2.5 / max(3, steps)))
     t0 = time.perf_counter()
     last = None
     for _ in tqdm(range(steps), desc="training the mask autoencoder", unit="it", disable=not progress):

@@ -444,7 +444,8 @@ def _latent_data(model_cfg, cfg: TrainConfig, arr: np.ndarray, modality, progres
         if path.exists():
             codec = load_mask_codec(path, modality.label_channels)
         else:
-            codec, record["mask_codec"] = train_mask_codec(cache["labels"], modality, seed=cfg.seed, progress=progress)
+            codec, record["mask_codec"] = train_mask_codec(cache["labels"], modality, steps=cfg.mask_codec_steps,
+                                                           seed=cfg.seed, progress=progress)
             out.mkdir(parents=True, exist_ok=True)
             save_file({k: v.contiguous() for k, v in codec.state_dict().items()}, str(path))
             write_json_atomic(out / "mask_codec.json", record["mask_codec"])

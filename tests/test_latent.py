@@ -1,0 +1,320 @@
+"""Latent models: the bundled autoencoder, the mask in the latent grid, training on the latent cache, and every mode
+of generate through the model's space (tiny networks at 64x64: an 8x8 latent grid)."""
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fastsynth.config import GenerateConfig, TrainConfig
+from fastsynth.data.codec import labels_to_channels
+from fastsynth.data.modality import Modality
+from fastsynth.errors import FastsynthError
+from fastsynth.models.autoencoder import AUTOENCODERS, autoencoder_sha256, load_autoencoder
+from fastsynth.models.latent import MASK_REPRS, grid_to_logits, labels_to_grid
+from fastsynth.training import train
+from fastsynth.training.mask_codec import round_trip_iou
+
+from conftest import REAL_DATA, make_pair_folder
+
+
+def _smooth_images(n=4, size=64, seed=0):
+    """Smooth RGB images in [-1, 1] with a bright disc: what the autoencoder reconstructs well."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    out = []
+    for _ in range(n):
+        a, b, c = (torch.rand(3, generator=g) - 0.5).tolist()
+        base = torch.stack([0.3 + a * xx, -0.2 + b * yy, -0.4 + c * xx * yy])
+        cy, cx = (torch.rand(2, generator=g) - 0.5).tolist()
+        disc = ((yy - cy) ** 2 + (xx - cx) ** 2 < 0.12).float()
+        out.append((base + 0.4 * disc).clamp(-1, 1))
+    return torch.stack(out)
+
+
+def _psnr(a, b):
+    mse = ((a - b) / 2).square().flatten(1).mean(1)
+    return 10 * torch.log10(1 / mse)
+
+
+def test_autoencoder_loads_strictly_and_round_trips():
+    ae = load_autoencoder("taef2")
+    x = _smooth_images()
+    z = ae.encode(x)
+    assert z.shape == (4, 32, 8, 8)
+    y = ae.decode(z)
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    assert _psnr(y, x).min() > 28  # measured 31-33 dB on these images
+
+
+def test_autoencoder_greyscale_in_and_out():
+    ae = load_autoencoder("taef2", channels=1)
+    x = _smooth_images()[:, :1]
+    y = ae.decode(ae.encode(x))
+    assert y.shape == x.shape and _psnr(y, x).min() > 28
+
+
+def test_autoencoder_rejects_mismatched_weights(tmp_path, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    d = tmp_path / "taef2"
+    shutil.copytree(AUTOENCODERS["taef2"], d)
+    monkeypatch.setitem(AUTOENCODERS, "taef2", d)
+    state = load_file(str(d / "decoder.safetensors"))
+    state.pop(sorted(state)[0])
+    save_file(state, str(d / "decoder.safetensors"))
+    with pytest.raises(FastsynthError, match="decoder.safetensors: weights do not match"):
+        load_autoencoder("taef2")
+
+
+def test_autoencoder_hash_is_checked():
+    with pytest.raises(FastsynthError, match="trained on autoencoder 'taef2' with weights sha256 000000"):
+        load_autoencoder("taef2", sha256="0" * 64)
+    assert len(autoencoder_sha256("taef2")) == 64
+
+
+@pytest.mark.realdata
+def test_autoencoder_round_trip_on_kvasir():
+    if not REAL_DATA.exists():
+        pytest.skip("../shared/data/kvasir-seg is absent")
+    from PIL import Image
+
+    from fastsynth.data.pairs import center_crop_resize
+
+    files = sorted((REAL_DATA / "images").glob("*.jpg"))[:4]
+    x = torch.stack([torch.from_numpy(np.array(center_crop_resize(Image.open(f).convert("RGB"), 256,
+                                                                  Image.BICUBIC))).permute(2, 0, 1) for f in files])
+    x = x.float() / 127.5 - 1
+    ae = load_autoencoder("taef2")
+    assert _psnr(ae.decode(ae.encode(x)), x).mean() > 31  # 33.0 dB over 16 images (weights/taef2/README.md)
+
+
+def _disc_labels(n=6, size=64, classes=2, seed=0, radius=(6, 14), ring=4):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    out = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        cy, cx, r = rng.integers(16, size - 16), rng.integers(16, size - 16), rng.integers(*radius)
+        d2 = (yy - cy) ** 2 + (xx - cx) ** 2
+        for k in range(classes - 1, 0, -1):
+            out[i][d2 <= (r + ring * (k - 1)) ** 2] = k
+    if classes == 2:
+        out = out * 255
+    return torch.from_numpy(out)
+
+
+@pytest.mark.parametrize("repr_", ["pool", "s2d"])
+@pytest.mark.parametrize("classes", [2, 3])
+def test_mask_grid_round_trip(repr_, classes):
+    m = Modality(channels=3, class_names=None if classes == 2 else ("bg", "a", "b"))
+    lab = _disc_labels(size=128, classes=classes, radius=(14, 30), ring=12)  # polyp-sized structures at 128^2
+    grid = labels_to_grid(labels_to_channels(lab, m), repr_)
+    assert grid.shape[-1] == 16 and grid.abs().max() <= 1
+    iou = round_trip_iou(lab, m, lambda ch: labels_to_grid(ch, repr_), lambda g: grid_to_logits(g, repr_))
+    assert iou.min() > (0.9 if repr_ == "pool" else 0.95), iou
+
+
+def test_small_structures_survive_s2d_not_pool():
+    """A structure a latent cell wide is lost by pooling and kept by the 4x-finer space-to-depth grid."""
+    m = Modality()
+    lab = _disc_labels(size=64, radius=(4, 7))
+    ious = {r: round_trip_iou(lab, m, lambda ch: labels_to_grid(ch, r), lambda g: grid_to_logits(g, r)).mean()
+            for r in ("pool", "s2d")}
+    assert ious["s2d"] > 0.9 and ious["pool"] < ious["s2d"] - 0.1, ious
+
+
+def test_mask_codec_learns_a_round_trip():
+    from fastsynth.training.mask_codec import train_mask_codec
+
+    m = Modality()
+    lab = _disc_labels(n=16)
+    codec, info = train_mask_codec(lab[:, None], m, steps=150, batch_size=8, lr=5e-3, progress=False)
+    iou = round_trip_iou(lab, m, codec.encode, codec.decode)
+    assert iou.mean() > 0.8 and info["steps"] == 150
+
+
+def _latent_cfg(data, out, steps=3, **kw):
+    return TrainConfig(data=str(data), out=str(out), preset="tiny", resolution=64, steps=steps, batch_size=4,
+                       checkpoint_every=100, log_every=1, test_fraction=0.25, warmup_steps=2, latent="taef2", **kw)
+
+
+@pytest.fixture(scope="module")
+def latent_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("latent")
+    data = make_pair_folder(root / "data", n=8, size=(64, 64))
+    train(_latent_cfg(data, root / "run", steps=4), progress=False)
+    return data, root / "run"
+
+
+def test_latent_run_records_its_autoencoder_and_statistics(latent_run):
+    from fastsynth.models import load_model
+
+    _, run = latent_run
+    net, meta = load_model(run)
+    c = net.config
+    assert c.autoencoder == "taef2" and c.autoencoder_sha256 == autoencoder_sha256("taef2")
+    assert c.grid == 8 and c.data_channels == 33 and c.mask_repr == "pool"
+    assert len(c.latent_mean) == 32 and all(s > 0 for s in c.latent_std)
+    assert meta["latent"]["flip_variants"] == 2 and 0.5 < meta["latent"]["mask_round_trip_iou_train"]["mean"] <= 1
+
+
+def test_latent_training_reads_the_cache_not_the_autoencoder(latent_run, tmp_path, monkeypatch):
+    """A second run on the same data finds the cache: the encoder never runs (and never in the training loop)."""
+    from fastsynth.models import autoencoder
+
+    data, _ = latent_run
+
+    def boom(*a, **k):
+        raise AssertionError("the autoencoder ran")
+
+    monkeypatch.setattr(autoencoder.Autoencoder, "encode", boom)
+    train(_latent_cfg(data, tmp_path / "again", steps=2), progress=False)
+
+
+def test_latent_batch_conditioning(latent_run):
+    """make_batch on latents: from-masks knows exactly the mask grid, inpaint keeps the cells outside the region."""
+    from fastsynth.models.autoencoder import load_autoencoder as load_ae
+    from fastsynth.models.latent import LatentSpace
+    from fastsynth.models import load_model
+    from fastsynth.training.latent_cache import LatentData, build_latent_cache
+    from fastsynth.training.train import _step_generator, make_batch
+    from fastsynth.data import load_pairs, scan_pairs
+
+    data, run = latent_run
+    net, _ = load_model(run)
+    stems, arr = load_pairs(scan_pairs(data), 64)
+    cache = build_latent_cache(arr, Modality(), load_ae("taef2"), True, False, progress=False)
+    space = LatentSpace(net.config)
+    ld = LatentData(cache, space, Modality())
+    cfg = replace(_latent_cfg(data, run), p_pairs=0, p_from_masks=1, p_inpaint=0)
+    x0, known, ind = make_batch(ld, cfg, _step_generator(0, 0, 0), 6, 5, Modality(), space)
+    assert x0.shape == (6, 33, 8, 8)
+    assert torch.equal(ind[:, 32:], torch.ones_like(ind[:, 32:])) and ind[:, :32].abs().sum() == 0
+    assert torch.equal(known[:, 32:], x0[:, 32:])
+    cfg = replace(cfg, p_from_masks=0, p_inpaint=1)
+    x0, known, ind = make_batch(ld, cfg, _step_generator(0, 1, 0), 6, 5, Modality(), space)
+    assert 0 < ind.mean() < 1 and torch.equal(known, x0 * ind)
+
+
+def _gen(model, out, mode="pairs", **kw):
+    from fastsynth.pipeline import generate
+
+    cfg = GenerateConfig(n=5, batch_size=3, shard_size=4, mode=mode, sampler="unipc", steps=3, backend="eager",
+                         precision="fp32")
+    return generate(cfg, out, model=str(model), progress=False, **kw)
+
+
+def _rows(out):
+    from fastsynth.metrics.io import load_synthetic
+
+    return load_synthetic(out)
+
+
+def test_latent_pairs_are_full_resolution_and_exact_masks(latent_run, tmp_path):
+    _, run = latent_run
+    _gen(run, tmp_path / "g")
+    s = _rows(tmp_path / "g")
+    assert s.images.shape == (5, 64, 64, 3) and s.masks.shape == (5, 64, 64)
+    assert set(np.unique(s.masks)) <= {0, 255}
+    man = json.loads((tmp_path / "g" / "fastsynth.json").read_text())
+    assert man["latent"]["autoencoder"] == "taef2" and man["latent"]["grid"] == 8
+    assert man["latent"]["decoder"] == {"backend": "eager", "precision": "fp32"}
+
+
+def test_latent_rows_do_not_depend_on_the_batch(latent_run, tmp_path):
+    from fastsynth.pipeline import generate
+
+    _, run = latent_run
+    _gen(run, tmp_path / "a")
+    cfg = GenerateConfig(n=5, batch_size=5, shard_size=4, sampler="unipc", steps=3, backend="eager", precision="fp32")
+    generate(cfg, tmp_path / "b", model=str(run), progress=False)
+    a, b = _rows(tmp_path / "a"), _rows(tmp_path / "b")
+    assert np.abs(a.images.astype(int) - b.images.astype(int)).max() <= 1
+    assert (a.masks != b.masks).mean() < 0.01
+
+
+def test_latent_from_masks_keeps_the_given_mask(latent_run, tmp_path):
+    data, run = latent_run
+    _gen(run, tmp_path / "fm", mode="from-masks", masks=str(data / "masks"))
+    s = _rows(tmp_path / "fm")
+    from PIL import Image
+
+    for src, mask in zip(s.source, s.masks):
+        given = np.array(Image.open(data / "masks" / f"{src}.png"))
+        assert np.array_equal(mask, np.where(given >= 128, 255, 0))
+
+
+def test_latent_inpaint_copies_every_pixel_outside_the_region(latent_run, tmp_path):
+    from fastsynth.conditioning import dilate_px_for, inpaint_region
+    from PIL import Image
+
+    data, run = latent_run
+    _gen(run, tmp_path / "ip", mode="inpaint", images=str(data))
+    s = _rows(tmp_path / "ip")
+    dil = dilate_px_for(64, GenerateConfig().inpaint_dilate_px_at_256)
+    for src, img, mask in zip(s.source, s.images, s.masks):
+        real = np.array(Image.open(data / "images" / f"{src}.png").convert("RGB"))
+        real_mask = np.array(Image.open(data / "masks" / f"{src}.png"))
+        region = inpaint_region(labels_to_channels(torch.from_numpy(real_mask)[None], Modality()), dil)[0, 0]
+        outside = region.numpy() == 0
+        assert outside.any() and np.array_equal(img[outside], real[outside])
+        assert np.array_equal(mask[outside], np.where(real_mask >= 128, 255, 0)[outside])
+        assert (img[~outside] != real[~outside]).any()  # the region was regenerated
+
+
+@pytest.mark.onnx
+def test_latent_decoder_backends_agree(latent_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from fastsynth.models import load_model
+    from fastsynth.models.latent import LatentSpace
+    from fastsynth.runtime.decoder import make_decoder_fn
+
+    _, run = latent_run
+    net, _ = load_model(run)
+    space = LatentSpace(net.config)
+    z = torch.randn(3, 32, 8, 8)
+    ref = make_decoder_fn(space.ae.decoder, space.ae.sha256, 8, "eager")(z)
+    onnx = make_decoder_fn(space.ae.decoder, space.ae.sha256, 8, "onnx")(z)
+    assert onnx.shape == (3, 3, 64, 64) and (onnx - ref).abs().max() < 1e-3
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "fastsynth", *args], capture_output=True, text=True)
+
+
+def test_latent_bad_input_one_line_exit_2(tmp_path):
+    data = make_pair_folder(tmp_path / "data", n=4, size=(64, 64))
+    r = _cli("train", "--data", str(data), "--out", str(tmp_path / "r"), "--latent", "taef2", "--resolution", "100",
+             "--steps", "1")
+    assert r.returncode == 2 and "multiple of 8" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "r").exists()
+    r = _cli("train", "--data", str(data), "--out", str(tmp_path / "r"), "--latent", "taef2", "--resolution", "56",
+             "--steps", "1")
+    assert r.returncode == 2 and "at least 64" in r.stderr
+
+
+def test_latent_model_with_another_autoencoder_is_refused(latent_run, tmp_path):
+    _, run = latent_run
+    model = tmp_path / "m"
+    shutil.copytree(run / "model", model)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["autoencoder_sha256"] = "f" * 64
+    (model / "config.json").write_text(json.dumps(cfg))
+    r = _cli("generate", "--model", str(model), "--n", "2", "--out", str(tmp_path / "g"), "--backend", "eager")
+    assert r.returncode == 2 and "sha256 ffffffffffff" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.slow
+def test_latent_ae_mask_repr_trains_and_generates(tmp_path):
+    data = make_pair_folder(tmp_path / "data", n=6, size=(64, 64))
+    train(_latent_cfg(data, tmp_path / "run", steps=2, mask_repr="ae", mask_codec_steps=20), progress=False)
+    assert (tmp_path / "run" / "model" / "mask_codec.safetensors").exists()
+    _gen(tmp_path / "run", tmp_path / "g")
+    assert set(np.unique(_rows(tmp_path / "g").masks)) <= {0, 255}
