@@ -3,6 +3,18 @@
 # in this order, with the bundled model). See README.md "Measured numbers".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A replay never touches this checkout: the commands below restore old models and re-bundle them, so they run in a
+# private worktree of HEAD (its fastsynth package first on PYTHONPATH), and its results stay there to compare
+# with the committed ones (printed at the end). Runs (runs/) and temporaries go there too.
+SRC=$(pwd)
+ROOT=$(mktemp -d /tmp/fastsynth-replay.XXXXXX)
+REPLAY="$ROOT/main"
+git worktree add --detach "$REPLAY" HEAD >/dev/null
+[ -e "$SRC/../shared" ] && ln -s "$(cd "$SRC/../shared" && pwd)" "$ROOT/shared"  # ../shared/data as in a checkout
+cd "$REPLAY"
+export PYTHONPATH="$REPLAY${PYTHONPATH:+:$PYTHONPATH}"
+fastsynth() { python -m fastsynth "$@"; }
+trap 'echo "replay results: $REPLAY/benchmarks/results (compare with $SRC/benchmarks/results)"' EXIT
 # models record their training data by name (kvasir-seg); --real fastsynth/bundled and distill look it up here
 export FASTSYNTH_DATA=../shared/data
 # The commands down to "the winner continued" ran with the PREVIOUS bundled model (3825 steps, weights sha256

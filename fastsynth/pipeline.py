@@ -186,6 +186,11 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         scheduler.__class__.from_config(scheduler.config).set_timesteps(cfg.steps)
     except ValueError as exc:
         raise FastsynthError(f"--steps {cfg.steps} with --sampler {cfg.sampler}: {exc}") from None
+    switch_step = None
+    if cfg.condition_at and cfg.mode == "pairs":  # a level no step reaches would silently do nothing: refused
+        from .sampling.pairs import condition_switch_step
+
+        switch_step = condition_switch_step(scheduler, cfg.steps, cfg.condition_at, f"{cfg.sampler} x{cfg.steps}")
     modality = modality_from_config(net.config)
     space = None
     if net.config.autoencoder:  # a latent model: diffusion on the autoencoder's grid, decoded at the end
@@ -213,7 +218,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         "precision": cfg.precision, "backend": backend, "device": dev.type,
         **({"runtime_precision": runtime_precision} if runtime_precision in ("int8", "bf16") else {}),
         "guidance": cfg.guidance, "redraw": cfg.redraw, "max_components": cfg.max_components,
-        **({"condition_at": cfg.condition_at} if cfg.condition_at else {}),
+        **({"condition_at": cfg.condition_at, "condition_at_step": switch_step} if cfg.condition_at else {}),
         **({"guidance_interval": list(cfg.guidance_interval)} if cfg.guidance_interval else {}),
         **({"autoguide": {"model_sha256": weak[2], "scale": cfg.autoguide_scale},
             "autoguide_model": public_model_info(cfg.autoguide, weak[1])} if weak else {}),

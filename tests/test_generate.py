@@ -466,7 +466,7 @@ def test_condition_at_in_generate(tiny_model_dir, tmp_path):
     _, im, mk = _arrays(tmp_path / "late")
     assert im.shape[0] == 6 and set(np.unique(mk)) <= {0, 255}
     with pytest.raises(FastsynthError, match="other settings"):  # part of the dataset's identity
-        generate(_cfg(n=6, condition_at=0.5, sampler="ddim"), tmp_path / "late", model=str(tiny_model_dir),
+        generate(_cfg(n=6, condition_at=0.6, sampler="ddim"), tmp_path / "late", model=str(tiny_model_dir),
                  progress=False)
     for bad, match in ((dict(condition_at=1.0, redraw=True), "choose one"),
                        (dict(condition_at=-1.0), "--condition-at"),

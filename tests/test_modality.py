@@ -242,10 +242,18 @@ def test_grey8_binary_pairs_and_resume(grey8_binary, tmp_path):
 def test_every_sampler_with_label_maps(grey16_3class, tmp_path):
     from fastsynth.pipeline import generate
 
+    from fastsynth.metrics.io import load_synthetic
+
     _, model = grey16_3class
     for sampler in ("dpmpp", "unipc", "ddim", "ddpm"):
         cfg = GenerateConfig(n=2, sampler=sampler, steps=2, batch_size=2, backend="eager")
-        generate(cfg, tmp_path / sampler, model=str(model), progress=False)
+        summary = generate(cfg, tmp_path / sampler, model=str(model), progress=False)
+        s = load_synthetic(tmp_path / sampler)
+        manifest = json.loads((tmp_path / sampler / "fastsynth.json").read_text())
+        assert summary["complete"] and manifest["sampler"] == sampler and manifest["steps"] == 2
+        assert s.modality.bits == 16 and s.modality.num_classes == 3  # read back as the 8-bit view of 16-bit grey
+        assert s.images.shape[:3] == (2, 16, 16) and s.masks.shape == (2, 16, 16)
+        assert set(np.unique(s.masks)) <= {0, 1, 2}  # a 3-class label map, never a binary {0, 255} mask
 
 
 @pytest.mark.onnx

@@ -34,6 +34,11 @@ def run(args) -> int:
         "training_data": t.get("data"), "n_train": t.get("n_train"), "steps_trained": t.get("steps_done"),
         "wall_time_s": t.get("wall_time_s"), "hardware": t.get("hardware"), "command": t.get("command"),
     }
+    if cfg.autoencoder:
+        info["space"] = (f"latent: {cfg.autoencoder} autoencoder (sha256 {cfg.autoencoder_sha256[:12]}...), "
+                         f"{cfg.grid}x{cfg.grid} grid of {cfg.latent_channels} channels, mask as {cfg.mask_repr}")
+    else:
+        info["space"] = "pixels"
     init, total = t.get("init"), t.get("steps_done")
     if init and total is not None:  # warm starts: the steps of every earlier run too
         while init:

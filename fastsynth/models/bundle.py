@@ -63,8 +63,9 @@ def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = 
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(net, tmp, meta=meta, dtype=torch.float16, card=card + extra_card)
-    if (src_model / "split.json").exists():
-        shutil.copy(src_model / "split.json", tmp / "split.json")
+    for extra in ("split.json", "mask_codec.safetensors"):  # the split; a latent model's mask autoencoder
+        if (src_model / extra).exists():
+            shutil.copy(src_model / extra, tmp / extra)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest

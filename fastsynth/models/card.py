@@ -17,8 +17,7 @@ tags: [diffusion, medical-imaging, synthetic-data, segmentation]
 ---
 # fastsynth joint image+mask denoiser
 
-A pixel-space DDPM (diffusers UNet2DModel, {meta['parameters'] / 1e6:.2f} M parameters) over {_channels(m)}
-at {meta['resolution']}x{meta['resolution']}, conditioned on known values so one network makes new
+{_space(meta, m)}, conditioned on known values so one network makes new
 pairs, images from given {'masks' if m.binary else 'label maps'}, and new structures inpainted into real images.
 
 - Training data: {(meta.get('training_data') or {}).get('name') or 'unknown'} ({t['n_train']} training pairs; {t['n_test']} held out in split.json)
@@ -28,6 +27,22 @@ pairs, images from given {'masks' if m.binary else 'label maps'}, and new struct
 - Command: `{public_text(t['command'])}`{_init_line(t.get('init'))}
 - fastsynth {meta['fastsynth_version']}, torch {t['torch']}
 """
+
+
+def _space(meta: dict, m) -> str:
+    lat = meta.get("latent")
+    if not lat:
+        return (f"A pixel-space DDPM (diffusers UNet2DModel, {meta['parameters'] / 1e6:.2f} M parameters) over "
+                f"{_channels(m)}\nat {meta['resolution']}x{meta['resolution']}")
+    g = meta["resolution"] // 8
+    iou = lat.get("mask_round_trip_iou_train") or {}
+    return (f"A latent DDPM (diffusers UNet2DModel, {meta['parameters'] / 1e6:.2f} M parameters) over the "
+            f"{g}x{g} latent grid of {meta['resolution']}x{meta['resolution']} pairs: the image as the 32-channel "
+            f"latent of the {lat['autoencoder'].upper()} tiny autoencoder (MIT, Ollin Boer Bohan, "
+            "github.com/madebyollin/taesd; shipped in fastsynth/weights with its licence; sha256 "
+            f"{lat['autoencoder_sha256'][:12]}...), the {'mask' if m.binary else 'label map'} in the grid as "
+            f"`{lat['mask_repr']}` (round trip IoU of the training labels {iou.get('mean', float('nan')):.3f}), "
+            f"{_channels(m)} in the output")
 
 
 def _init_line(init: dict | None) -> str:

@@ -189,6 +189,34 @@ def finished_mask(label_channels: torch.Tensor, threshold: float, opening: int, 
     return keep_largest_regions(mask_u8, max_components) if max_components else mask_u8
 
 
+def visited_levels(scheduler, steps: int) -> list[float]:
+    """The noise levels sigma_t = sqrt((1 - a_t) / a_t) of the timesteps ``scheduler`` visits in ``steps`` steps."""
+    from .guidance import sigma_of_t
+
+    sch = scheduler.__class__.from_config(scheduler.config)
+    sch.set_timesteps(steps)
+    sig = sigma_of_t(scheduler.alphas_cumprod)
+    return [float(sig[int(t)]) for t in sch.timesteps]
+
+
+def condition_switch_step(scheduler, steps: int, sigma: float, what: str = "") -> int:
+    """The step (0-based) at which ``--condition-at sigma`` fixes the mask: the first one whose noise level is at or
+    below sigma. Refused, with the levels the sampler visits, when that is the first step (no mask to fix yet) or
+    no step (the setting would silently do nothing)."""
+    levels = visited_levels(scheduler, steps)
+    shown = ", ".join(f"{v:.3g}" for v in levels)
+    k = next((i for i, v in enumerate(levels) if v <= sigma), None)
+    if k is None:
+        raise FastsynthError(f"--condition-at {sigma:g}: no step of {what or 'the sampler'} reaches that noise level, "
+                             f"so the mask would never be fixed (the levels it visits: {shown}); choose a level in "
+                             f"[{levels[-1]:.3g}, {levels[0]:.3g})")
+    if k == 0:
+        raise FastsynthError(f"--condition-at {sigma:g}: the first step of {what or 'the sampler'} is already at or "
+                             f"below it, so there is no mask to condition on yet (the levels it visits: {shown}); "
+                             f"choose a level below {levels[0]:.3g}")
+    return k
+
+
 def generation_settings(cfg: GenerateConfig, meta: dict | None, net_config):
     """(cfg, scheduler): ``cfg`` with what it leaves open filled in as ``generate`` does (the model's own defaults
     for the mode, then the global ones; sampler and steps resolved) and a scheduler for it."""

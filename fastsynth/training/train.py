@@ -206,6 +206,10 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
                 if k not in keep and getattr(old, k) != getattr(cfg, k)}
         if diff:
             raise FastsynthError(f"--resume with different settings than {out / 'config.json'}: {diff}")
+        if old.lr_schedule == "cosine" and old.steps != cfg.steps:  # the schedule's end would move: the rate jumps
+            raise FastsynthError(f"--resume with --steps {cfg.steps}: {out} runs a cosine schedule down to 0 at step "
+                                 f"{old.steps}; resume with --steps {old.steps}, or start a new run with --init-from "
+                                 f"{out} for a further cool-down")
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise FastsynthError(f"--lr-schedule {cfg.lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
     model_cfg = model_config_for(cfg.preset, cfg.resolution, cfg.latent)
