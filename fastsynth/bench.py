@@ -58,9 +58,18 @@ def flops_per_eval(model, resolution: int) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     net = model.float().cpu().eval()
-    x = torch.zeros(1, 4, resolution, resolution)
+    g, dc = net.config.grid, net.config.data_channels  # a latent model runs on its grid (resolution / 8)
+    x = torch.zeros(1, dc, g, g)
     with FlopCounterMode(display=False) as fc, torch.no_grad():
-        net(x, torch.tensor([500]), torch.zeros(1, 8, resolution, resolution))
+        net(x, torch.tensor([500]), torch.zeros(1, 2 * dc, g, g))
+    return int(fc.get_total_flops())
+
+
+def decoder_flops(decoder, grid: int) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        decoder.float().cpu().eval()(torch.zeros(1, decoder.net[1].in_channels, grid, grid))
     return int(fc.get_total_flops())
 
 
@@ -260,10 +269,17 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
         f"{fl / 1e9:.3f} GFLOP per evaluation); peak {peak / 1e9:.0f} GFLOP/s ({peak_src})")
     records = []
 
+    side, dc = cfg.grid, cfg.data_channels  # the tensor the network sees (a latent model's grid)
+    space = None
+    if cfg.autoencoder:  # a latent model: the decoder is timed apart (scenario "decoder") and in end to end
+        from .models.latent import model_space
+
+        space = model_space(cfg, model_dir=mdir)
+
     def inputs(b):
         g = torch.Generator().manual_seed(0)
-        return (torch.randn(b, 4, res, res, generator=g).to(dev), torch.full((b,), 500, device=dev),
-                torch.zeros(b, 8, res, res).to(dev))
+        return (torch.randn(b, dc, side, side, generator=g).to(dev), torch.full((b,), 500, device=dev),
+                torch.zeros(b, 2 * dc, side, side).to(dev))
 
     peaks = {precision: (peak, peak_src)}
     for _, prec in specs:  # measured up front, not between timed backends
@@ -280,7 +296,7 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
         records.append(r)
         log(" | ".join(f"{k}={_fmt(v)}" for k, v in r.items() if k in (
             "scenario", "backend", "precision", "batch_size", "nfe", "ms_per_eval", "evals_per_s",
-            "pairs_per_s", "ratio_to_first", "fraction_of_peak", "build_s", "derived")))
+            "pairs_per_s", "ms_per_image", "images_per_s", "ratio_to_first", "fraction_of_peak", "build_s", "derived")))
         return r
 
     per_eval = {}
@@ -323,20 +339,47 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
                 ratio_to_first=paired_ratio(times[k], times[0]), first=f"{built[0][0]}:{built[0][1]}",
                 side_by_side=True, build_s=build_s, first_call_s=first_call_s, repeats=repeats, times_s=times[k],
                 peak_memory_bytes=mem, **extra)
-        if b == batch_sizes[-1] and end_to_end:
-            # end to end: sampling + mask decoding + PNG encoding of one batch, side by side
-            sch = make_scheduler(sampler, cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction_type, grid=grid)
-            noise = torch.randn(b, 4, res, res, generator=torch.Generator().manual_seed(1)).to(dev)
+        decoders = {}
+        if space is not None:  # the autoencoder's decoder on each backend, reported apart from the denoiser
+            from .runtime.decoder import make_decoder_fn
 
-            def e2e(fn):
+            dfl = decoder_flops(space.ae.decoder, side)
+            z = torch.randn(b, cfg.latent_channels, side, side, generator=torch.Generator().manual_seed(2))
+            for backend, prec, fn, _, _ in built:
+                t0 = time.perf_counter()
+                dfn = make_decoder_fn(space.ae.decoder, space.ae.sha256, side, fn.backend, dev, fn.precision,
+                                      batch_size=min(b, 16))
+                dfn(z)
+                decoders[(backend, prec)] = (dfn, time.perf_counter() - t0)
+            dt = side_by_side([(lambda f=d[0]: f(z)) for d in decoders.values()], dev, repeats)
+            for k, ((backend, prec), (dfn, build_s)) in enumerate(decoders.items()):
+                med = statistics.median(dt[k])
+                rec(scenario="decoder", backend=backend, batch_size=b, precision=prec,
+                    effective_precision=dfn.precision, ms_per_image=1000 * med / b, images_per_s=b / med,
+                    decoder_flops_per_image=dfl, achieved_flops=b * dfl / med, build_s=build_s,
+                    ratio_to_first=paired_ratio(dt[k], dt[0]), side_by_side=True, times_s=dt[k])
+        if b == batch_sizes[-1] and end_to_end:
+            # end to end: sampling + decoding (image, mask) + PNG encoding of one batch, side by side
+            sch = make_scheduler(sampler, cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction_type, grid=grid)
+            noise = torch.randn(b, dc, side, side, generator=torch.Generator().manual_seed(1)).to(dev)
+            ci = cfg.state_image_channels
+
+            def e2e(fn, key):
                 x0 = sample(fn, sch, noise, c, steps).float().cpu()
-                m = decode_mask(x0[:, 3:], 0.0, opening_size(res))
-                for im, mk in zip(tensor_to_image(x0[:, :3]), m.numpy()):
+                if space is None:
+                    m = decode_mask(x0[:, ci:], 0.0, opening_size(res))
+                    rgb = x0[:, :ci]
+                else:
+                    m = decode_mask(space.grid_to_logits(x0[:, ci:]), 0.0, opening_size(res))
+                    rgb = decoders[key][0](x0[:, :ci] * space.std + space.mean)
+                for im, mk in zip(tensor_to_image(rgb if rgb.shape[1] == 3 else rgb.expand(-1, 3, -1, -1)),
+                                  m.numpy()):
                     encode_png(im), encode_png(mk)
 
-            for _, _, fn, _, _ in built:
-                e2e(fn)  # warm-up
-            et = side_by_side([(lambda f=fn: e2e(f)) for _, _, fn, _, _ in built], dev, max(1, repeats // 2))
+            for backend, prec, fn, _, _ in built:
+                e2e(fn, (backend, prec))  # warm-up
+            et = side_by_side([(lambda f=fn, k=(bk, pr): e2e(f, k)) for bk, pr, fn, _, _ in built], dev,
+                              max(1, repeats // 2))
             for k, (backend, prec, fn, _, _) in enumerate(built):
                 med = statistics.median(et[k])
                 rec(scenario="end_to_end", backend=backend, batch_size=b, precision=prec, sampler=sampler,

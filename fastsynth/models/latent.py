@@ -51,14 +51,15 @@ class MaskCodec(torch.nn.Module):
         super().__init__()
         nn = torch.nn
         k, m, w = label_channels, label_channels * MASK_AE_CHANNELS, width
+        # narrow at full resolution (8 channels), where a mask carries little information and costs the most
         self.encoder = nn.Sequential(
-            nn.Conv2d(k, w // 2, 3, 2, 1), nn.SiLU(), nn.Conv2d(w // 2, w, 3, 2, 1), nn.SiLU(),
+            nn.Conv2d(k, w // 4, 3, 2, 1), nn.SiLU(), nn.Conv2d(w // 4, w, 3, 2, 1), nn.SiLU(),
             nn.Conv2d(w, w, 3, 2, 1), nn.SiLU(), nn.Conv2d(w, m, 3, 1, 1), nn.Tanh())
         up = lambda: nn.Upsample(scale_factor=2, mode="nearest")  # noqa: E731
         self.decoder = nn.Sequential(
             nn.Conv2d(m, w, 3, 1, 1), nn.SiLU(), up(), nn.Conv2d(w, w, 3, 1, 1), nn.SiLU(),
-            up(), nn.Conv2d(w, w // 2, 3, 1, 1), nn.SiLU(), up(), nn.Conv2d(w // 2, w // 2, 3, 1, 1), nn.SiLU(),
-            nn.Conv2d(w // 2, k, 3, 1, 1))
+            up(), nn.Conv2d(w, w // 2, 3, 1, 1), nn.SiLU(), up(), nn.Conv2d(w // 2, w // 4, 3, 1, 1), nn.SiLU(),
+            nn.Conv2d(w // 4, k, 3, 1, 1))
 
     def encode(self, label_channels: torch.Tensor) -> torch.Tensor:
         return self.encoder(label_channels.float())

@@ -14,8 +14,10 @@ import torch.nn.functional as F
 
 
 def train_mask_codec(labels: torch.Tensor, modality, steps: int = 1500, batch_size: int = 16, lr: float = 2e-3,
-                     seed: int = 0, grid_noise: float = 0.1, progress: bool = True):
-    """``labels``: uint8 [N, V, H, W] (the latent cache's labels, every flip). Returns (MaskCodec, info)."""
+                     seed: int = 0, grid_noise: float = 0.1, progress: bool = True, crop: int = 128):
+    """``labels``: uint8 [N, V, H, W] (the latent cache's labels, every flip). Returns (MaskCodec, info).
+    Trained on random ``crop`` x ``crop`` windows on the latent grid's lattice (a convolutional codec: the same
+    function on the whole image), a quarter of the cost of whole 256^2 masks."""
     from tqdm.auto import tqdm
 
     from ..data.codec import labels_to_channels
@@ -35,6 +37,10 @@ def train_mask_codec(labels: torch.Tensor, modality, steps: int = 1500, batch_si
     for _ in tqdm(range(steps), desc="training the mask autoencoder", unit="it", disable=not progress):
         idx = torch.randint(0, len(flat), (batch_size,), generator=g)
         x = labels_to_channels(flat[idx], modality)
+        h = x.shape[-1]
+        if crop < h:
+            oy, ox = (int(v) * 8 for v in torch.randint(0, (h - crop) // 8 + 1, (2,), generator=g))
+            x = x[..., oy:oy + crop, ox:ox + crop]
         grid = codec.encode(x)
         grid = grid + grid_noise * torch.randn(grid.shape, generator=g)
         logits = codec.decode(grid)
@@ -48,7 +54,8 @@ def train_mask_codec(labels: torch.Tensor, modality, steps: int = 1500, batch_si
         sched.step()
         last = float(loss.detach())
     codec.eval().requires_grad_(False)
-    return codec, {"steps": steps, "batch_size": batch_size, "lr": lr, "grid_noise": grid_noise, "final_loss": last,
+    return codec, {"steps": steps, "batch_size": batch_size, "lr": lr, "grid_noise": grid_noise, "crop": crop,
+                   "final_loss": last,
                    "seconds": round(time.perf_counter() - t0, 1)}
 
 
