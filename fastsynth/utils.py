@@ -92,15 +92,21 @@ def resolve_device(device: str):
 # a local path: absolute (/...), home-relative (~/...) or relative to a checkout (./..., ../...); not the
 # second half of a word ("pairs/s"), of a URL (https://...) or of a relative path inside the dataset (data/...)
 _PATH_RE = re.compile(r"(?<![\w.:/~\-])(?:~|\.{1,2})?/[^\s'\"`<>|,;()\[\]{}]+")
+# a relative path as the value of an option or the folder argument of a fastsynth command; never a URL
+_ARG_PATH_RE = re.compile(r"((?:(?<!\S)--(?!repo-id\b|revision\b)[A-Za-z][\w-]*[ =]|\bfastsynth (?:evaluate|publish|filter|info|export) ))"
+                          r"((?![a-z]+://)[^\s'\"`<>|,;()\[\]{}]*/[^\s'\"`<>|,;()\[\]{}]*)")
 
 
 def public_text(text: str) -> str:
     """``text`` with every local path replaced by its last component and the user's name removed."""
     def last(m):
-        parts = [p for p in m.group(0).split("/") if p not in ("", ".", "..", "~")]
+        path = m if isinstance(m, str) else m.group(0)
+        parts = [p for p in path.split("/") if p not in ("", ".", "..", "~")]
         return parts[-1] if parts else "."
 
     out = _PATH_RE.sub(last, text)
+    # relative paths given to a command (``--out runs/kvasir``, ``fastsynth evaluate out/ds``): their last component
+    out = _ARG_PATH_RE.sub(lambda m: m.group(1) + last(m.group(2)), out)
     try:
         user = getpass.getuser()
     except Exception:  # no user database entry (containers)

@@ -100,3 +100,73 @@ def test_resume_refuses_another_end_of_a_cosine_schedule(pair_folder, tmp_path):
         train(replace(cfg, steps=4), resume=True, progress=False)
     train(replace(cfg, lr_schedule="constant", out=str(tmp_path / "c")), progress=False)
     train(replace(cfg, lr_schedule="constant", out=str(tmp_path / "c"), steps=3), resume=True, progress=False)
+
+
+def _inpaint_like(tmp_path, mode="inpaint"):
+    """A dataset folder whose rows name real source stems (from-masks / inpaint)."""
+    from test_metrics import make_synth_dataset
+
+    ds = make_synth_dataset(tmp_path / mode, n=6, shard_size=4, sources=[f"SCD0000101-00{i}" for i in range(6)])
+    m = json.loads((ds / "fastsynth.json").read_text())
+    m["mode"] = mode
+    (ds / "fastsynth.json").write_text(json.dumps(m))
+    return ds
+
+
+def test_publish_refuses_real_pixels_unless_asked(tmp_path):
+    from test_publish import GOOD, FakeHub
+
+    from fastsynth.publish.hub import publish
+
+    ds = _inpaint_like(tmp_path)
+    hub = FakeHub()
+    with pytest.raises(FastsynthError, match="keep the real source image's pixels.*--include-real-pixels"):
+        publish(ds, "me/polyps", token=GOOD, api=hub, load_check=False)
+    assert "me/polyps" not in hub.repos
+    publish(ds, "me/polyps", token=GOOD, api=hub, load_check=False, include_real_pixels=True)
+    card = hub.repos["me/polyps"]["files"]["README.md"].decode()
+    body = card.split("\n---", 1)[1]  # after the YAML header
+    assert "contains real image pixels" in body.strip().splitlines()[0] and "All 6 rows" in body
+
+
+def test_publish_hashes_source_names_with_a_dataset_salt(tmp_path):
+    import io
+
+    import pyarrow.parquet as pq
+    from test_publish import GOOD, FakeHub
+
+    from fastsynth.publish.hub import publish
+
+    ds = _inpaint_like(tmp_path, mode="from-masks")
+    hub = FakeHub()
+    publish(ds, "me/a", token=GOOD, api=hub, load_check=False)
+    files = hub.repos["me/a"]["files"]
+    up = [pq.read_table(io.BytesIO(files[k])).column("source").to_pylist() for k in sorted(files) if
+          k.startswith("data/")]
+    flat = [s for shard in up for s in shard]
+    assert len(flat) == 6 and not any("SCD" in s for s in flat) and len(set(flat)) == 6
+    assert all(s.startswith("src-") for s in flat) and ".publish-salt" not in files
+    assert "SCD0000101-000" in pq.read_table(ds / "data" / "train-00000.parquet").column("source").to_pylist()
+    n_commits = len(hub.commits)
+    publish(ds, "me/a", token=GOOD, api=hub, load_check=False)  # the same salt: nothing new to upload
+    assert len(hub.commits) == n_commits
+    other = _inpaint_like(tmp_path / "other", mode="from-masks")  # another dataset: another salt
+    publish(other, "me/b", token=GOOD, api=hub, load_check=False)
+    up_b = pq.read_table(io.BytesIO(hub.repos["me/b"]["files"]["data/train-00000.parquet"])).column("source")
+    assert up_b.to_pylist()[0] != flat[0]
+    publish(ds, "me/c", token=GOOD, api=hub, load_check=False, keep_source_names=True)
+    kept = pq.read_table(io.BytesIO(hub.repos["me/c"]["files"]["data/train-00000.parquet"])).column("source")
+    assert kept.to_pylist()[0] == "SCD0000101-000"
+
+
+def test_public_text_scrubs_relative_paths_of_commands():
+    from fastsynth.utils import public_text
+
+    t = public_text("`fastsynth train --data clinic/patients/kvasir --out runs/me/armD --lr 3e-4` then "
+                    "`fastsynth evaluate out/ds --real runs/x/model`; 10 pairs/s into data/train-*.parquet, "
+                    "--repo-id me/polyps, https://huggingface.co/datasets/a/b")
+    for gone in ("clinic/", "patients", "runs/", "out/ds"):
+        assert gone not in t, gone
+    for kept in ("--data kvasir", "--out armD", "10 pairs/s", "data/train-*.parquet", "me/polyps",
+                 "https://huggingface.co/datasets/a/b"):
+        assert kept in t, kept

@@ -24,6 +24,12 @@ def add_parser(sub) -> None:
                         "refusing when its visibility differs")
     p.add_argument("--revision", default=None, help="branch to upload to (created if missing; default main)")
     p.add_argument("--dry-run", action="store_true", help="validate and list what would be uploaded; send nothing")
+    p.add_argument("--include-real-pixels", action="store_true",
+                   help="publish an inpaint dataset, whose rows keep the real source images' pixels outside each "
+                        "regenerated region (refused without it); the card says so in its first lines")
+    p.add_argument("--keep-source-names", action="store_true",
+                   help="upload the source column (the real file stem each row was made from; in clinical data "
+                        "often a patient identifier) as it is, instead of as a salted hash that still groups rows")
     p.set_defaults(func=run)
 
 
@@ -31,7 +37,8 @@ def run(args) -> int:
     from ..publish.hub import publish
 
     plan = publish(args.dir, args.repo_id, private=args.private, revision=args.revision, dry_run=args.dry_run,
-                   change_visibility=args.change_visibility, log=print)
+                   change_visibility=args.change_visibility, log=print,
+                   include_real_pixels=args.include_real_pixels, keep_source_names=args.keep_source_names)
     mb = plan["bytes"] / 1e6
     head = "would upload" if plan["dry_run"] else "uploaded"
     print(f"{head} {len(plan['files'])} files ({mb:.1f} MB, {plan['validation']['rows']} pairs) to "

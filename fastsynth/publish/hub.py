@@ -40,11 +40,80 @@ SAFE_EVAL_FILES = ("eval/samples_synthetic.png", "eval/metrics.png", "eval/mask_
 UPLOAD_PATTERNS = ("README.md", "fastsynth.json", "data/train-*.parquet") + SAFE_EVAL_FILES
 METADATA_FILES = ("README.md", "fastsynth.json", "eval/metrics.json")  # uploaded as public copies, last
 SHARDS_PER_COMMIT = 50
-def public_bytes(root: Path, rel: str) -> bytes | None:
+SALT_FILE = ".publish-salt"  # the dataset's secret salt of the hashed source column; never uploaded
+
+
+def source_salt(root: Path) -> str:
+    """The dataset's salt for hashing the ``source`` column (made once, kept in the folder, never uploaded): the
+    same source gets the same hash in every shard and every upload, and a known file name cannot be looked up."""
+    import secrets
+
+    p = root / SALT_FILE
+    if p.is_file() and len(p.read_text().strip()) >= 32:
+        return p.read_text().strip()
+    salt = secrets.token_hex(16)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(salt + "\n")
+    os.replace(tmp, p)
+    return salt
+
+
+def hash_source(source: str, salt: str) -> str:
+    """A real file stem (often a patient identifier) as it goes up: a salted hash, empty stays empty."""
+    if not source:
+        return ""
+    return "src-" + hashlib.sha256(f"{salt}\0{source}".encode()).hexdigest()[:16]
+
+
+def public_shard(path: Path, salt: str) -> bytes | None:
+    """The shard with its ``source`` column hashed (``hash_source``), or None when it holds no source names."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    if "source" not in table.column_names:
+        return None
+    col = table.column("source").to_pylist()
+    if not any(col):
+        return None
+    i = table.column_names.index("source")
+    table = table.set_column(i, "source", pa.array([hash_source(s or "", salt) for s in col], pa.string()))
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def real_pixel_rows(manifest: dict) -> int:
+    """How many rows keep real pixels: every row of an inpaint dataset (outside each regenerated region)."""
+    return int(manifest.get("n", 0)) if manifest.get("mode") == "inpaint" else 0
+
+
+def real_pixels_notice(manifest: dict) -> str:
+    """The lines a card opens with when rows hold real pixels (``--include-real-pixels``)."""
+    lic = ((manifest.get("model") or {}).get("training_data") or {}).get("license") or "unknown"
+    return (f"> **This dataset contains real image pixels.** All {real_pixel_rows(manifest)} rows were made with "
+            "`--mode inpaint`: outside each regenerated region every pixel (and mask value) is copied from a real "
+            f"source image. Those pixels stay under the source images' licence (the generating model's training "
+            f"data is licensed {lic}); they were published on purpose (`--include-real-pixels`).\n\n")
+
+
+def public_bytes(root: Path, rel: str, include_real_pixels: bool = False) -> bytes | None:
     """The public copy of a metadata file (card or JSON), or None for a file that goes up as it is."""
     if rel not in METADATA_FILES:
         return None
     text = (root / rel).read_text()
+    if rel == "README.md" and include_real_pixels:  # said in the card's first lines, after its YAML header
+        from ..dataset import read_manifest
+
+        notice = real_pixels_notice(read_manifest(root))
+        if text.startswith("---"):
+            end = text.find("\n---", 3)
+            end = text.find("\n", end + 4) + 1 if end >= 0 else 0
+            text = text[:end] + "\n" + notice + text[end:]
+        else:
+            text = notice + text
     if rel.endswith(".json"):
         try:
             return (json.dumps(public_json(json.loads(text)), indent=2, sort_keys=True) + "\n").encode()
@@ -247,7 +316,8 @@ def _visibility(api, repo_id: str, private: bool, change_visibility: bool, tok: 
 
 
 def _upload(api, root: Path, repo_id: str, revision: str | None, files: list[dict], msg: str, tok: str,
-            say: Callable[[str], None]) -> tuple[list, int]:
+            say: Callable[[str], None], include_real_pixels: bool = False,
+            keep_source_names: bool = False) -> tuple[list, int]:
     """Commit the shards in batches, then the public metadata copies; skip what the Hub already holds.
     Returns (commit infos, files skipped)."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
@@ -255,9 +325,12 @@ def _upload(api, root: Path, repo_id: str, revision: str | None, files: list[dic
     remote = _remote_files(api, repo_id, revision, tok)
     shards, meta = [], []
     skipped = 0
+    salt = None if keep_source_names else source_salt(root)
     for f in files:
         rel = f["path"]
-        pub = public_bytes(root, rel)
+        pub = public_bytes(root, rel, include_real_pixels)
+        if pub is None and salt is not None and rel.startswith("data/") and rel.endswith(".parquet"):
+            pub = public_shard(root / rel, salt)  # real file stems (patient identifiers) go up hashed
         data = pub if pub is not None else root / rel
         if rel in remote and _same_content(data, remote[rel]):
             skipped += 1
@@ -285,15 +358,28 @@ def _upload(api, root: Path, repo_id: str, revision: str | None, files: list[dic
 def publish(root: str | os.PathLike, repo_id: str, private: bool = False, revision: str | None = None,
             dry_run: bool = False, token: str | None = None, api=None, load_check: bool = True,
             commit_message: str | None = None, change_visibility: bool = False,
-            log: Callable[[str], None] | None = None) -> dict:
-    """Validate ``root`` and upload it as the dataset repo ``repo_id``. Returns what was (or would be) sent."""
+            log: Callable[[str], None] | None = None, include_real_pixels: bool = False,
+            keep_source_names: bool = False) -> dict:
+    """Validate ``root`` and upload it as the dataset repo ``repo_id``. Returns what was (or would be) sent.
+
+    A dataset whose rows keep real pixels (inpaint) is refused unless ``include_real_pixels`` (the card then says
+    so in its first lines); the ``source`` column (real file stems) goes up hashed with a per-dataset salt unless
+    ``keep_source_names``."""
     if not REPO_ID_RE.match(repo_id or ""):
         raise FastsynthError(f"--repo-id {repo_id!r}: expected ORG/NAME (letters, digits, '-', '_', '.')")
     root = Path(root)
     report = validate_dataset(root, load_check=load_check)
+    from ..dataset import read_manifest
+
+    n_real = real_pixel_rows(read_manifest(root))
+    if n_real and not include_real_pixels:
+        raise FastsynthError(f"{root}: all {n_real} rows were made with --mode inpaint and keep the real source "
+                             "image's pixels outside each regenerated region, so publishing them shares real (possibly "
+                             "patient) images; nothing was uploaded. Add --include-real-pixels if the source data's "
+                             "licence and consent allow it (the card will say so in its first lines)")
     files = plan_upload(root)
     plan = {"repo_id": repo_id, "repo_type": "dataset", "private": private, "revision": revision or "main",
-            "files": files, "bytes": sum(f["bytes"] for f in files), "validation": report, "dry_run": dry_run}
+            "real_pixel_rows": n_real, "source_names": "kept" if keep_source_names else "hashed", "files": files, "bytes": sum(f["bytes"] for f in files), "validation": report, "dry_run": dry_run}
     if dry_run:
         return plan
     tok = resolve_token(token)
@@ -319,7 +405,8 @@ def publish(root: str | os.PathLike, repo_id: str, private: bool = False, revisi
             api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True, token=tok)
         msg = commit_message or f"Upload fastsynth dataset ({report['rows']} pairs)"
         say(f"uploading {len(files)} files to datasets/{repo_id} ({plan['visibility']})")
-        infos, plan["skipped"] = _upload(api, root, repo_id, revision, files, msg, tok, say)
+        infos, plan["skipped"] = _upload(api, root, repo_id, revision, files, msg, tok, say, include_real_pixels,
+                                         keep_source_names)
     except FastsynthError:
         raise
     except Exception as exc:
