@@ -25,7 +25,6 @@ import torch
 from . import __version__
 from .conditioning import dilate_px_for
 from .config import GenerateConfig, MODES, apply_model_defaults, network_batch_size, resolve_guidance, to_dict
-from .data.codec import labels_to_channels, pairs_to_x0
 from .data.modality import Modality, modality_from_config
 from .dataset import DatasetWriter, Rows, render_card
 from .dataset.card import carry_evaluation
@@ -35,7 +34,8 @@ from .metrics.leakage import model_split, split_fingerprint
 from .utils import file_sha256, public_text, resolve_device
 from .sampling import make_scheduler, opening_size, resolve_sampler
 # one batch of generate's rows (below the pipeline, so the int8 gate runs exactly what generate runs); re-exported
-from .sampling.pairs import REDRAW_SEED_XOR, Conditioning, _sample_rows, row_seed, sample_pairs  # noqa: F401
+from .sampling.pairs import REDRAW_SEED_XOR, Conditioning, _sample_rows, conditioning_from_arrays, row_seed, \
+    sample_pairs  # noqa: F401
 
 def load_conditioning(mode: str, resolution: int, masks: str | None, images: str | None,
                       modality: Modality | None = None, space=None) -> Conditioning:
@@ -52,27 +52,18 @@ def load_conditioning(mode: str, resolution: int, masks: str | None, images: str
         if masks or images:
             raise FastsynthError("--masks/--images are for --mode from-masks / inpaint, not pairs")
         return Conditioning("pairs", [], None, "", modality, space=space)
-    labels_full = None
     if mode == "from-masks":
         if not masks:
             raise FastsynthError("--mode from-masks needs --masks DIR (a folder of binary mask images)")
         stems, arr = load_label_folder(masks, resolution, modality)
-        data = labels_to_channels(arr, modality)
-        if space is not None:
-            data = space.labels_to_grid(data)
     else:
         if not images:
             raise FastsynthError("--mode inpaint needs --images DIR (a folder with images/ and masks/: each "
                                  "real mask, dilated, is the region where a new polyp is generated)")
         src = scan_pairs(images)
         stems, arr = load_pairs(src, resolution, modality=modality)
-        data = pairs_to_x0(arr.astype(np.int32) if arr.dtype == np.uint16 else arr, modality)
-        if space is not None:  # the real images encoded once; the regions are drawn from the full-resolution masks
-            c = modality.channels
-            labels_full = data[:, c:]
-            data = torch.cat([space.encode_images(data[:, :c]), space.labels_to_grid(labels_full)], dim=1)
     fp = hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16] + f"-{len(stems)}"
-    return Conditioning(mode, stems, data, fp, modality, arr, space=space, labels_full=labels_full)
+    return conditioning_from_arrays(mode, stems, arr, modality, fp, space)
 
 
 # what a dataset records of its model's training: numbers, never local paths or the shell command

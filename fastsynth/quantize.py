@@ -60,28 +60,41 @@ def _default_generation(net, meta, mode: str = "pairs"):
                       "opening": opening_size(res, cfg.opening_px_at_256), "modality": modality_from_config(c)}
 
 
+def model_space_for(fn, net, meta):
+    """A latent model's space whose decoder runs where ``fn`` runs (its backend and precision: a gate measures the
+    whole output, denoiser and decoder); None for a pixel model."""
+    if not net.config.autoencoder:
+        return None
+    from .models.latent import model_space
+
+    space = model_space(net.config, model_dir=(meta or {}).get("path"))
+    if getattr(fn, "backend", None):
+        from .runtime.decoder import make_decoder_fn
+
+        space.decode_fn = make_decoder_fn(space.ae.decoder, space.ae.sha256, space.grid, fn.backend, "cpu",
+                                          getattr(fn, "precision", "fp32"))
+    return space
+
+
 def _run_pairs(fn, net, meta, seed: int, n: int, mode: str = "pairs", source=None):
     """``generate``'s rows 0..n-1 of ``seed`` in ``mode`` through ``fn``: (images, masks) as generate writes them.
     ``source``: (images, masks) the conditioning is made from (from-masks, inpaint)."""
-    from .sampling.pairs import Conditioning, row_seed, sample_pairs
+    from .sampling.pairs import Conditioning, conditioning_from_arrays, row_seed, sample_pairs
 
     cfg, sch, s = _default_generation(net, meta, mode)
     m = s["modality"]
+    space = model_space_for(fn, net, meta)
     if mode == "pairs":
-        cond = Conditioning("pairs", [], None, "", m)
+        cond = Conditioning("pairs", [], None, "", m, space=space)
     else:
         images, masks = source
         stems = [f"row{i}" for i in range(len(masks))]
         if mode == "from-masks":
-            from .data.codec import labels_to_channels
-
-            cond = Conditioning("from-masks", stems, labels_to_channels(masks, m), "", m, masks)
+            cond = conditioning_from_arrays("from-masks", stems, masks, m, space=space)
         else:
-            from .data.codec import pairs_to_x0
-
             img = images.transpose(0, 3, 1, 2) if images.ndim == 4 else images[:, None]
             raw = np.concatenate([img.astype(np.int32), masks[:, None].astype(np.int32)], 1)
-            cond = Conditioning("inpaint", stems, pairs_to_x0(raw, m), "", m, raw.astype(images.dtype))
+            cond = conditioning_from_arrays("inpaint", stems, raw.astype(images.dtype), m, space=space)
     idx = np.arange(n)
     seeds = np.array([row_seed(seed, i) for i in idx], dtype=np.int64)
     images, masks, _ = sample_pairs(fn, sch, cfg, cond, idx, seeds, s["res"], s["dilate_px"], s["opening"],
@@ -119,8 +132,14 @@ def _check_inputs(net, meta, images, masks, spec: dict = GATE_INPUTS):
     x0 = pairs_to_x0(np.concatenate([img.astype(np.int32), masks[:, None].astype(np.int32)], 1), m)
     n = x0.shape[0]
     label = labels_to_channels(masks, m)
-    k_mask, i_mask = cond_from_masks(label, channels=m.data_channels)
-    k_inp, i_inp = cond_inpaint(x0, inpaint_region(label, s["dilate_px"]))
+    region = inpaint_region(label, s["dilate_px"])
+    space = model_space_for(None, net, meta)
+    if space is not None:  # a latent model's inputs: the pairs encoded into its grid
+        label = space.labels_to_grid(label)
+        x0 = torch.cat([space.encode_images(x0[:, :m.channels]), label], 1)
+        region = space.region_to_grid(region)
+    k_mask, i_mask = cond_from_masks(label, channels=x0.shape[1])
+    k_inp, i_inp = cond_inpaint(x0, region)
     which = (torch.arange(n) % 3).view(-1, 1, 1, 1)
     known = torch.where(which == 1, k_mask, torch.where(which == 2, k_inp, torch.zeros_like(x0)))
     ind = torch.where(which == 1, i_mask, torch.where(which == 2, i_inp, torch.zeros_like(x0)))

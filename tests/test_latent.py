@@ -318,3 +318,25 @@ def test_latent_ae_mask_repr_trains_and_generates(tmp_path):
     assert (tmp_path / "run" / "model" / "mask_codec.safetensors").exists()
     _gen(tmp_path / "run", tmp_path / "g")
     assert set(np.unique(_rows(tmp_path / "g").masks)) <= {0, 255}
+
+
+def test_latent_bf16_gate_measures_denoiser_and_decoder(latent_run, tmp_path):
+    """The accuracy gate of a latent model runs the whole output (denoiser and decoder) in the tested precision."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnxruntime")
+    from fastsynth.utils import cpu_has_bf16
+
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no AVX512_BF16 / AMX")
+    _, run = latent_run
+    _gen_bf16 = GenerateConfig(n=3, batch_size=3, shard_size=3, sampler="unipc", steps=3, backend="openvino",
+                               precision="bf16")
+    from fastsynth.pipeline import generate
+
+    generate(_gen_bf16, tmp_path / "g", model=str(run), progress=False)
+    man = json.loads((tmp_path / "g" / "fastsynth.json").read_text())
+    assert man["latent"]["decoder"] == {"backend": "openvino", "precision": "bf16"}
+    gates = list(Path(__import__("os").environ["FASTSYNTH_CACHE"]).glob("bf16/*-64/gate-*.json"))
+    assert gates, "no gate record for the 64x64 latent model"
+    fig = json.loads(gates[0].read_text())["figures"]
+    assert 0 < fig["sampler"]["mean_mask_iou"] <= 1 and fig["output"]["rel_rms"] > 0

@@ -72,6 +72,27 @@ class Conditioning:
         return known, indicator, src, region
 
 
+def conditioning_from_arrays(mode: str, stems: list, arr: np.ndarray, modality: Modality, fingerprint: str = "",
+                             space=None) -> Conditioning:
+    """The conditioning of from-masks (``arr``: labels [M, H, W]) or inpaint (``arr``: pairs [M, C + 1, H, W], images
+    in their depth then the label), in the model's space: a latent model's masks go into its grid and the
+    inpainted images through its encoder (once), with the full-resolution labels kept for the regions."""
+    from ..data.codec import pairs_to_x0
+
+    labels_full = None
+    if mode == "from-masks":
+        data = labels_to_channels(arr, modality)
+        if space is not None:
+            data = space.labels_to_grid(data)
+    else:
+        data = pairs_to_x0(arr.astype(np.int32) if arr.dtype == np.uint16 else arr, modality)
+        if space is not None:
+            c = modality.channels
+            labels_full = data[:, c:]
+            data = torch.cat([space.encode_images(data[:, :c]), space.labels_to_grid(labels_full)], dim=1)
+    return Conditioning(mode, list(stems), data, fingerprint, modality, arr, space=space, labels_full=labels_full)
+
+
 @torch.inference_mode()
 def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditioning, indices, seeds, res: int,
                   dilate_px: int, opening: int, device: torch.device, weak_fn=None):
