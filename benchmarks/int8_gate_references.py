@@ -33,7 +33,7 @@ def main() -> None:
     from fastsynth.bench import environment, paired_ratio, side_by_side
     from fastsynth.models import load_model, resolve_model_dir
     from fastsynth.models.denoiser import WEIGHTS_NAME
-    from fastsynth.quantize import calibration_inputs, ensure_int8, gate_figures, verdict
+    from fastsynth.runtime.gates import calibration_inputs, ensure_int8, gate_figures, verdict
     from fastsynth.runtime import make_model_fn
     from fastsynth.runtime.int8 import RECIPE, quantize_denoiser
     from fastsynth.runtime.onnx import cached_onnx, onnx_model_fn

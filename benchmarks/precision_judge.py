@@ -6,7 +6,7 @@ seed-to-seed yardstick) and one of the reduced precision with seed 0, each evalu
 fid,agreement`` against the model's training split (KID vs the training images; label agreement: Dice of the
 cached real-trained segmenters, 3 seeds, against the generated masks). The reduced precision is indistinguishable
 when its agreement and its KID each lie inside the 95% prediction interval of the fp32 seeds
-(``fastsynth.quantize.data_level_verdict``). Each dataset's metrics are kept in ``<out>/<name>/metrics.json``, so
+(``fastsynth.runtime.gates.data_level_verdict``). Each dataset's metrics are kept in ``<out>/<name>/metrics.json``, so
 a rerun with more seeds only generates and evaluates the new ones. ``--record`` stores the verdict next to the
 gate's record, where ``--precision auto`` looks for it.
 
@@ -52,7 +52,7 @@ def main() -> None:
     from fastsynth.models import load_model, resolve_model_dir
     from fastsynth.models.denoiser import WEIGHTS_NAME
     from fastsynth.pipeline import generate
-    from fastsynth.quantize import data_level_verdict
+    from fastsynth.runtime.gates import data_level_verdict
     from fastsynth.utils import cpu_info, file_sha256, write_atomic
 
     mdir = resolve_model_dir(args.model)
@@ -91,13 +91,13 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
     if args.record:
-        from fastsynth.quantize import record_data_level
+        from fastsynth.runtime.gates import record_data_level
 
         p = record_data_level(sha, net.config.resolution, args.backend,
                               {**verdict, "n": args.n, "command": res["command"]}, args.precision)
         print(f"data-level verdict recorded in {p}")
         if args.ship and args.precision == "bf16":
-            from fastsynth.quantize import ship_gate
+            from fastsynth.runtime.gates import ship_gate
 
             print(f"gate records shipped in {ship_gate(mdir, sha, args.backend, 'bf16')}")
 

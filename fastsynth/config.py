@@ -101,6 +101,16 @@ class ModelConfig:
 LATENT_SCALE = 8  # pixels per latent cell of the autoencoders (fastsynth.models.autoencoder)
 AUTOENCODER_NAMES = ("taef2",)
 MASK_REPRS = ("pool", "s2d", "ae")  # the mask in a latent grid (fastsynth.models.latent)
+S2D_FACTOR = 4  # s2d: the mask at 4x the latent grid, folded into it
+MASK_AE_CHANNELS = 4  # ae: grid channels per foreground class
+
+
+def mask_grid_channels(mask_repr: str, label_channels: int) -> int:
+    """Channels of the mask grid of a latent model for ``label_channels`` (K - 1) label channels."""
+    per_class = {"pool": 1, "s2d": S2D_FACTOR ** 2, "ae": MASK_AE_CHANNELS}
+    if mask_repr not in per_class:
+        raise FastsynthError(f"mask representation {mask_repr!r}: choose one of {', '.join(MASK_REPRS)}")
+    return label_channels * per_class[mask_repr]
 
 
 PRESETS: dict[str, dict] = {

@@ -41,7 +41,7 @@ def test_openvino_bf16_is_refused_without_native_bf16(tiny_model_dir, monkeypatc
 @pytest.mark.skipif(not HAS_OV, reason="openvino/onnxruntime not installed")
 @pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no AVX512_BF16 / AMX")
 def test_openvino_bf16_runs_and_measures_its_gate(tiny_model_dir):
-    from fastsynth.quantize import bf16_paths
+    from fastsynth.runtime.gates import bf16_paths
 
     net, meta = load_model(tiny_model_dir)
     fn = make_model_fn(net, "openvino", "cpu", "bf16", model_sha=SHA, meta=meta)
@@ -60,7 +60,7 @@ def test_openvino_bf16_runs_and_measures_its_gate(tiny_model_dir):
 
 def _fake_gate(sha, ok_output=True):
     """A bf16 gate record as ``ensure_bf16`` writes it, without running OpenVINO."""
-    from fastsynth.quantize import GATE_INPUTS, bf16_paths
+    from fastsynth.runtime.gates import GATE_INPUTS, bf16_paths
 
     p = bf16_paths(sha, 16)
     p["dir"].mkdir(parents=True, exist_ok=True)
@@ -75,7 +75,7 @@ def _fake_gate(sha, ok_output=True):
 @pytest.mark.skipif(not HAS_OV, reason="openvino/onnxruntime not installed")
 def test_auto_picks_bf16_only_when_accepted_faster_and_native(no_choice_after, monkeypatch):
     import fastsynth.utils as utils
-    from fastsynth.quantize import gate_status, record_data_level
+    from fastsynth.runtime.gates import gate_status, record_data_level
     from fastsynth.runtime.choice import write_choice
 
     monkeypatch.setattr(utils, "cpu_has_bf16", lambda info=None: True)
@@ -105,7 +105,7 @@ def test_auto_picks_bf16_only_when_accepted_faster_and_native(no_choice_after, m
 @pytest.mark.onnx
 @pytest.mark.skipif(not HAS_OV, reason="openvino/onnxruntime not installed")
 def test_bf16_data_verdict_needs_its_gate_first():
-    from fastsynth.quantize import record_data_level
+    from fastsynth.runtime.gates import record_data_level
 
     with pytest.raises(FastsynthError, match="no bf16 gate"):
         record_data_level("0e" * 32, 16, "openvino", {"ok": True}, "bf16")
@@ -128,7 +128,7 @@ def test_a_fresh_machine_uses_the_gate_shipped_with_the_model(tmp_path, monkeypa
     """No choice file and no cached gate: auto takes bf16 only from a complete, matching record in the model's
     folder, and only on a CPU with native bf16."""
     import fastsynth.utils as utils
-    from fastsynth.quantize import GATE_INPUTS, ship_gate, shipped_gate_path
+    from fastsynth.runtime.gates import GATE_INPUTS, ship_gate, shipped_gate_path
     from fastsynth.runtime.choice import read_choice
 
     assert read_choice() is None
@@ -141,7 +141,7 @@ def test_a_fresh_machine_uses_the_gate_shipped_with_the_model(tmp_path, monkeypa
     with pytest.raises(FastsynthError, match="no complete bf16 gate"):
         ship_gate(model_dir, sha)
     p = _fake_gate(sha)
-    from fastsynth.quantize import record_data_level
+    from fastsynth.runtime.gates import record_data_level
 
     record_data_level(sha, 16, "openvino", {"ok": True, "command": "python judge.py --out /tmp/abc/judge-out"}, "bf16")
     out = ship_gate(model_dir, sha)
@@ -166,7 +166,7 @@ def _metrics(agreement: float, kid: float) -> dict:
 
 
 def test_data_level_verdict_accepts_inside_the_fp32_seeds_prediction_interval_and_rejects_outside():
-    from fastsynth.quantize import data_level_verdict
+    from fastsynth.runtime.gates import data_level_verdict
 
     fp32 = [_metrics(0.710, 0.1218), _metrics(0.722, 0.1211), _metrics(0.715, 0.1225), _metrics(0.705, 0.1203)]
     # the old rule (|x - seed 0| <= |seed 1 - seed 0| = 0.0007) rejected this KID; it lies inside the seeds' spread

@@ -31,7 +31,7 @@ def _inputs(n=5, res=16, seed=0):
 
 
 def test_quantise_tiny_model_and_gate_record(int8_fn, tiny_model_dir):
-    from fastsynth.quantize import int8_paths
+    from fastsynth.runtime.gates import int8_paths
 
     gate = int8_fn.gate
     assert int8_fn.backend == "onnx" and int8_fn.precision == "int8"
@@ -52,7 +52,7 @@ def test_quantise_tiny_model_and_gate_record(int8_fn, tiny_model_dir):
 
 
 def test_gate_verdict_thresholds(int8_fn):
-    from fastsynth.quantize import GATE, verdict
+    from fastsynth.runtime.gates import GATE, verdict
 
     figures = int8_fn.gate["figures"]
     assert verdict(figures, GATE)["ok"]
@@ -62,7 +62,7 @@ def test_gate_verdict_thresholds(int8_fn):
 
 
 def test_failed_gate_refuses_with_a_clear_message(int8_fn, tiny_model_dir, monkeypatch):
-    import fastsynth.quantize as q
+    import fastsynth.runtime.gates as q
 
     monkeypatch.setattr(q, "GATE", {"max_output_rel_rms": 1e-9, "max_mean_abs_pixel": 1e-9,
                                     "min_mean_mask_iou": 1.0})
@@ -82,7 +82,7 @@ def test_int8_is_a_cpu_denoiser_path(tiny_model_dir):
 
 
 def test_cache_key_changes_with_model_and_recipe():
-    from fastsynth.quantize import CALIBRATION
+    from fastsynth.runtime.gates import CALIBRATION
     from fastsynth.runtime.int8 import RECIPE, int8_dir
 
     a = int8_dir("a" * 64, 64, CALIBRATION)
@@ -96,7 +96,7 @@ def test_cache_key_changes_with_model_and_recipe():
 
 def test_other_weights_are_quantised_apart(int8_fn, tiny_model_dir):
     """Another model (other weights, other sha) gets its own quantised file and gate."""
-    from fastsynth.quantize import gate_status
+    from fastsynth.runtime.gates import gate_status
 
     assert gate_status(SHA, 16, "onnx") is not None
     assert gate_status("cd" * 32, 16, "onnx") is None
@@ -118,7 +118,7 @@ def test_auto_uses_the_machine_choice(int8_fn, no_choice_after):
 
 
 def test_auto_picks_int8_only_when_accepted_and_faster(int8_fn, no_choice_after):
-    from fastsynth.quantize import record_data_level
+    from fastsynth.runtime.gates import record_data_level
 
     record_data_level(SHA, 16, "onnx", {"ok": True, "note": "test"})
     try:
@@ -131,7 +131,7 @@ def test_auto_picks_int8_only_when_accepted_and_faster(int8_fn, no_choice_after)
         _write_choice({("onnx", "fp32"): 10.0, ("onnx", "int8"): 7.0})
         assert resolve_runtime("auto", "cpu", "auto", SHA, 16) == ("onnx", "fp32")
     finally:
-        from fastsynth.quantize import int8_paths
+        from fastsynth.runtime.gates import int8_paths
 
         int8_paths(SHA, 16, "onnx")["data"].unlink(missing_ok=True)
 

@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    from . import add_run_options
+    from .common import add_run_options
     from ..config import DistillConfig
 
     d = DistillConfig()
@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from . import invoked_command
+    from .common import invoked_command
     from ..config import DistillConfig
     from ..training import distill
 

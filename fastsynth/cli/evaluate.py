@@ -86,7 +86,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from . import invoked_command
+    from .common import invoked_command
     from ..errors import FastsynthError
     from ..metrics.suite import evaluate, text_table
 

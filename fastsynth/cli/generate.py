@@ -92,7 +92,7 @@ def _interval(text: str) -> tuple[float, ...]:
 
 
 def run(args) -> int:
-    from . import invoked_command
+    from .common import invoked_command
     from ..config import GenerateConfig
     from ..pipeline import default_out_dir, generate
 

@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    from . import add_run_options
+    from .common import add_run_options
     from ..config import AUTOENCODER_NAMES, LR_SCHEDULES, MASK_REPRS, PRESETS, TrainConfig
 
     d = TrainConfig()
@@ -53,7 +53,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from . import invoked_command
+    from .common import invoked_command
     from ..config import TrainConfig
     from ..data.modality import parse_classes
     from ..errors import FastsynthError

@@ -114,7 +114,7 @@ def modality_from_config(cfg) -> Modality:
                  class_names=tuple(cfg.class_names) if getattr(cfg, "class_names", None) else None)
     validate(m)
     if getattr(cfg, "autoencoder", None):  # a latent model: the latent's channels + the mask grid's
-        from ..models.latent import mask_grid_channels
+        from ..config import mask_grid_channels
 
         if cfg.data_channels != cfg.latent_channels + mask_grid_channels(cfg.mask_repr, m.label_channels):
             from ..errors import FastsynthError

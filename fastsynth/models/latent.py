@@ -21,25 +21,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..config import MASK_REPRS
+from ..config import MASK_AE_CHANNELS, MASK_REPRS, S2D_FACTOR, mask_grid_channels
 from ..errors import FastsynthError
 
-__all__ = ["MASK_REPRS", "LatentSpace", "PixelSpace", "model_space"]
-S2D_FACTOR = 4  # s2d: the mask at 4x the latent grid, folded into it
+__all__ = ["MASK_REPRS", "LatentSpace", "PixelSpace", "mask_grid_channels", "model_space"]
 
 
-MASK_AE_CHANNELS = 4  # ae: grid channels per foreground class
 MASK_CODEC_NAME = "mask_codec.safetensors"  # ae: the mask autoencoder's weights, in the model folder
-
-
-def mask_grid_channels(mask_repr: str, label_channels: int) -> int:
-    if mask_repr == "pool":
-        return label_channels
-    if mask_repr == "s2d":
-        return label_channels * S2D_FACTOR ** 2
-    if mask_repr == "ae":
-        return label_channels * MASK_AE_CHANNELS
-    raise FastsynthError(f"mask representation {mask_repr!r}: choose one of {', '.join(MASK_REPRS)}")
 
 
 class MaskCodec(torch.nn.Module):

@@ -5,7 +5,7 @@ One file per backend; heavy packages are imported inside them. ``make_model_fn``
 
 Precisions: fp32 / bf16 / fp16 as the network's dtype; ``int8`` (CPU, the denoiser only): the statically quantised
 ONNX graph (``int8.py``) run by ONNX Runtime (``--backend onnx``) or OpenVINO (``--backend openvino``), only when
-its accuracy gate accepts it (``fastsynth.quantize``; refused with the figures otherwise).
+its accuracy gate accepts it (``fastsynth.runtime.gates``; refused with the figures otherwise).
 ``bf16`` on the CPU also runs with OpenVINO (its bf16 inference precision; only on CPUs with AVX512_BF16 or AMX).
 ``auto`` on CPU: the backend that ``fastsynth bench --choose`` measured fastest on this machine (``choice.py``),
 else ONNX Runtime fp32; ``--precision auto`` becomes int8 or bf16 only when that precision's gate accepts it at the
@@ -21,7 +21,7 @@ from ..errors import FastsynthError
 BACKENDS = ("auto", "eager", "compile", "onnx", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
 INT8_BACKENDS = ("onnx", "openvino")
-# the reduced precisions ``--precision auto`` may pick on the CPU, each behind its accuracy gate (fastsynth.quantize),
+# the reduced precisions ``--precision auto`` may pick on the CPU, each behind its accuracy gate (fastsynth.runtime.gates),
 # and the backends that run them
 GATED = {"int8": INT8_BACKENDS, "bf16": ("openvino",)}
 SEGMENTER_BACKENDS = ("auto", "eager", "compile", "onnx", "tensorrt")  # openvino and int8: the denoiser only
@@ -80,7 +80,7 @@ def resolve_runtime(backend: str, device: torch.device | str, precision: str = "
 
             ms, base, cands = {"openvino:bf16": BF16_PRIOR}, 1.0, [("openvino", "bf16")]
         if cands and base and model_sha and resolution:
-            from ..quantize import gate_status
+            from .gates import gate_status
             from ..utils import cpu_has_bf16
             from .choice import MARGIN
 
@@ -161,7 +161,7 @@ def _int8_fn(model, backend, device, model_sha, meta):
     if backend not in INT8_BACKENDS:
         raise FastsynthError(f"--precision int8 runs with --backend {' or '.join(INT8_BACKENDS)} (or auto) on the "
                              f"CPU, not {backend}")
-    from ..quantize import describe, ensure_int8, runner
+    from .gates import describe, ensure_int8, runner
 
     sha = model_sha or _state_sha(model)
     path, gate = ensure_int8(model, meta, sha, backend)
@@ -190,7 +190,7 @@ def _build(model, backend, device, precision, dtype, batch_size, model_sha, kind
         fn = openvino_model_fn(path, device, precision="bf16" if bf16 else "fp32")
         fn.onnx_path, fn.trt_cache = path, None
         if bf16:  # measured once per model (cached): what --precision auto needs before it may pick bf16
-            from ..quantize import ensure_bf16
+            from .gates import ensure_bf16
 
             fn.gate = ensure_bf16(model, meta, model_sha or _state_sha(model), "openvino")
         return fn

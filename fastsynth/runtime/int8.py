@@ -5,13 +5,13 @@ The recipe (``RECIPE``; measured on the bundled model, README "int8 on CPU"):
 - QDQ format, convolutions only (the time-embedding Gemms, attention MatMuls and norms stay fp32);
 - weights int8 per output channel with 7-bit range (``reduce_range``: no int16 saturation in the u8 x s8 kernels
   of CPUs without VNNI, e.g. AVX2-only ones), activations uint8 per tensor, calibrated with the 99.999th
-  percentile on the model's own sampler inputs (``fastsynth.quantize.calibration_inputs``);
+  percentile on the model's own sampler inputs (``fastsynth.runtime.gates.calibration_inputs``);
 - the first and the last convolution stay fp32, and so does every convolution whose input, rounded to 8 bits with
   its calibrated scale, has an SQNR below ``min_sqnr_db`` on some calibration batch (on the bundled model: the
   decoder convolutions after a skip concatenation or an upsampling, whose scale is set by the noisy timesteps
   and is far too coarse at the late ones).
 
-A quantised file is only used behind the accuracy gate (``fastsynth.quantize``); the gate's verdict is stored next
+A quantised file is only used behind the accuracy gate (``fastsynth.runtime.gates``); the gate's verdict is stored next
 to it, one per runtime (ONNX Runtime, OpenVINO), since each runs the int8 graph with its own kernels.
 Files live in ``$FASTSYNTH_CACHE/int8/<key>/`` where the key names the weights, the export and the recipe.
 """

@@ -1,6 +1,6 @@
 """One batch of ``generate``'s rows: per-row seeds, the conditioning of the three modes, sampling, mask decoding
 and the redraw pass. ``pipeline.generate`` cuts a dataset into such batches; the int8 accuracy gate
-(``fastsynth.quantize``) runs the same function, so it checks exactly what generation does.
+(``fastsynth.runtime.gates``) runs the same function, so it checks exactly what generation does.
 """
 
 from __future__ import annotations

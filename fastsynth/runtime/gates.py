@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import FastsynthError
+from ..errors import FastsynthError
 
 GATE = {"max_output_rel_rms": 0.10, "max_mean_abs_pixel": 5.0, "min_mean_mask_iou": 0.95}
 # calibration: the model's own sampler inputs for these many rows per generation mode, from this seed
@@ -47,11 +47,11 @@ RUNTIMES = ("onnx", "openvino")
 
 def _default_generation(net, meta, mode: str = "pairs"):
     """(cfg, scheduler, conditioning-free settings) of ``generate``'s defaults for ``net``."""
-    from .conditioning import dilate_px_for
-    from .config import GenerateConfig
-    from .data.modality import modality_from_config
-    from .sampling import opening_size
-    from .sampling.pairs import generation_settings
+    from ..conditioning import dilate_px_for
+    from ..config import GenerateConfig
+    from ..data.modality import modality_from_config
+    from ..sampling import opening_size
+    from ..sampling.pairs import generation_settings
 
     cfg, sch = generation_settings(GenerateConfig(mode=mode), meta, net.config)
     c = net.config
@@ -65,11 +65,11 @@ def model_space_for(fn, net, meta):
     whole output, denoiser and decoder); None for a pixel model."""
     if not net.config.autoencoder:
         return None
-    from .models.latent import model_space
+    from ..models.latent import model_space
 
     space = model_space(net.config, model_dir=(meta or {}).get("path"))
     if getattr(fn, "backend", None):
-        from .runtime.decoder import make_decoder_fn
+        from .decoder import make_decoder_fn
 
         space.decode_fn = make_decoder_fn(space.ae.decoder, space.ae.sha256, space.grid, fn.backend, "cpu",
                                           getattr(fn, "precision", "fp32"))
@@ -79,7 +79,7 @@ def model_space_for(fn, net, meta):
 def _run_pairs(fn, net, meta, seed: int, n: int, mode: str = "pairs", source=None):
     """``generate``'s rows 0..n-1 of ``seed`` in ``mode`` through ``fn``: (images, masks) as generate writes them.
     ``source``: (images, masks) the conditioning is made from (from-masks, inpaint)."""
-    from .sampling.pairs import Conditioning, conditioning_from_arrays, row_seed, sample_pairs
+    from ..sampling.pairs import Conditioning, conditioning_from_arrays, row_seed, sample_pairs
 
     cfg, sch, s = _default_generation(net, meta, mode)
     m = s["modality"]
@@ -123,8 +123,8 @@ def calibration_inputs(fn, net, meta, spec: dict = CALIBRATION) -> list[tuple]:
 def _check_inputs(net, meta, images, masks, spec: dict = GATE_INPUTS):
     """The fixed output check set: the given pairs (the fp32 sampler's), noised to ``timesteps`` timesteps over
     0..T-1 with fixed noise, each row under one of three conditionings (none, its mask, inpainting)."""
-    from .conditioning import cond_from_masks, cond_inpaint, inpaint_region
-    from .data.codec import labels_to_channels, pairs_to_x0
+    from ..conditioning import cond_from_masks, cond_inpaint, inpaint_region
+    from ..data.codec import labels_to_channels, pairs_to_x0
 
     _, sch, s = _default_generation(net, meta)
     m = s["modality"]
@@ -162,7 +162,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def gate_figures(ref_fn, test_fn, net, meta, spec: dict = GATE_INPUTS) -> dict:
     """The gate's measurements of ``test_fn`` against ``ref_fn`` (see the module's docstring)."""
-    from .data.codec import images_to_tensor
+    from ..data.codec import images_to_tensor
 
     t0 = time.perf_counter()
     cfg, _, s = _default_generation(net, meta)
@@ -220,14 +220,14 @@ def runtime_tag(runtime: str) -> str:
     if runtime == "onnx":
         return f"onnxruntime-{version('onnxruntime')}"
     if runtime == "openvino":
-        from .runtime.openvino import openvino_version
+        from .openvino import openvino_version
 
         return f"openvino-{openvino_version()}"
     raise FastsynthError(f"int8 runs with --backend onnx or openvino, not {runtime!r}")
 
 
 def int8_paths(model_sha: str, resolution: int, runtime: str | None = None) -> dict:
-    from .runtime.int8 import int8_dir
+    from .int8 import int8_dir
 
     d = int8_dir(model_sha, resolution, CALIBRATION)
     p = {"dir": d, "model": d / "model.onnx", "info": d / "quantize.json"}
@@ -240,7 +240,7 @@ def int8_paths(model_sha: str, resolution: int, runtime: str | None = None) -> d
 def bf16_paths(model_sha: str, resolution: int, runtime: str = "openvino") -> dict:
     """Where the bf16 gate of (model, runtime) lives: bf16 runs the fp32 ONNX file with the runtime's bf16
     inference precision, so there is no model file of its own."""
-    from .utils import cache_dir
+    from ..utils import cache_dir
 
     d = cache_dir() / "bf16" / f"{model_sha[:16]}-{resolution}"
     tag = runtime_tag(runtime)
@@ -270,10 +270,10 @@ def _read_json(path: Path) -> dict | None:
 
 def runner(path: Path, runtime: str, device: torch.device):
     if runtime == "onnx":
-        from .runtime.onnx import onnx_model_fn
+        from .onnx import onnx_model_fn
 
         return onnx_model_fn(path, device, "fp32")
-    from .runtime.openvino import openvino_model_fn
+    from .openvino import openvino_model_fn
 
     return openvino_model_fn(path, device)
 
@@ -282,8 +282,8 @@ def ensure_int8(net, meta: dict | None, model_sha: str, runtime: str, log=None) 
     """The quantised file of ``net`` and its gate record for ``runtime`` (``onnx`` or ``openvino``), built and
     measured on first use (about a minute or two for the bundled model on 1 thread; cached). The record says
     whether the gate accepts it; this function never refuses (``runtime.make_model_fn`` does)."""
-    from .runtime.int8 import quantize_denoiser
-    from .runtime.onnx import cached_onnx, onnx_model_fn
+    from .int8 import quantize_denoiser
+    from .onnx import cached_onnx, onnx_model_fn
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     dev = torch.device("cpu")
@@ -317,8 +317,8 @@ def ensure_bf16(net, meta: dict | None, model_sha: str, runtime: str = "openvino
     figures and thresholds as int8's), measured on first use (a minute or two for the bundled model; cached), or
     the one shipped in the model's folder for this runtime version. It never refuses: ``--precision bf16`` is the
     user's choice; ``auto`` picks bf16 only when it is accepted."""
-    from .runtime.onnx import cached_onnx, onnx_model_fn
-    from .runtime.openvino import openvino_model_fn
+    from .onnx import cached_onnx, onnx_model_fn
+    from .openvino import openvino_model_fn
 
     if runtime != "openvino":
         raise FastsynthError(f"the bf16 gate measures the openvino backend, not {runtime!r}")
@@ -371,7 +371,7 @@ def ship_gate(model_dir, model_sha: str, runtime: str = "openvino", precision: s
     if gate is None or data is None:
         raise FastsynthError(f"no complete {precision} gate for this model on {runtime_tag(runtime)} to ship: run "
                              f"benchmarks/precision_judge.py --precision {precision} --record first")
-    from .utils import public_json
+    from ..utils import public_json
 
     out = shipped_gate_path(model_dir, runtime, precision)
     out.parent.mkdir(parents=True, exist_ok=True)

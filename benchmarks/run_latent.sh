@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Latent diffusion at 256^2 (issue 21): the commands behind benchmarks/NOTES.md "latent diffusion at 256^2", in order.
+# Nothing here modifies the package (models are bundled by hand, see NOTES.md). Run from the repository root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export FASTSYNTH_DATA=../shared/data HF_HUB_OFFLINE=1
+DATA=../shared/data/kvasir-seg
+
+# 1. the mask representations, equal budget: three runs side by side, one thread each, 45 min of diffusion training
+#    each (the ae run trains its mask autoencoder first: 1500 steps, 7 min); compared at equal optimiser steps
+for r in pool s2d ae; do
+  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 fastsynth train --data $DATA --out runs/lat256-$r --latent taef2 --mask-repr $r \
+    --resolution 256 --steps 100000 --loss-weighting min-snr --mixed-precision bf16 --checkpoint-every 250 \
+    --time-limit 45 --no-progress &
+done
+wait
+# round trip of the 100 held-out masks through each representation
+python benchmarks/mask_round_trip.py --data $DATA --split runs/lat256-pool/split.json \
+  --codec runs/lat256-ae/mask_codec.safetensors --out benchmarks/results/mask_round_trip_256_cpu.json
+# generated pairs of each at the same step (snapshots of RUN/model taken at every checkpoint: runs/snap/REPR-STEP)
+compare() {  # $1 label, $2 model folder
+  rm -rf /tmp/cmp/$1
+  fastsynth generate --model $2 --n 300 --sampler unipc --steps 8 --no-redraw --out /tmp/cmp/$1 --no-progress
+  fastsynth evaluate /tmp/cmp/$1 --real runs/lat256-pool --metrics fid,masks,agreement --fid-reference train \
+    --seg-resolution 128 --seeds 3 --json benchmarks/results/latent_repr_$1_cpu.json --no-progress
+}
+STEP=${STEP:-1250}
+for r in pool s2d ae; do compare $r-$STEP runs/snap/$r-$STEP; done
