@@ -111,8 +111,9 @@ def _dist_info() -> tuple[int, int]:
 
 def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = None,
              masks: str | None = None, images: str | None = None, device: str = "auto",
-             progress: bool = True, command: str | None = None) -> dict:
-    """Generate (or resume, or extend) the dataset in ``out``. Returns a summary dict."""
+             progress: bool = True, command: str | None = None, allow_mixed_precision: bool = False) -> dict:
+    """Generate (or resume, or extend) the dataset in ``out``. Returns a summary dict. ``allow_mixed_precision``:
+    resume a dataset started in another runtime precision (recorded per shard) instead of refusing."""
     from tqdm.auto import tqdm
 
     from .models import load_model, resolve_model_dir
@@ -207,7 +208,6 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         "resolution": res, "shard_size": cfg.shard_size, "format": cfg.format,
         "mask_threshold": cfg.mask_threshold, "opening_px": opening, "dilate_px": dilate_px,
         "precision": cfg.precision, "backend": backend, "device": dev.type,
-        **({"runtime_precision": runtime_precision} if runtime_precision in ("int8", "bf16") else {}),
         "guidance": cfg.guidance, "redraw": cfg.redraw, "max_components": cfg.max_components,
         **({"condition_at": cfg.condition_at, "condition_at_step": switch_step} if cfg.condition_at else {}),
         **({"guidance_interval": list(cfg.guidance_interval)} if cfg.guidance_interval else {}),
@@ -236,11 +236,6 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
             if existing["n"] > cfg.n:
                 raise FastsynthError(f"{out} already holds {existing['n']} pairs; --n {cfg.n} would shrink it. "
                                      f"Use --n {existing['n']} or more, or another --out")
-            if existing.get("runtime_precision", "fp32") != manifest.get("runtime_precision", "fp32"):
-                print(f"warning: {out} was started with runtime precision "
-                      f"{existing.get('runtime_precision', 'fp32')!r}, continuing with "
-                      f"{manifest.get('runtime_precision', 'fp32')!r}: its rows will come from two precisions",
-                      file=sys.stderr)
             for key in ("backend", "device"):
                 if existing.get(key) not in (None, manifest[key]):
                     print(f"warning: {out} was started with {key} {existing[key]!r}, continuing with "
@@ -251,6 +246,24 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
 
     model_fn = make_model_fn(net, backend=backend, device=dev, precision=runtime_precision,
                              batch_size=network_batch_size(cfg), model_sha=manifest["model_sha256"], meta=meta)
+    # what runs, not what was asked: "auto" resolved per machine, recorded, and never mixed into a dataset unasked
+    manifest["runtime_precision"], manifest["backend"] = model_fn.precision, model_fn.backend
+    shard_runtime = dict((existing or {}).get("shard_runtime") or {})
+    if existing is not None:
+        before = existing.get("runtime_precision", "fp32")
+        if before != model_fn.precision:
+            if not allow_mixed_precision:
+                raise FastsynthError(f"{out} was started in {before} and would continue in {model_fn.precision} on "
+                                     f"this machine ({model_fn.backend}): its rows would come from two precisions. "
+                                     f"Resume with --precision {before}, or add --allow-mixed-precision (each "
+                                     "shard's precision is then recorded in the manifest)")
+            print(f"warning: {out} was started in {before}, continuing in {model_fn.precision} "
+                  "(--allow-mixed-precision; each shard's precision is in the manifest's shard_runtime)",
+                  file=sys.stderr)
+            if not shard_runtime:  # the shards written so far: the precision the dataset was started with
+                shard_runtime = {str(k): f"{existing.get('backend')}:{before}" for k in range(n_shards)
+                                 if writer.shard_rows(k)}
+        manifest["runtime_precision_started"] = existing.get("runtime_precision_started", before)
     if space is not None:  # the decoder runs where the denoiser runs (int8: the denoiser's alone; fp32 here)
         from .runtime.decoder import make_decoder_fn
 
@@ -263,14 +276,16 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         wb, wp = resolve_runtime(cfg.backend, dev, cfg.precision, weak_sha, res, model_dir=weak_dir)
         weak_fn = make_model_fn(weak_net, backend=wb, device=dev, precision=wp, batch_size=cfg.batch_size,
                                 model_sha=weak_sha, meta=weak_meta)
-    if rank == 0:
-        if world == 1:
-            writer.clean_partials()
-        # the manifest is written before any shard (and after all validation), so a killed run finds it
-        writer.write_manifest({**manifest, "complete": False})
-
+    if rank == 0 and world == 1:
+        writer.clean_partials()
     todo = [k for k in range(n_shards) if k % world == rank and writer.shard_rows(k) != spans[k][1] - spans[k][0]]
     done_rows = sum(spans[k][1] - spans[k][0] for k in range(n_shards) if k % world == rank and k not in todo)
+    if shard_runtime or manifest.get("runtime_precision_started", manifest["runtime_precision"]) \
+            != manifest["runtime_precision"]:  # a mixed dataset: which shard came from which runtime
+        shard_runtime.update({str(k): f"{model_fn.backend}:{model_fn.precision}" for k in todo})
+        manifest["shard_runtime"] = dict(sorted(shard_runtime.items(), key=lambda kv: int(kv[0])))
+    if rank == 0:  # the manifest is written before any shard (and after all validation), so a killed run finds it
+        writer.write_manifest({**manifest, "complete": False})
 
     t0 = time.perf_counter()
     made = 0

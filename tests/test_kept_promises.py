@@ -170,3 +170,57 @@ def test_public_text_scrubs_relative_paths_of_commands():
     for kept in ("--data kvasir", "--out armD", "10 pairs/s", "data/train-*.parquet", "me/polyps",
                  "https://huggingface.co/datasets/a/b"):
         assert kept in t, kept
+
+
+def test_auto_keeps_bf16_when_the_choice_never_measured_it(no_choice_after, monkeypatch):
+    """``bench --choose`` with its default backends (eager, onnx) measures no OpenVINO bf16: a bf16 CPU keeps the
+    measured ranking of its class for it instead of silently dropping to fp32."""
+    pytest.importorskip("openvino")
+    import fastsynth.utils as utils
+    from test_bf16_cpu import _fake_gate
+
+    from fastsynth.runtime import resolve_runtime
+    from fastsynth.runtime.choice import write_choice
+    from fastsynth.runtime.gates import record_data_level
+
+    monkeypatch.setattr(utils, "cpu_has_bf16", lambda info=None: True)
+    sha = "b2" * 32
+    p = _fake_gate(sha)
+    try:
+        record_data_level(sha, 16, "openvino", {"ok": True, "note": "test"}, "bf16")
+        write_choice({("onnx", "fp32"): 10.0, ("eager", "fp32"): 30.0}, 64, sha)
+        assert resolve_runtime("auto", "cpu", "auto", sha, 16) == ("openvino", "bf16")
+        write_choice({("onnx", "fp32"): 10.0, ("openvino", "bf16"): 12.0}, 64, sha)  # measured slower: fp32
+        assert resolve_runtime("auto", "cpu", "auto", sha, 16) == ("onnx", "fp32")
+    finally:
+        for f in (p["gate"], p["data"]):
+            f.unlink(missing_ok=True)
+
+
+def test_a_failed_gate_lookup_is_said(monkeypatch, capsys):
+    from fastsynth.runtime import gates
+
+    def broken(*a, **k):
+        raise RuntimeError("openvino metadata unreadable")
+
+    monkeypatch.setattr(gates, "gate_paths", broken)
+    assert gates.gate_status("ab" * 32, 16, "openvino", "bf16") is None
+    err = capsys.readouterr().err
+    assert "warning: no bf16 gate lookup on openvino" in err and "openvino metadata unreadable" in err
+
+
+def test_resume_in_another_precision_is_refused_unless_asked(tiny_model_dir, tmp_path):
+    out = tmp_path / "ds"
+    cfg = dict(n=4, steps=2, batch_size=4, shard_size=4, backend="eager", sampler="ddim", redraw=False)
+    generate(GenerateConfig(**cfg), out, model=str(tiny_model_dir), progress=False)
+    m = json.loads((out / "fastsynth.json").read_text())
+    assert (m["runtime_precision"], m["backend"]) == ("fp32", "eager")  # what ran, always recorded
+    m["runtime_precision"] = "bf16"  # as if started on a bf16 machine
+    (out / "fastsynth.json").write_text(json.dumps(m))
+    with pytest.raises(FastsynthError, match="started in bf16 and would continue in fp32.*--allow-mixed-precision"):
+        generate(GenerateConfig(**{**cfg, "n": 8}), out, model=str(tiny_model_dir), progress=False)
+    generate(GenerateConfig(**{**cfg, "n": 8}), out, model=str(tiny_model_dir), progress=False,
+             allow_mixed_precision=True)
+    m = json.loads((out / "fastsynth.json").read_text())
+    assert m["complete"] and m["shard_runtime"] == {"0": "eager:bf16", "1": "eager:fp32"}
+    assert m["runtime_precision_started"] == "bf16"

@@ -78,6 +78,9 @@ def add_parser(sub) -> None:
     p.add_argument("--autoguide-scale", type=float, default=d.autoguide_scale,
                    help="strength of --autoguide: weak + W (model - weak); 1 = off")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--allow-mixed-precision", action="store_true",
+                   help="resume a dataset started in another runtime precision (e.g. bf16 on one machine, fp32 on "
+                        "another) instead of refusing; each shard's backend and precision go into the manifest")
     p.set_defaults(func=run)
 
 
@@ -109,7 +112,8 @@ def run(args) -> int:
         print(f"writing to {out} (no --out given)", file=sys.stderr)
     command = invoked_command("generate")
     s = generate(cfg, out, model=args.model, masks=args.masks, images=args.images, device=args.device,
-                 progress=not args.no_progress, command=command)
+                 progress=not args.no_progress, command=command,
+                 allow_mixed_precision=args.allow_mixed_precision)
     rate = f"{s['pairs_per_s']:.1f} pairs/s" if s["pairs_per_s"] else "nothing left to generate"
     state = "complete" if s["complete"] else "incomplete (other processes still writing)"
     print(f"generated {s['pairs']} pairs in {s['seconds']:.1f} s ({rate}) on {s['device']} ({s['backend']}); "

@@ -79,6 +79,13 @@ def resolve_runtime(backend: str, device: torch.device | str, precision: str = "
             from .choice import BF16_PRIOR
 
             ms, base, cands = {"openvino:bf16": BF16_PRIOR}, 1.0, [("openvino", "bf16")]
+        elif backend in ("auto", "openvino") and "openvino:bf16" not in ms and base:
+            # a choice measured without OpenVINO bf16 (``bench --choose`` with its default backends) keeps the
+            # measured ranking of such CPUs for it, rather than silently dropping a bf16 CPU to fp32
+            from .choice import BF16_PRIOR
+
+            ms = {**ms, "openvino:bf16": BF16_PRIOR * base}
+            cands.append(("openvino", "bf16"))
         if cands and base and model_sha and resolution:
             from .gates import gate_status
             from ..utils import cpu_has_bf16

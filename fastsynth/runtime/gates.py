@@ -389,7 +389,9 @@ def gate_status(model_sha: str, resolution: int, runtime: str, precision: str = 
     (cheap: no quantisation, no sampling). bf16: this machine's cache, else the records shipped in ``model_dir``."""
     try:
         paths = gate_paths(model_sha, resolution, runtime, precision)
-    except Exception:  # the runtime's package is missing
+    except Exception as exc:  # the runtime's package is missing, or its version cannot be read: say so
+        print(f"warning: no {precision} gate lookup on {runtime} ({type(exc).__name__}: {exc}); running fp32",
+              file=sys.stderr)
         return None
     # int8's record counts only next to its quantised file; bf16 has no file of its own
     record = _read_json(paths["gate"]) if "model" not in paths or paths["model"].exists() else None
