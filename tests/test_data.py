@@ -82,7 +82,7 @@ def test_non_binary_mask(pair_folder):
 
 def test_16bit_image(pair_folder):
     Image.fromarray(np.zeros((40, 48), np.uint16)).save(pair_folder / "images" / "case000.png")
-    _expect(pair_folder, r"case000\.png: I;16 image \(16-bit")
+    _expect(pair_folder, r"case000\.png: 16-bit grey \(I;16\) image, but this dataset / model is 8-bit RGB")
 
 
 def test_rgba_image(pair_folder):

@@ -224,3 +224,15 @@ def test_resume_in_another_precision_is_refused_unless_asked(tiny_model_dir, tmp
     m = json.loads((out / "fastsynth.json").read_text())
     assert m["complete"] and m["shard_runtime"] == {"0": "eager:bf16", "1": "eager:fp32"}
     assert m["runtime_precision_started"] == "bf16"
+
+
+def test_one_reader_path_for_every_modality(pair_folder):
+    """8-bit RGB + binary masks are read by the same code as every other modality (no second RGB-only path)."""
+    import fastsynth.data.pairs as pairs
+    from fastsynth.data import load_pairs, scan_pairs
+    from fastsynth.data.modality import Modality
+
+    assert not any(hasattr(pairs, n) for n in ("_read_pair_rgb", "prepare_pair", "read_image", "load_mask_folder"))
+    src = scan_pairs(pair_folder)
+    a, b = load_pairs(src, 16), load_pairs(src, 16, modality=Modality())
+    assert a[0] == b[0] and np.array_equal(a[1], b[1]) and set(np.unique(a[1][:, 3])) <= {0, 255}

@@ -133,20 +133,6 @@ def _scan_hf(rootp: Path) -> PairSource:
     return src
 
 
-def read_image(path_or_img, name: str) -> np.ndarray:
-    """An RGB image as uint8 [H, W, 3]; rejects 16-bit, RGBA and palette images with a clear reason."""
-    img = _open(path_or_img, "image")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        raise DataError(f"{name}: {img.mode} image (16-bit or float); convert it to 8-bit RGB")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        raise DataError(f"{name}: image has an alpha channel ({img.mode}); save it as RGB without transparency")
-    if img.mode == "P":
-        raise DataError(f"{name}: palette image (mode P); save it as RGB")
-    if img.mode not in ("RGB", "L", "CMYK", "YCbCr"):
-        raise DataError(f"{name}: unsupported image mode {img.mode}; save it as 8-bit RGB")
-    return np.asarray(img.convert("RGB"))
-
-
 def center_crop_resize(img: "Image.Image", size: int, resample) -> "Image.Image":
     w, h = img.size
     s = min(w, h)
@@ -155,20 +141,6 @@ def center_crop_resize(img: "Image.Image", size: int, resample) -> "Image.Image"
     if s != size:
         img = img.resize((size, size), resample=resample, reducing_gap=None)
     return img
-
-
-def prepare_pair(image: np.ndarray, mask: np.ndarray, size: int, name: str) -> np.ndarray:
-    """Centre-crop to square, resize, and stack to uint8 [4, size, size] (RGB + mask {0, 255})."""
-    from PIL import Image
-
-    if image.shape[:2] != mask.shape[:2]:
-        raise DataError(
-            f"{name}: image is {image.shape[1]}x{image.shape[0]} but its mask is {mask.shape[1]}x{mask.shape[0]}"
-        )
-    im = center_crop_resize(Image.fromarray(image), size, Image.BICUBIC)
-    mk = center_crop_resize(Image.fromarray(mask), size, Image.BILINEAR)
-    m = np.where(np.asarray(mk) >= 128, 255, 0).astype(np.uint8)
-    return np.concatenate([np.asarray(im).transpose(2, 0, 1), m[None]], axis=0)
 
 
 def load_pairs(
@@ -183,25 +155,9 @@ def load_pairs(
 
     ``modality`` (a :class:`~fastsynth.data.modality.Modality`): read grey / 16-bit images and label maps as
     :func:`load_pairs_modality` does; None: 8-bit RGB + binary mask, as always."""
-    if modality is not None:
-        return load_pairs_modality(src, size, modality, stems, skip_bad, progress)
-    return _collect(src, stems, lambda stem: _read_pair_rgb(src, stem, size), skip_bad, progress)
+    from .modality import Modality
 
-
-def _read_pair_rgb(src: PairSource, stem: str, size: int) -> np.ndarray:
-    img_ref, mask_ref = src.items[stem]
-    if src.kind == "hf":
-        name = f"{src.root}[{stem}]"
-        try:
-            row = src._hf[img_ref]
-        except Exception as exc:  # datasets decodes on access: corrupt bytes surface here
-            raise DataError(f"{name}: unreadable row ({exc})") from None
-        if not all(hasattr(row[c], "load") for c in ("image", "mask")):
-            raise DataError(f"{name}: the image and mask columns must be Image features "
-                            f"(got {type(row['image']).__name__}, {type(row['mask']).__name__})")
-        return prepare_pair(read_image(row["image"], name), read_mask(row["mask"], name + " mask"), size, name)
-    return prepare_pair(read_image(img_ref, str(img_ref)), read_mask(mask_ref, str(mask_ref)), size,
-                        f"{img_ref} / {mask_ref}")
+    return load_pairs_modality(src, size, modality or Modality(), stems, skip_bad, progress)
 
 
 def _collect(src: PairSource, stems, read_one, skip_bad: bool, progress) -> tuple[list[str], np.ndarray]:
@@ -236,17 +192,6 @@ def _load_folder(folder: str | os.PathLike, load_one, what: str):
     return list(files), np.stack([load_one(f) for f in files.values()])
 
 
-def load_mask_folder(folder, size: int) -> tuple[list[str], np.ndarray]:
-    """Masks for mask->image generation: uint8 {0, 255} [N, size, size], sorted by stem."""
-    from PIL import Image
-
-    stems, arr = _load_folder(
-        folder, lambda f: np.asarray(center_crop_resize(Image.fromarray(read_mask(f, str(f))), size, Image.BILINEAR)),
-        "masks")
-    return stems, np.where(arr >= 128, 255, 0).astype(np.uint8)
-
-
-# --- any modality (issue 11): grey / 16-bit images, label maps ----------------------------------------------
 def resize_image_raw(a: np.ndarray, size: int) -> np.ndarray:
     """Centre-crop + resize an image of its own kind (uint8 [H, W] / [H, W, 3] bicubic as always; uint16 [H, W]
     bicubic in float, rounded and clipped to 0..65535)."""
