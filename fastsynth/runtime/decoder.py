@@ -19,21 +19,14 @@ def cached_decoder_onnx(decoder, ae_sha: str, grid: int) -> "Path":  # noqa: F82
     from pathlib import Path
 
     from ..utils import cache_dir
-    from .onnx import OPSET, _export
+    from .onnx import OPSET, _export, cached_export
 
     key = (f"decoder-{ae_sha[:16]}-c{decoder.channels}-g{grid}-f{DECODER_GRAPH_FORMAT}-opset{OPSET}-"
            f"torch{torch.__version__.split('+')[0]}")
-    p = Path(cache_dir()) / "onnx" / f"{key}.onnx"
-    if p.exists():
-        try:
-            import onnx
-
-            onnx.checker.check_model(str(p))
-            return p
-        except Exception:  # a broken cache entry: export again
-            p.unlink(missing_ok=True)
     z = torch.randn(2, decoder.net[1].in_channels, grid, grid)
-    return _export(decoder.float().cpu().eval(), (z,), ["z"], "image", p)
+    return cached_export(Path(cache_dir()) / "onnx" / f"{key}.onnx",
+                         lambda p: _export(decoder.float().cpu().eval(), (z,), ["z"], "image", p),
+                         "autoencoder's decoder")
 
 
 def make_decoder_fn(decoder, ae_sha: str, grid: int, backend: str = "eager", device="cpu", precision: str = "fp32",

@@ -93,6 +93,14 @@ def cached_onnx(model, model_sha: str, kind: str = "denoiser", resolution: int |
     prefix = "" if kind == "denoiser" else f"{kind}-"
     key = f"{prefix}{model_sha[:16]}-r{res}-g{GRAPH_FORMAT}-opset{OPSET}-torch{torch.__version__.split('+')[0]}"
     p = cache_dir() / "onnx" / f"{key}.onnx"
+    if kind == "denoiser":
+        return cached_export(p, lambda path: export_onnx(model, path), kind)
+    return cached_export(p, lambda path: export_segmenter_onnx(model, path, res), kind)
+
+
+def cached_export(p: Path, export, what: str) -> Path:
+    """``p`` when it holds a valid ONNX file, else ``export(p)`` first (said once on stderr; a broken entry is
+    exported again)."""
     if p.exists():
         try:
             import onnx
@@ -103,12 +111,9 @@ def cached_onnx(model, model_sha: str, kind: str = "denoiser", resolution: int |
             p.unlink(missing_ok=True)
     import sys
 
-    print(f"exporting the {kind} to ONNX for the onnx backend (once per model, about half a minute; cached in "
+    print(f"exporting the {what} to ONNX for the onnx backend (once per model, about half a minute; cached in "
           f"{p.parent})", file=sys.stderr, flush=True)
-    if kind == "denoiser":
-        export_onnx(model, p)
-    else:
-        export_segmenter_onnx(model, p, res)
+    export(p)
     return p
 
 
