@@ -95,3 +95,35 @@ def test_generate_warns_about_heldout_masks(tiny_model_dir, tmp_path, capsys):
     assert "warning: 2 of the 4 stems in --masks are held out by the model's split.json" in err
     m = json.loads((tmp_path / "out" / "fastsynth.json").read_text())
     assert m["model_split"] == split_fingerprint(["case001", "case002"])
+
+
+def test_the_judge_at_its_own_resolution(tmp_path, monkeypatch):
+    """--seg-resolution: real pairs read at it, synthetic pairs resized to it (masks stay binary), so data of two
+    resolutions is judged on the same real test images."""
+    import numpy as np
+
+    from fastsynth.metrics.suite import evaluate
+
+    data = make_pair_folder(tmp_path / "data", n=6, size=(48, 48))
+    model = tmp_path / "model"
+    model.mkdir()
+    split = {"train": [f"case{i:03d}" for i in range(4)], "test": ["case004", "case005"]}
+    (model / "split.json").write_text(json.dumps(split))
+    (model / "fastsynth.json").write_text(json.dumps({"training": {"data": str(data)}}))
+    got = {}
+
+    def fake_benchmark(cfg, train, train_stems, synth, sources, test_sets, protocols, low_n, **kw):
+        got.update(res=cfg.resolution, train=train.shape, synth=synth.shape, test=test_sets["heldout"].shape,
+                   masks=np.unique(synth[:, 3]))
+        return {"runs": {}, "settings": {}}
+
+    monkeypatch.setattr("fastsynth.metrics.downstream.run_benchmark", fake_benchmark)
+    ds = make_synth_dataset(tmp_path / "syn", n=6, res=16, shard_size=4)
+    r = evaluate(ds, model, metrics="masks", downstream={"protocols": ("real", "synthetic"), "resolution": 32},
+                 out_dir=tmp_path / "ev")
+    assert got["res"] == 32 and got["train"][-1] == 32 and got["test"][-1] == 32 and got["synth"][-2:] == (32, 32)
+    assert set(got["masks"].tolist()) <= {0, 255} and "segmenter_resize" in r["reference"]
+    assert r["resolution"] == 16  # the data's own metrics stay at its resolution
+    got.clear()
+    evaluate(ds, model, metrics="masks", downstream={"protocols": ("real",)}, out_dir=tmp_path / "ev2")
+    assert got["res"] == 16 and got["test"][-1] == 16
