@@ -13,11 +13,12 @@ COMMANDS = ("train", "distill", "generate", "info", "export", "bench", "evaluate
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
     from . import bench, distill, evaluate, export, filter, generate, info, publish, train
+    from .common import HelpFormatter
 
     p = argparse.ArgumentParser(
         prog="fastsynth",
         description="Train diffusion models on labeled images and generate synthetic image+mask datasets.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"fastsynth {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)

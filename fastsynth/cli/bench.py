@@ -16,11 +16,12 @@ def _ints(s: str) -> tuple[int, ...]:
 
 
 def add_parser(sub) -> None:
+    from .common import HelpFormatter
     from ..config import PRESETS
     from ..runtime import BACKENDS, PRECISIONS
     from ..sampling import SAMPLER_NAMES
 
-    p = sub.add_parser("bench", help="measure generation throughput", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = sub.add_parser("bench", help="measure generation throughput", formatter_class=HelpFormatter,
                        description="Times network evaluations per backend and batch size (warm-up excluded, "
                                    "median of repeats), one end-to-end batch, and two baselines in the same run.")
     p.add_argument("--model", default=None, help="model or run folder (default: bundled)")

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default said once: added as "(default: X)" only where the help text does not already say it,
+    and never for options without one (None, a flag that is off)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS) or action.default == []:
+            return text
+        return super()._get_help_string(action)
 
 
 def invoked_command(name: str) -> str:

@@ -6,13 +6,14 @@ import argparse
 
 
 def add_parser(sub) -> None:
+    from .common import HelpFormatter
     from .common import add_run_options
     from ..config import DistillConfig
 
     d = DistillConfig()
     p = sub.add_parser(
         "distill", help="distill a model into a few-step student (progressive distillation)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Progressive distillation (Salimans & Ho 2022): each round trains a student to do in one "
                     "DDIM step what its teacher does in two, halving the steps from --teacher-steps down to "
                     "--student-steps. The student samples with its own grid by default: "

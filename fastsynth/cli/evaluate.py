@@ -16,6 +16,7 @@ def _ints(s: str) -> tuple:
 
 
 def add_parser(sub) -> None:
+    from .common import HelpFormatter
     from ..metrics import downstream as ds
     from ..runtime import SEGMENTER_BACKENDS
 
@@ -23,7 +24,7 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser(
         "evaluate", help="measure a synthetic dataset against real data (and update its card)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="FID/KID (clean-fid protocol), MS-SSIM diversity, mask statistics and a memorization audit "
                     "of a fastsynth dataset against real data; with --downstream, Dice/IoU of segmentation "
                     "models trained on real, synthetic and mixed data. Writes a metrics JSON and PNG plots.")

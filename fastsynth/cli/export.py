@@ -6,8 +6,9 @@ import argparse
 
 
 def add_parser(sub) -> None:
+    from .common import HelpFormatter
     p = sub.add_parser("export", help="export a model to ONNX / TensorRT with a parity report",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--model", default=None,
                    help="denoiser model or run folder (default: bundled), or a segmenter folder saved by "
                         "fastsynth evaluate --downstream")

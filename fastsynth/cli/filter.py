@@ -6,10 +6,11 @@ import argparse
 
 
 def add_parser(sub) -> None:
+    from .common import HelpFormatter
     from ..runtime import SEGMENTER_BACKENDS
 
     p = sub.add_parser("filter", help="keep pairs whose mask agrees with a real-data segmenter",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("synth_dir", metavar="SYNTH_DIR", help="a dataset written by fastsynth generate")
     p.add_argument("--segmenter", required=True, help="a segmenter folder (saved by fastsynth evaluate --downstream)")
     p.add_argument("--min-dice", type=float, default=0.5, help="keep pairs with Dice(mask, prediction) >= this")

@@ -7,6 +7,7 @@ import sys
 
 
 def add_parser(sub) -> None:
+    from .common import HelpFormatter
     from ..config import DEFAULT_REDRAW_GUIDANCE, DEFAULT_REDRAW_GUIDANCE_INTERVAL, MODES, GenerateConfig
     from ..runtime import BACKENDS, PRECISIONS
     from ..sampling import DEFAULT_STEPS, SAMPLER_NAMES
@@ -14,10 +15,13 @@ def add_parser(sub) -> None:
     d = GenerateConfig()
     p = sub.add_parser(
         "generate", help="generate a synthetic image+mask dataset",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Generate N image+mask pairs into a Hugging Face dataset folder (parquet shards + card). "
                     "Re-running the same command resumes an interrupted run; a larger --n extends it. "
-                    "Several GPUs: accelerate launch -m fastsynth generate ...")
+                    "Several GPUs: accelerate launch -m fastsynth generate ... "
+                    "A model may carry its own measured generation defaults per mode (sampler, steps, redraw, "
+                    "condition-at, guidance): they fill whatever you leave open, before the global defaults below; "
+                    "`fastsynth info --model M` prints the effective settings of each mode.")
     p.add_argument("--n", type=int, default=d.n, help="number of pairs")
     p.add_argument("--model", default=None, help="model folder or training run folder (default: the bundled polyp model; bundled-fast: "
                         "its distilled 4-step student; bundled-ultrasound: greyscale fetal-head ultrasound)")
@@ -28,12 +32,11 @@ def add_parser(sub) -> None:
     p.add_argument("--masks", default=None, help="folder of mask images (for --mode from-masks)")
     p.add_argument("--images", default=None, help="folder with images/ and masks/ (for --mode inpaint)")
     p.add_argument("--sampler", choices=SAMPLER_NAMES, default=None,
-                   help="unipc (UniPC, the measured fastest-for-quality default), dpmpp (DPM-Solver++ 2M), "
-                        "ddim, ddpm (the slow reference), distilled (the grid of a `fastsynth distill` student, "
-                        "which is that model's default)")
+                   help="unipc (UniPC), dpmpp (DPM-Solver++ 2M), ddim, ddpm (the slow reference), distilled (the "
+                        "grid of a `fastsynth distill` student) (default: the model's own, else unipc)")
     p.add_argument("--steps", type=int, default=None,
-                   help="sampler steps = network evaluations (default per sampler: "
-                        + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + "; a distilled model: its own)")
+                   help="sampler steps (default: the model's own for its sampler, else per sampler: "
+                        + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="pairs per network call")
     p.add_argument("--seed", type=int, default=d.seed, help="base seed (pair i uses a seed derived from it and i)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -63,15 +66,16 @@ def add_parser(sub) -> None:
                         "redraw of pairs, every step for from-masks / inpaint)")
     p.add_argument("--redraw", action=argparse.BooleanOptionalAction, default=d.redraw,
                    help="pairs: redraw each image from its generated mask in a second, mask-conditioned, guided "
-                        "pass (default: on for pairs; its data trained segmenters better; --no-redraw: one pass, "
-                        "a third of the network evaluations)")
+                        "pass (default: the model's own; else on for pairs, unless --condition-at is given; "
+                        "--no-redraw: one pass)")
     p.add_argument("--max-components", type=int, default=d.max_components,
                    help="pairs with redraw: keep the N largest connected regions of each generated mask before "
                         "its image is redrawn (0 = keep all)")
     p.add_argument("--condition-at", type=float, default=d.condition_at, metavar="SIGMA",
                    help="pairs, one pass: from the first step whose noise level sigma = sqrt((1-a)/a) is at or below "
                         "SIGMA, fix the mask (decoded from the network's prediction) and finish the image "
-                        "conditioned on it, guided by --guidance; no second pass (0 = off; replaces --redraw)")
+                        "conditioned on it, guided by --guidance; no second pass; refused where no step of the "
+                        "sampler reaches SIGMA (default: the model's own, else off; 0 = off; replaces --redraw)")
     p.add_argument("--autoguide", default=d.autoguide, metavar="MODEL",
                    help="pairs: guide the first (unconditional) pass by a weaker model of the same network, e.g. an "
                         "earlier checkpoint (autoguidance, Karras et al. 2024); two network evaluations per step")

@@ -46,12 +46,12 @@ def run(args) -> int:
             init = init.get("earlier")
         info["steps_trained_total"] = total
         info["warm_started_from"] = t["init"].get("from")
-    g = resolve_guidance(apply_model_defaults(GenerateConfig(), meta))
-    sampler, steps, _ = resolve_sampler(g.sampler, g.steps, meta)
-    info["default_sampler"] = f"{sampler} x{steps}"
-    info["default_pairs"] = ("redrawn from the mask" if g.redraw else "one pass") + (
-        f", mask fixed at sigma {g.condition_at:g}" if g.condition_at else "") + (
-        f", guidance {g.guidance:g}" if g.guidance != 1.0 and (g.redraw or g.condition_at) else "")
+    from ..config import MODES
+
+    for mode in MODES:  # what `fastsynth generate --mode MODE` runs with nothing else set
+        g = resolve_guidance(apply_model_defaults(GenerateConfig(mode=mode), meta))
+        sampler, steps, grid = resolve_sampler(g.sampler, g.steps, meta)
+        info[f"defaults_{mode}"] = _describe_defaults(g, sampler, steps, grid, mode)
     if meta.get("distillation"):
         dist = meta["distillation"]
         info["distilled"] = (f"{dist['rounds_done']} round(s) of progressive distillation, DDIM "
@@ -70,3 +70,40 @@ def run(args) -> int:
         for k, v in info.items():
             print(f"{k:>18}: {v}")
     return 0
+
+
+def _describe_defaults(g, sampler: str, steps: int, grid, mode: str) -> str:
+    """One line of a mode's effective generation settings and its network evaluations per pair (a guided step
+    costs two)."""
+    from ..sampling import make_scheduler
+    from ..sampling.guidance import sigma_of_t
+
+    guided = g.guidance != 1.0 and (mode != "pairs" or g.redraw or g.condition_at)
+    parts = [f"{sampler} x{steps}"]
+    if mode == "pairs":
+        parts.append("redrawn from the mask" if g.redraw else "one pass")
+        if g.condition_at:
+            parts.append(f"mask fixed at sigma {g.condition_at:g}")
+    if guided:
+        lo_hi = f" at sigma in ({g.guidance_interval[0]:g}, {g.guidance_interval[1]:g}]" if g.guidance_interval else ""
+        parts.append(f"guidance {g.guidance:g}{lo_hi}")
+    n_guided_pass = steps
+    try:
+        sch = make_scheduler(sampler, grid=grid)
+        sch.set_timesteps(steps)
+        sig = sigma_of_t(sch.alphas_cumprod)
+        levels = [float(sig[int(t)]) for t in sch.timesteps]
+        lo, hi = g.guidance_interval or (0.0, float("inf"))
+        n_guided = sum(1 for v in levels if lo < v <= hi) if guided else 0
+        if mode == "pairs" and g.condition_at:
+            cond_levels = [v for v in levels if v <= g.condition_at]
+            n_guided = sum(1 for v in cond_levels if lo < v <= hi) if guided else 0
+            evals = steps + n_guided
+        elif mode == "pairs" and g.redraw:
+            evals = steps + n_guided_pass + n_guided
+        else:
+            evals = steps + n_guided
+        parts.append(f"{evals} network evaluations per pair")
+    except Exception:  # a sampler this line cannot lay out: the settings alone
+        pass
+    return ", ".join(parts)

@@ -6,9 +6,10 @@ import argparse
 
 
 def add_parser(sub) -> None:
+    from .common import HelpFormatter
     p = sub.add_parser(
         "publish", help="upload a synthetic dataset folder to the Hugging Face Hub",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Validates the folder (manifest, shards, card metadata, loads with `datasets`) and uploads "
                     "the card, manifest, parquet shards and the evaluation's plots of synthetic data as a dataset "
                     "repo (never eval/samples_real.png; local paths, the user name and real neighbours' stems are "

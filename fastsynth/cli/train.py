@@ -6,12 +6,13 @@ import argparse
 
 
 def add_parser(sub) -> None:
+    from .common import HelpFormatter
     from .common import add_run_options
     from ..config import AUTOENCODER_NAMES, LR_SCHEDULES, MASK_REPRS, PRESETS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model on image/mask pairs",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=HelpFormatter,
                        description="Train the joint RGB+mask denoiser. Several GPUs: "
                                    "accelerate launch -m fastsynth train ...")
     p.add_argument("--data", required=True, help="folder with images/ and masks/ (same stems), "

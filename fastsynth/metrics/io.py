@@ -118,7 +118,12 @@ def resolve_real(path: str | Path, heldout_fraction: float = 0.2, split_seed: in
 
     p = Path(path)
     if not p.exists():
-        raise DataError(f"--real {path}: no such folder")
+        from ..models.denoiser import BUNDLED_MODELS
+
+        if str(path) not in BUNDLED_MODELS:
+            raise DataError(f"--real {path}: no such folder (give real pairs, a run or model folder, or a bundled "
+                            f"model's name: {', '.join(sorted(BUNDLED_MODELS))})")
+        p = BUNDLED_MODELS[str(path)]  # a bundled model by name: its held-out split of its training data
     split_file = next((c for c in (p / "split.json", p / "model" / "split.json") if c.is_file()), None)
     if split_file is not None:
         split = read_json(split_file, "split file")

@@ -1,0 +1,57 @@
+"""What a user reads is true: --help states each default once, info prints the effective settings of each mode,
+bundled models work by name wherever a model is read (issue 23, point 3)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from fastsynth.errors import FastsynthError
+
+COMMANDS = ("train", "distill", "generate", "info", "export", "bench", "evaluate", "filter", "publish")
+
+
+def _help(cmd):
+    from fastsynth.cli import build_parser
+
+    p = build_parser()
+    sub = next(a for a in p._actions if a.__class__.__name__ == "_SubParsersAction")
+    return sub.choices[cmd].format_help()
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_help_states_each_default_once(cmd):
+    import re
+
+    text = " ".join(_help(cmd).split())  # argparse wraps lines anywhere
+    assert "(default: None)" not in text and "(default: False)" not in text
+    # an option whose own text says its default gets no second "(default: ...)"
+    assert not re.search(r"default[^()]*\([^()]*\)[^()]*\) \(default:", text)
+    assert not re.search(r"\(default: [^)]*\) \(default:", text)
+
+
+def test_generate_help_says_models_carry_their_own_defaults():
+    text = " ".join(_help("generate").split())
+    assert "fastsynth info --model M" in text and "the model's own" in text
+
+
+def test_info_prints_the_effective_settings_of_every_mode():
+    r = subprocess.run([sys.executable, "-m", "fastsynth", "info", "--json"], capture_output=True, text=True)
+    import json
+
+    info = json.loads(r.stdout)
+    assert info["defaults_pairs"] == "unipc x4, one pass, mask fixed at sigma 1.5, 4 network evaluations per pair"
+    assert info["defaults_from-masks"].startswith("unipc x6") and "defaults_inpaint" in info
+    assert info["space"] == "pixels"
+
+
+def test_bundled_models_work_by_name_as_the_real_reference(monkeypatch):
+    from fastsynth.metrics.io import resolve_real
+
+    with pytest.raises(FastsynthError, match="no such folder .*bundled-ultrasound"):
+        resolve_real("no-such-model-or-folder")
+    monkeypatch.setenv("FASTSYNTH_DATA", "/nonexistent")
+    try:
+        resolve_real("bundled")
+    except FastsynthError as exc:  # the name resolved to the bundled model; its training data is not here
+        assert "no such folder" not in str(exc) and "kvasir-seg" in str(exc)
