@@ -14,6 +14,8 @@
 #   generate_2proc    the same settings, 2,000 pairs by 2 processes (RANK / WORLD_SIZE) on the same GPU,
 #                     compared row by row with the single-process run
 #   bench_256_*       fastsynth bench --preset paper --resolution 256 (random weights), eager bf16 and tensorrt
+#   bench_256_latent  a random-weight latent model at 256^2: denoiser and TAEF2 decoder apart, eager and tensorrt
+#   generate_10k_latent  10,000 pairs at 256^2 from it (tensorrt; goal <= 30 s on one H100)
 #   parity_compile    torch.compile (max-autotune) x fp32/bf16/fp16, with the time left
 # Results: one JSON per step under $OUT (if set) or benchmarks/results/gpu/, step-NAME.json with status,
 # exit code, seconds and the log's tail, NAME.log, and summary.json. Environment knobs: PYTHON (interpreter),
@@ -180,6 +182,15 @@ step bench_256_eager 45 "$PY" -m fastsynth bench --device cuda --preset paper --
 step bench_256_tensorrt 90 "$PY" -m fastsynth bench --device cuda --preset paper --resolution 256 \
   --backends tensorrt --batch-sizes 32 --precision fp16 --repeats 3 --no-baselines \
   --json "$RESULTS/bench_256_tensorrt.json"
+
+# ---------------------------------------------------------------- the latent path at 256x256 (issue 21)
+# a random-weight latent model (preset latent, the bundled TAEF2 decoder): denoiser and decoder timed apart, then
+# 10,000 pairs at 256^2 (goal on one H100: <= 30 s); random weights measure speed only
+LAT=$("$PY" -c "from fastsynth.bench import random_model_dir; print(random_model_dir('latent', 256))")
+step bench_256_latent 90 "$PY" -m fastsynth bench --device cuda --model "$LAT" --backends eager,tensorrt \
+  --batch-sizes 128 --precision auto --repeats 3 --no-baselines --json "$RESULTS/bench_256_latent.json"
+step generate_10k_latent 90 "$PY" $H generate "$RESULTS/generate_10k_latent.json" -- --n 10000 --model "$LAT" \
+  --out "$WORK/gen10k-latent" --backend tensorrt --batch-size 128 --precision auto --device cuda --no-progress
 
 step parity_compile 150 "$PY" benchmarks/gpu_parity.py --device cuda --backends compile \
   --precisions fp32,bf16,fp16 --batch-size 8 --out "$RESULTS/parity_compile.json"

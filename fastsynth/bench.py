@@ -147,7 +147,18 @@ def random_model_dir(preset: str, resolution: int, seed: int = 0) -> Path:
     from .models.denoiser import WEIGHTS_NAME
     from .utils import cache_dir
 
-    cfg = model_config_for(preset, resolution)  # a clear error for an unknown preset / bad resolution
+    if preset == "latent":  # a latent model on the bundled autoencoder (pool mask, unit latent statistics)
+        from dataclasses import replace
+
+        from .config import mask_grid_channels
+        from .models.autoencoder import LATENT_CHANNELS, autoencoder_sha256
+
+        cfg = model_config_for(preset, resolution, "taef2")
+        cfg = replace(cfg, autoencoder_sha256=autoencoder_sha256("taef2"), latent_channels=LATENT_CHANNELS,
+                      mask_repr="pool", data_channels=LATENT_CHANNELS + mask_grid_channels("pool", 1),
+                      latent_mean=(0.0,) * LATENT_CHANNELS, latent_std=(1.0,) * LATENT_CHANNELS)
+    else:
+        cfg = model_config_for(preset, resolution)  # a clear error for an unknown preset / bad resolution
     out = cache_dir() / "random-models" / f"{preset}-r{resolution}-seed{seed}"
     if not (out / WEIGHTS_NAME).exists():
         import shutil

@@ -340,3 +340,16 @@ def test_latent_bf16_gate_measures_denoiser_and_decoder(latent_run, tmp_path):
     assert gates, "no gate record for the 64x64 latent model"
     fig = json.loads(gates[0].read_text())["figures"]
     assert 0 < fig["sampler"]["mean_mask_iou"] <= 1 and fig["output"]["rel_rms"] > 0
+
+
+def test_a_random_latent_model_for_speed_measurements(tmp_path):
+    """bench --preset latent (and gpu_check.sh's latent steps) use a random-weight latent model on the bundled
+    autoencoder; it loads and generates like a trained one."""
+    from fastsynth.bench import random_model_dir
+    from fastsynth.models import load_model
+
+    d = random_model_dir("latent", 64)
+    net, meta = load_model(d)
+    assert net.config.autoencoder == "taef2" and net.config.grid == 8 and meta["random_weights"]["preset"] == "latent"
+    _gen(d, tmp_path / "g")
+    assert _rows(tmp_path / "g").images.shape == (5, 64, 64, 3)
