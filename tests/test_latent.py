@@ -225,6 +225,7 @@ def test_latent_pairs_are_full_resolution_and_exact_masks(latent_run, tmp_path):
     man = json.loads((tmp_path / "g" / "fastsynth.json").read_text())
     assert man["latent"]["autoencoder"] == "taef2" and man["latent"]["grid"] == 8
     assert man["latent"]["decoder"] == {"backend": "eager", "precision": "fp32"}
+    assert "TAEF2 tiny autoencoder (MIT" in (tmp_path / "g" / "README.md").read_text()  # the card names it
 
 
 def test_latent_rows_do_not_depend_on_the_batch(latent_run, tmp_path):

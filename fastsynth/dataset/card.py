@@ -95,6 +95,17 @@ def _provenance(td: dict) -> str:
     return text
 
 
+def _latent_row(m: dict) -> str:
+    """A latent model's space: the autoencoder by name and hash (TAEF2: MIT, Ollin Boer Bohan) and the mask's form."""
+    lat = m.get("latent")
+    if not lat:
+        return ""
+    dec = lat.get("decoder") or {}
+    return (f"| latent space | {lat['autoencoder'].upper()} tiny autoencoder (MIT; github.com/madebyollin/taesd; sha256 "
+            f"`{lat['autoencoder_sha256'][:16]}…`), {lat['grid']}x{lat['grid']} grid, mask as `{lat['mask_repr']}`; "
+            f"decoder {dec.get('backend', '?')} {dec.get('precision', '?')} |\n")
+
+
 def render_card(m: dict) -> str:
     """Render the card from the manifest ``m`` (see pipeline.generate). Licence and provenance come from the
     generating model's metadata (``m["model"]["training_data"]``), never from assumptions."""
@@ -144,7 +155,7 @@ size_categories:
 | mask decoding | threshold at {m['mask_threshold']} (model space), opening with a {m['opening_px']}px ellipse |
 | model | `{model.get('path', '?')}` (sha256 `{m['model_sha256'][:16]}…`) |
 | model training data | {td.get('name') or 'unknown'} ({t.get('n_train', '?')} pairs), {t.get('steps_done', '?')} steps |
-| command | `{public_text(m.get('command') or '')}` |
+{_latent_row(m)}| command | `{public_text(m.get('command') or '')}` |
 
 Masks are 8-bit greyscale with values exactly 0 and 255. Each row's `source` names the real mask or image
 it was conditioned on (empty for unconditional pairs).
