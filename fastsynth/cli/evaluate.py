@@ -118,10 +118,14 @@ def run(args) -> int:
     jpath = Path(args.json) if args.json else out / "metrics.json"
     jpath.parent.mkdir(parents=True, exist_ok=True)
     jpath.write_text(json.dumps(results, indent=2, default=_default) + "\n")
+    from ..dataset import read_manifest
+    from ..metrics.report import write_report
+
+    report = write_report(json.loads(jpath.read_text()), out, read_manifest(args.synth_dir), include_real=True)
     print(text_table(results))
     for note in results.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
-    print(f"metrics: {jpath}; plots: {out}")
+    print(f"metrics: {jpath}; plots: {out}; report: {report} (open it in a browser)")
     if args.update_card:
         from ..publish.card import update_card
 

@@ -36,9 +36,10 @@ from ..utils import public_json, public_text
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}$")
 # plots that show only synthetic data or numbers; eval/samples_real.png (held-out real images) is never one
 SAFE_EVAL_FILES = ("eval/samples_synthetic.png", "eval/metrics.png", "eval/mask_stats.png",
-                   "eval/downstream_dice.png", "eval/metrics.json")
+                   "eval/downstream_dice.png", "eval/metrics.json", "eval/report.html")
 UPLOAD_PATTERNS = ("README.md", "fastsynth.json", "data/train-*.parquet") + SAFE_EVAL_FILES
-METADATA_FILES = ("README.md", "fastsynth.json", "eval/metrics.json")  # uploaded as public copies, last
+# uploaded as public copies, last (the report rendered again from the public metrics, without the real images)
+METADATA_FILES = ("README.md", "fastsynth.json", "eval/metrics.json", "eval/report.html")
 SHARDS_PER_COMMIT = 50
 SALT_FILE = ".publish-salt"  # the dataset's secret salt of the hashed source column; never uploaded
 
@@ -103,6 +104,13 @@ def public_bytes(root: Path, rel: str, include_real_pixels: bool = False) -> byt
     """The public copy of a metadata file (card or JSON), or None for a file that goes up as it is."""
     if rel not in METADATA_FILES:
         return None
+    if rel == "eval/report.html":  # never the local page (it shows real held-out images): a public one
+        from ..dataset import read_manifest
+        from ..metrics.report import render_report
+
+        metrics = public_json(json.loads((root / "eval" / "metrics.json").read_text()))
+        return public_text(render_report(metrics, root / "eval", public_json(read_manifest(root)),
+                                         include_real=False)).encode()
     text = (root / rel).read_text()
     if rel == "README.md" and include_real_pixels:  # said in the card's first lines, after its YAML header
         from ..dataset import read_manifest
