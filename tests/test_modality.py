@@ -354,3 +354,43 @@ def test_hc18_split_by_examination():
     assert not any(s.split("_")[0] in test_exams for s in sp["train"])
     m, _ = detect_modality(src, stems=src.stems[:20])
     assert (m.channels, m.bits, m.binary) == (1, 8, True)
+
+
+def test_label_maps_are_decided_per_dataset_not_per_file(tmp_path):
+    """A slice of a 3-class label map holding only background and class 1 (or only background) is a normal slice of
+    that label map, not a binary mask (issue 22, point 3); 0/1 files alone are binary masks."""
+    from PIL import Image
+
+    from fastsynth.data import load_pairs, scan_pairs
+    from fastsynth.data.modality import detect_modality
+
+    from conftest import make_modality_folder
+
+    root = make_modality_folder(tmp_path / "lm", n=6, classes=3)
+    masks = sorted((root / "masks").glob("*.png"))
+    only_one = np.array(Image.open(masks[0]))
+    only_one[only_one == 2] = 0  # an apical slice: blood pool, no myocardium
+    Image.fromarray(only_one.astype(np.uint8)).save(masks[0])
+    Image.fromarray(np.zeros_like(only_one, np.uint8)).save(masks[1])  # only background
+    src = scan_pairs(root)
+    m, _ = detect_modality(src)
+    assert m.num_classes == 3 and m.names == ("background", "class1", "class2")
+    _, arr = load_pairs(src, 32, modality=m)
+    assert set(np.unique(arr[:, -1]).tolist()) == {0, 1, 2}
+    stems = src.stems
+    i0 = stems.index(masks[0].stem)
+    assert set(np.unique(arr[i0, -1]).tolist()) <= {0, 1}
+    # the same slices under --classes: still one label map
+    m2, _ = detect_modality(scan_pairs(root), class_names=("bg", "pool", "wall"))
+    assert m2.num_classes == 3
+    # a folder of 0/1 masks only: binary, read as {0, 255}
+    b = make_modality_folder(tmp_path / "bin", n=4, classes=2, kind="RGB")
+    for f in (b / "masks").glob("*.png"):
+        Image.fromarray((np.array(Image.open(f)) > 0).astype(np.uint8)).save(f)
+    mb, _ = detect_modality(scan_pairs(b))
+    assert mb.binary
+    _, arrb = load_pairs(scan_pairs(b), 32, modality=mb)
+    assert set(np.unique(arrb[:, -1]).tolist()) == {0, 255}
+    # ... unless --classes names more than two classes
+    mc, _ = detect_modality(scan_pairs(b), class_names=("bg", "a", "b"))
+    assert mc.num_classes == 3

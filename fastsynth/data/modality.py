@@ -214,8 +214,10 @@ def read_image_raw(path_or_img, name: str, kind: str) -> np.ndarray:
 
 
 def _label_values(path_or_img, name: str) -> tuple[str, np.ndarray]:
-    """('binary', mask {0,255}) for a black/white mask (today's reader, JPEG noise and RGB included), or
-    ('labels', uint8 values) for a label map (grey, palette or 16-bit PNG/TIFF with values < MAX_CLASSES)."""
+    """('binary', mask {0,255}) for a black/white mask (today's reader, JPEG noise and RGB included),
+    ('labels', uint8 values) for a label map (grey, palette or 16-bit PNG/TIFF with values < MAX_CLASSES), or
+    ('small', uint8 values in {0, 1}) for a file that holds only 0 and 1: a 0/1 binary mask, or a slice of a label
+    map with only the background and class 1. Which one is decided per dataset, never per file."""
     from .readers import _open, read_mask
 
     img = _open(path_or_img, "mask")
@@ -240,7 +242,7 @@ def _label_values(path_or_img, name: str) -> tuple[str, np.ndarray]:
             raise DataError(f"{name}: {img.mode} mask with values up to {mx}; a label map holds 0..K-1")
         return "binary", read_mask(img, name)
     if mx <= 1:
-        return "binary", (a.astype(np.uint8) * 255)
+        return "small", a.astype(np.uint8)
     return "labels", a.astype(np.uint8)
 
 
@@ -259,6 +261,8 @@ def _check_not_coloured(rgb: np.ndarray, name: str) -> None:
 def read_label(path_or_img, name: str, m: Modality) -> np.ndarray:
     """The label of one file as uint8 [H, W]: {0, 255} for a binary modality, 0..K-1 for a label map."""
     kind, a = _label_values(path_or_img, name)
+    if kind == "small":  # only 0 and 1: what they mean is the dataset's kind
+        return a * 255 if m.binary else a
     if m.binary:
         if kind == "labels":
             raise DataError(f"{name}: label map with values up to {int(a.max())}, but this model / dataset has "
@@ -317,7 +321,7 @@ def detect_modality(src, stems: Iterable[str] | None = None, class_names: tuple 
             raise
         first_img.setdefault(ikind, iname)
         first_lab.setdefault(kind, mname)
-        if kind == "labels":
+        if kind in ("labels", "small"):
             seen[np.unique(a)] = True
             if int(a.max()) > max_val:
                 max_val, max_file = int(a.max()), mname
@@ -327,6 +331,11 @@ def detect_modality(src, stems: Iterable[str] | None = None, class_names: tuple 
         desc = "; ".join(f"{f} is {KIND_WORDS[k]}" for k, f in first_img.items())
         raise DataError(f"{src.root}: images of different kinds ({desc}); convert them to one channel count and "
                         "bit depth")
+    # files holding only 0 and 1 take the kind of the rest (a slice with a subset of the classes is a normal slice);
+    # alone they are 0/1 binary masks, unless --classes names more than two classes
+    small = first_lab.pop("small", None)
+    if not first_lab:
+        first_lab["labels" if class_names is not None and len(class_names) > 2 else "binary"] = small
     if len(first_lab) > 1:
         raise DataError(f"{src.root}: masks of different kinds ({first_lab['binary']} is a binary 0/255 mask, "
                         f"{first_lab['labels']} a label map with small values 0..K-1); use one kind")
