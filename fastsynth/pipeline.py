@@ -154,8 +154,10 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
                                  "0 <= LO < HI, finite (noise levels sigma; e.g. 0.28,5.42)")
         if cfg.guidance == 1.0:
             raise FastsynthError("--guidance-interval needs guidance (--guidance other than 1)")
-    if cfg.format not in ("parquet", "png"):
-        raise FastsynthError(f"--format {cfg.format!r}: choose parquet or png")
+    from .config import FORMATS
+
+    if cfg.format not in FORMATS:
+        raise FastsynthError(f"--format {cfg.format!r}: choose one of {', '.join(FORMATS)}")
     if cfg.autoguide and cfg.mode != "pairs":
         raise FastsynthError("--autoguide guides the first pass of --mode pairs (the other modes have classifier-free "
                              "--guidance)")
@@ -325,6 +327,8 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     if complete:  # whichever process finishes last writes the final manifest and card (same content)
         final = {**manifest, "complete": True}
         writer.write_manifest(final)
+        if cfg.format == "nnunet":
+            writer.write_nnunet_json(modality, cfg.n)
         card = render_card(final)
         if (out / "README.md").is_file():  # keep what `fastsynth evaluate --update-card` wrote into it
             card = carry_evaluation((out / "README.md").read_text(), card)

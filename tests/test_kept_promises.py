@@ -236,3 +236,44 @@ def test_one_reader_path_for_every_modality(pair_folder):
     src = scan_pairs(pair_folder)
     a, b = load_pairs(src, 16), load_pairs(src, 16, modality=Modality())
     assert a[0] == b[0] and np.array_equal(a[1], b[1]) and set(np.unique(a[1][:, 3])) <= {0, 255}
+
+
+@pytest.mark.parametrize("which", ["binary", "labels"])
+def test_generate_format_nnunet(which, tiny_model_dir, tmp_path, request):
+    """--format nnunet: an nnU-Net v2 raw dataset that passes the checks nnU-Net's verify_dataset_integrity makes
+    (every label has its image CASE_0000.png, numTraining matches, labels consecutive from 0, label values known,
+    the file ending), resumable like the other formats, and read back by evaluate."""
+    from PIL import Image
+
+    from fastsynth.metrics.io import load_synthetic
+
+    if which == "labels":  # a 16-bit grey, 3-class label-map model
+        from conftest import make_modality_folder
+        from test_modality import _train
+
+        model = _train(make_modality_folder(tmp_path / "g16", n=6, kind="I;16", classes=3), tmp_path / "run", steps=3)
+    else:
+        model = tiny_model_dir
+    out = tmp_path / "Dataset901_Synth"
+    cfg = dict(n=6, steps=2, batch_size=3, shard_size=3, backend="eager", sampler="ddim", redraw=False,
+               format="nnunet")
+    generate(GenerateConfig(**{**cfg, "n": 3}), out, model=str(model), progress=False)
+    assert json.loads((out / "dataset.json").read_text())["numTraining"] == 3  # complete: written; extended below
+    generate(GenerateConfig(**cfg), out, model=str(model), progress=False)
+    d = json.loads((out / "dataset.json").read_text())
+    labels = sorted((out / "labelsTr").glob("*.png"))
+    images = sorted((out / "imagesTr").glob("*.png"))
+    assert d["numTraining"] == len(labels) == len(images) == 6 and d["file_ending"] == ".png"
+    assert sorted(d["labels"].values()) == list(range(len(d["labels"]))) and d["labels"]["background"] == 0
+    for lab in labels:
+        img = out / "imagesTr" / (lab.stem + "_0000.png")
+        assert img.exists()
+        la, im = np.array(Image.open(lab)), Image.open(img)
+        assert set(np.unique(la).tolist()) <= set(d["labels"].values()) and la.shape == (im.height, im.width)
+        if which == "labels":
+            assert im.mode in ("I;16", "I;16B", "I") and d["channel_names"] == {"0": "grey"}  # 16-bit stays 16-bit
+        else:
+            assert im.mode == "RGB" and d["channel_names"] == {"0": "R", "1": "G", "2": "B"}
+    s = load_synthetic(out)
+    assert len(s.images) == 6 and (set(np.unique(s.masks).tolist()) <= {0, 255} if which == "binary" else True)
+    assert "nnUNetv2_plan_and_preprocess" in (out / "README.md").read_text()

@@ -8,7 +8,7 @@ import sys
 
 def add_parser(sub) -> None:
     from .common import HelpFormatter
-    from ..config import DEFAULT_REDRAW_GUIDANCE, DEFAULT_REDRAW_GUIDANCE_INTERVAL, MODES, GenerateConfig
+    from ..config import DEFAULT_REDRAW_GUIDANCE, DEFAULT_REDRAW_GUIDANCE_INTERVAL, FORMATS, MODES, GenerateConfig
     from ..runtime import BACKENDS, PRECISIONS
     from ..sampling import DEFAULT_STEPS, SAMPLER_NAMES
 
@@ -46,7 +46,7 @@ def add_parser(sub) -> None:
                         "gate accepted it and `fastsynth bench --choose` measured it faster; int8: the gated, "
                         "statically quantised graph with --backend onnx or openvino, CPU; bf16 on CPU: fastest with "
                         "--backend openvino on CPUs with AVX512_BF16 or AMX)")
-    p.add_argument("--format", choices=("parquet", "png"), default=d.format,
+    p.add_argument("--format", choices=FORMATS, default=d.format,
                    help="parquet shards (a Hugging Face dataset) or images/ + masks/ PNG folders")
     p.add_argument("--shard-size", type=int, default=d.shard_size, help="rows per shard (the unit of resume)")
     p.add_argument("--opening-px", type=int, default=d.opening_px_at_256,

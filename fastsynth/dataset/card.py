@@ -200,6 +200,11 @@ def _how_to_load(fmt: str) -> str:
         return ("```python\nfrom datasets import load_dataset\n"
                 "ds = load_dataset(\"path/to/this/folder\", split=\"train\")  "
                 "# columns: image, mask, index, seed, mode, source\n```")
+    if fmt == "nnunet":
+        return ("An nnU-Net v2 raw dataset: `imagesTr/fastsynth_{index:08d}_0000.png`, `labelsTr/fastsynth_{index:08d}.png` "
+                "(class indices 0..K-1) and `dataset.json`; copy or link this folder into `nnUNet_raw` as "
+                "`DatasetXXX_Name` and run `nnUNetv2_plan_and_preprocess -d XXX --verify_dataset_integrity`. Per-row "
+                "metadata (index, seed, mode, source) in `shards/*.jsonl`.")
     return ("PNG files: `images/{index:08d}.png` and `masks/{index:08d}.png`; per-row metadata (index, seed, "
             "mode, source) in `shards/*.jsonl`.")
 

@@ -36,6 +36,9 @@ IDENTITY_DEFAULTS = {"guidance": 1.0, "redraw": False, "max_components": 0, "gui
                      "autoguide": None, "condition_at": None}
 
 
+NNUNET_PREFIX = "fastsynth"  # nnU-Net case names: fastsynth_00000042
+
+
 def shard_name(k: int, fmt: str = "parquet") -> str:
     """The path of shard ``k`` relative to the dataset folder (the one place shard names are made)."""
     return f"data/train-{k:05d}.parquet" if fmt == "parquet" else f"shards/{k:05d}.jsonl"
@@ -104,8 +107,10 @@ class Rows:
 
 class DatasetWriter:
     def __init__(self, out: str | os.PathLike, fmt: str = "parquet"):
-        if fmt not in ("parquet", "png"):
-            raise FastsynthError(f"--format {fmt!r}: choose parquet or png")
+        from ..config import FORMATS
+
+        if fmt not in FORMATS:
+            raise FastsynthError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
         self.out = Path(out)
         self.fmt = fmt
 
@@ -159,25 +164,44 @@ class DatasetWriter:
             }, schema=feats.arrow_schema)
             pq.write_table(table, tmp, row_group_size=256)
         else:
-            (self.out / "images").mkdir(parents=True, exist_ok=True)
-            (self.out / "masks").mkdir(parents=True, exist_ok=True)
             lines = []
             for i, s, im, m, src in zip(rows.index, rows.seed, rows.images, rows.masks, rows.source):
-                for sub, arr in (("images", im), ("masks", m)):
-                    f = self.out / sub / f"{int(i):08d}.png"
+                paths = self.row_paths(int(i))
+                if self.fmt == "nnunet" and m.max() == 255:  # nnU-Net labels are class indices: a binary mask 0/1
+                    m = (m > 0).astype(np.uint8)
+                for rel, arr in zip(paths, (im, m)):
+                    f = self.out / rel
+                    f.parent.mkdir(parents=True, exist_ok=True)
                     ftmp = f.with_name(f"{f.name}.{os.getpid()}.tmp")
                     ftmp.write_bytes(encode_png(arr))
                     os.replace(ftmp, f)
                 lines.append(json.dumps({"index": int(i), "seed": int(s), "mode": rows.mode, "source": src,
-                                         "image": f"images/{int(i):08d}.png", "mask": f"masks/{int(i):08d}.png"}))
+                                         "image": paths[0], "mask": paths[1]}))
             tmp.write_text("\n".join(lines) + "\n")
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, p)
 
+    def row_paths(self, i: int) -> tuple[str, str]:
+        """(image, label) paths of row i in the png and nnunet formats, relative to the dataset folder."""
+        if self.fmt == "nnunet":  # nnU-Net v2 raw: CASE_0000.png (the one channel file of a 2D PNG case)
+            return f"imagesTr/{NNUNET_PREFIX}_{i:08d}_0000.png", f"labelsTr/{NNUNET_PREFIX}_{i:08d}.png"
+        return f"images/{i:08d}.png", f"masks/{i:08d}.png"
+
+    def write_nnunet_json(self, modality, n: int) -> Path:
+        """nnU-Net v2's dataset.json: channel names, labels (consecutive class indices from 0), numTraining, the file
+        ending. An RGB PNG is one file of three channels (R, G, B), as nnU-Net's natural-image reader reads it."""
+        channels = {"0": "R", "1": "G", "2": "B"} if modality.channels == 3 else {"0": "grey"}
+        labels = {"background": 0, "foreground": 1} if modality.binary else \
+            {name: k for k, name in enumerate(modality.names)}
+        d = {"channel_names": channels, "labels": labels, "numTraining": int(n), "file_ending": ".png",
+             "name": self.out.name, "description": "synthetic image/label pairs from fastsynth (see README.md)",
+             "overwrite_image_reader_writer": "NaturalImage2DIO"}
+        return write_atomic(self.out / "dataset.json", json.dumps(d, indent=2) + "\n")
+
     def clean_partials(self) -> None:
         """Remove temporaries left by a killed run."""
-        for sub in ("data", "shards", "images", "masks"):
+        for sub in ("data", "shards", "images", "masks", "imagesTr", "labelsTr"):
             d = self.out / sub
             if d.is_dir():
                 for f in d.glob("*.tmp"):

@@ -105,6 +105,8 @@ def load_synthetic(root: str | Path, limit: int | None = None, seed: int = 0) ->
             raise DataError(f"{what}: image size {a.shape[:2]} differs from row {index[order[0]]}'s "
                             f"{imgs[0].shape[:2]}; a dataset must have one resolution")
         imgs.append(a)
+        if m.get("format") == "nnunet" and modality.binary:  # nnU-Net labels: class indices 0/1
+            b = (b > 0).astype(np.uint8) * 255
         masks.append(np.where(b >= 128, 255, 0).astype(np.uint8) if modality.binary else _label_view(b, modality, what))
     return SynthSet(root, m, np.stack(imgs), np.stack(masks), np.asarray(index)[order],
                     [source[i] for i in order], modality)
