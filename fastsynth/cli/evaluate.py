@@ -119,7 +119,7 @@ def run(args) -> int:
     jpath.parent.mkdir(parents=True, exist_ok=True)
     jpath.write_text(json.dumps(results, indent=2, default=_default) + "\n")
     from ..dataset import read_manifest
-    from ..metrics.report import write_report
+    from ..dataset.report import write_report
 
     report = write_report(json.loads(jpath.read_text()), out, read_manifest(args.synth_dir), include_real=True)
     print(text_table(results))

@@ -106,7 +106,7 @@ def public_bytes(root: Path, rel: str, include_real_pixels: bool = False) -> byt
         return None
     if rel == "eval/report.html":  # never the local page (it shows real held-out images): a public one
         from ..dataset import read_manifest
-        from ..metrics.report import render_report
+        from ..dataset.report import render_report
 
         metrics = public_json(json.loads((root / "eval" / "metrics.json").read_text()))
         return public_text(render_report(metrics, root / "eval", public_json(read_manifest(root)),
