@@ -229,6 +229,10 @@ class TrainConfig:
     latent: str = ""
     mask_repr: str = "pool"
     mask_codec_steps: int = 1500  # mask_repr "ae": optimiser steps of the mask autoencoder, trained before the diffusion
+    # NIfTI volumes (fastsynth.data.volumes): the axis slices are cut along (of the RAS+ volume; 2 = axial) and the
+    # fraction of empty slices kept (of the number with foreground)
+    slice_axis: int = 2
+    empty_fraction: float = 0.1
 
 
 LOSS_WEIGHTINGS = ("v", "min-snr")

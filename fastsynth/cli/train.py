@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
                        description="Train the joint RGB+mask denoiser. Several GPUs: "
                                    "accelerate launch -m fastsynth train ...")
     p.add_argument("--data", required=True, help="folder with images/ and masks/ (same stems), "
-                   "or a Hugging Face dataset on disk with image and mask columns")
+                   "a Hugging Face dataset on disk with image and mask columns, or NIfTI volumes (a Decathlon "
+                   "folder: dataset.json + imagesTr/ + labelsTr/; or images/ + labels/ with matching names)")
     p.add_argument("--out", required=True, help="run folder (config, split, checkpoints, model/)")
     p.add_argument("--resolution", type=int, default=d.resolution,
                    help="training resolution (square; with --latent a multiple of 8, at least 64)")
@@ -46,6 +47,11 @@ def add_parser(sub) -> None:
     p.add_argument("--classes", default="", metavar="NAMES",
                    help="label class names, background first (e.g. background,blood-pool,myocardium): the masks are "
                         "label maps with values 0..K-1; default: binary masks, or K found from the label values")
+    p.add_argument("--slice-axis", type=int, choices=(0, 1, 2), default=d.slice_axis,
+                   help="NIfTI volumes (a Decathlon folder, or images/ + labels/ of .nii.gz): cut 2D slices along "
+                        "this axis of the RAS+ volume (2 = axial)")
+    p.add_argument("--empty-fraction", type=float, default=d.empty_fraction,
+                   help="NIfTI volumes: empty slices kept, as a fraction of the slices with foreground")
     p.add_argument("--group-by", default=d.group_by, metavar="RULE",
                    help="keep related images on one side of the split: auto (the stem's part before the first - "
                         "or _, when that groups stems), none, or a regex whose first group names a stem's group")
@@ -70,7 +76,8 @@ def run(args) -> int:
                       mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,
                       skip_bad=args.skip_bad, loss_weighting=args.loss_weighting, lr_schedule=args.lr_schedule,
                       min_snr_gamma=args.min_snr_gamma, init_from=args.init_from,
-                      classes=parse_classes(args.classes) or (), group_by=args.group_by)
+                      classes=parse_classes(args.classes) or (), group_by=args.group_by,
+                      slice_axis=args.slice_axis, empty_fraction=args.empty_fraction)
     command = invoked_command("train")
     train(cfg, resume=args.resume, time_limit_min=args.time_limit, command=command,
           progress=not args.no_progress)

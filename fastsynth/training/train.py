@@ -230,14 +230,25 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     set_seed(cfg.seed)
     is_main = accelerator.is_main_process
 
-    # data: scan, split by stem, decode the train split once into memory (uint8)
-    src = scan_pairs(cfg.data, skip_bad=cfg.skip_bad)
+    # data: scan, split by stem, decode the train split once into memory (uint8); volumes become 2D slices first
+    from ..data.volumes import find_volumes, slice_volumes
+
+    data_dir, volumes, group_by, data_cfg = cfg.data, None, cfg.group_by, cfg
+    if find_volumes(cfg.data) is not None:
+        data_dir, volumes = slice_volumes(cfg.data, cfg.slice_axis, cfg.empty_fraction, cfg.split_seed,
+                                          progress=lambda it: tqdm(it, desc="slicing volumes (once; cached)",
+                                                                   unit="volume", disable=not (progress and is_main)))
+        if cfg.group_by == "auto":  # every slice of a volume on one side of the split
+            group_by = volumes["group_by"]
+        if not cfg.classes and len(volumes["class_names"]) > 2:  # the dataset's class names (Decathlon labels)
+            data_cfg = replace(cfg, classes=tuple(volumes["class_names"]))
+    src = scan_pairs(data_dir, skip_bad=cfg.skip_bad)
     if resume and (out / "split.json").exists():  # the saved split, even if files were added since
         split = read_json(out / "split.json", "split file")
     else:
-        split = make_split(src.stems, cfg.test_fraction, cfg.split_seed, group_by=cfg.group_by)
+        split = make_split(src.stems, cfg.test_fraction, cfg.split_seed, group_by=group_by)
     bar = (lambda it: tqdm(it, desc="loading data", unit="pair", disable=not (progress and is_main)))
-    modality = _detect_modality(src, cfg, is_main)
+    modality = _detect_modality(src, data_cfg, is_main)
     stems, arr = load_pairs(src, cfg.resolution, split["train"], skip_bad=cfg.skip_bad, progress=bar,
                             modality=modality)
     held = [t for t in split["test"] if t in src.items]
@@ -353,6 +364,8 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
                 "hardware": _hardware(accelerator), "torch": torch.__version__, "mixed_precision": mp,
                 "loss_weighting": cfg.loss_weighting, "min_snr_gamma": cfg.min_snr_gamma, "init": init_info,
                 "lr_schedule": cfg.lr_schedule,
+                **({"volumes": {"slice_axis": cfg.slice_axis, "empty_fraction": cfg.empty_fraction,
+                                "n_volumes": len(volumes["volumes"]), "source": volumes["source"]}} if volumes else {}),
             },
         }
         save_model(ema_net, out / "model", meta=meta, card=_model_card(meta))
