@@ -139,3 +139,19 @@ def test_evaluate_reads_the_slices_of_a_volume_run(tmp_path):
                       batch_size=2, checkpoint_every=10, test_fraction=0.34, warmup_steps=1), progress=False)
     src, rs = resolve_real(tmp_path / "run")
     assert rs.test_stems and all("-s" in s for s in rs.test_stems) and set(rs.test_stems) <= set(src.stems)
+
+
+def test_share_alike_travels_from_decathlon_data_to_the_dataset_card(tmp_path):
+    from fastsynth.config import GenerateConfig, TrainConfig
+    from fastsynth.pipeline import generate
+    from fastsynth.training import train
+
+    data = make_decathlon(tmp_path / "dec", n=3)
+    train(TrainConfig(data=str(data), out=str(tmp_path / "run"), preset="tiny", resolution=16, steps=1,
+                      batch_size=2, checkpoint_every=10, test_fraction=0.34, warmup_steps=1), progress=False)
+    meta = json.loads((tmp_path / "run" / "model" / "fastsynth.json").read_text())
+    assert meta["training_data"]["license"] == "CC-BY-SA 4.0" and "Decathlon" in meta["training_data"]["citation"]
+    generate(GenerateConfig(n=2, steps=2, batch_size=2, backend="eager", sampler="ddim", redraw=False),
+             tmp_path / "ds", model=str(tmp_path / "run"), progress=False)
+    card = (tmp_path / "ds" / "README.md").read_text()
+    assert "license: cc-by-sa-4.0" in card and "Share-alike" in card and "keeps the same licence" in card

@@ -58,6 +58,19 @@ def data_provenance(data_dir: str | os.PathLike) -> dict:
         out["license"] = lic[0] if isinstance(lic, list) and lic else (lic or None)
         out["citation"] = meta.get("citation") or None
         out["url"] = meta.get("homepage") or meta.get("url") or None
+    decathlon = p / "dataset.json"  # a Medical Segmentation Decathlon folder: its licence and reference
+    if decathlon.is_file():
+        try:
+            d = json.loads(decathlon.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            d = {}
+        if isinstance(d, dict) and ("training" in d or "labels" in d):
+            out["license"] = out["license"] or d.get("licence") or d.get("license") or None
+            ref = str(d.get("reference") or "").strip()
+            out["citation"] = out["citation"] or (
+                (f"{ref}; " if ref else "") + "Antonelli et al., \"The Medical Segmentation Decathlon\", Nature "
+                "Communications 13, 4128 (2022)")
+            out["url"] = out["url"] or "http://medicaldecathlon.com"
     info = p / "dataset_info.json"
     if info.is_file():
         try:

@@ -92,7 +92,21 @@ def _provenance(td: dict) -> str:
         text += f" Source: {td['url']}."
     if td.get("citation"):
         text += f" Cite: {td['citation']}."
+    if lic and "sa" in hub_license(lic).split("-"):
+        text += (f" **Share-alike**: this dataset is derived from data licensed {lic}; whoever redistributes it, or "
+                 "data made from it, names the source and keeps the same licence.")
     return text
+
+
+def hub_license(lic: str | None) -> str:
+    """A licence as the Hub's identifier ("CC-BY-SA 4.0" / "CC BY-SA 4.0" -> "cc-by-sa-4.0"); "other" if unknown."""
+    import re
+
+    if not lic:
+        return "other"
+    s = re.sub(r"[\s_]+", "-", str(lic).strip().lower())
+    m = re.fullmatch(r"cc-?(by(?:-nc)?(?:-sa|-nd)?)-?(\d\.\d)", s.replace("--", "-"))
+    return f"cc-{m.group(1)}-{m.group(2)}" if m else s
 
 
 def _latent_row(m: dict) -> str:
@@ -118,7 +132,7 @@ def render_card(m: dict) -> str:
     configs = ("configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*.parquet\n"
                if m["format"] == "parquet" else "")
     yaml = f"""---
-license: {td.get('license') or 'other'}
+license: {hub_license(td.get('license'))}
 task_categories:
 - image-segmentation
 tags:
