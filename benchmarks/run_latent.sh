@@ -26,3 +26,17 @@ compare() {  # $1 label, $2 model folder
 }
 STEP=${STEP:-1250}
 for r in pool s2d ae; do compare $r-$STEP runs/snap/$r-$STEP; done
+
+# 2. the winner (pool) continues: --resume with both threads, 58 min more in this session
+fastsynth train --data $DATA --out runs/lat256-pool --latent taef2 --mask-repr pool --resolution 256 --steps 100000 \
+  --loss-weighting min-snr --mixed-precision bf16 --checkpoint-every 250 --time-limit 58 --resume --no-progress
+# its data at the end of the session: 1000 pairs (UniPC x8, one pass, as in the comparison), image statistics and
+# label agreement against the same real segmenters
+rm -rf /tmp/cmp/pool-final
+fastsynth generate --model runs/lat256-pool --n 1000 --sampler unipc --steps 8 --no-redraw --out /tmp/cmp/pool-final \
+  --no-progress
+fastsynth evaluate /tmp/cmp/pool-final --real runs/lat256-pool --metrics fid,msssim,masks,memorization,agreement \
+  --fid-reference train --seg-resolution 128 --seeds 3 --json benchmarks/results/latent_pool_session1_cpu.json \
+  --no-progress
+# the EMA weights kept for a warm restart (fp16; no optimizer state): benchmarks/weights/lat256-pool/
+python -m fastsynth.models.bundle runs/lat256-pool --dest benchmarks/weights/lat256-pool

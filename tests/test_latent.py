@@ -354,3 +354,20 @@ def test_a_random_latent_model_for_speed_measurements(tmp_path):
     assert net.config.autoencoder == "taef2" and net.config.grid == 8 and meta["random_weights"]["preset"] == "latent"
     _gen(d, tmp_path / "g")
     assert _rows(tmp_path / "g").images.shape == (5, 64, 64, 3)
+
+
+def test_a_latent_model_bundles_in_fp16_with_its_space(latent_run, tmp_path):
+    """Weights kept for a warm restart (or shipped): fp16, the latent fields in config.json, no optimizer state."""
+    from safetensors.torch import load_file
+
+    from fastsynth.models import load_model
+    from fastsynth.models.bundle import bundle
+
+    _, run = latent_run
+    d = bundle(str(run), dest=tmp_path / "w")
+    assert sorted(p.name for p in d.iterdir()) == ["README.md", "config.json", "fastsynth.json", "model.safetensors",
+                                                   "split.json"]
+    assert all(v.dtype == torch.float16 for v in load_file(str(d / "model.safetensors")).values())
+    net, meta = load_model(d)
+    assert net.config.autoencoder == "taef2" and meta["stored_dtype"] == "float16"
+    assert "TAEF2 tiny autoencoder (MIT" in (d / "README.md").read_text()

@@ -87,9 +87,12 @@ def main() -> None:
     ap.add_argument("--as", dest="name", choices=("bundled", "bundled-fast", "bundled-ultrasound"),
                     default="bundled", help="which shipped model to replace (bundled-fast: the distilled few-step "
                                             "student; bundled-ultrasound: the greyscale ultrasound model)")
+    ap.add_argument("--dest", default=None, metavar="DIR",
+                    help="write the fp16 model folder here instead of replacing a shipped model (e.g. weights kept "
+                         "for a warm restart: no optimizer state, no checkpoint)")
     a = ap.parse_args()
     extra = Path(a.notes).read_text() if a.notes else ""
-    d = bundle(a.run, dest=BUNDLED_MODELS[a.name], extra_card=extra, training_data_from=a.training_data_from,
+    d = bundle(a.run, dest=Path(a.dest) if a.dest else BUNDLED_MODELS[a.name], extra_card=extra, training_data_from=a.training_data_from,
                evaluation=json.loads(Path(a.evaluation).read_text()) if a.evaluation else None,
                training_data={f: getattr(a, f"data_{f}") for f in PROVENANCE_FIELDS})
     print(f"bundled {a.run} -> {d} ({(d / 'model.safetensors').stat().st_size / 2**20:.1f} MB)")
