@@ -55,3 +55,13 @@ def test_bundled_models_work_by_name_as_the_real_reference(monkeypatch):
         resolve_real("bundled")
     except FastsynthError as exc:  # the name resolved to the bundled model; its training data is not here
         assert "no such folder" not in str(exc) and "kvasir-seg" in str(exc)
+
+
+def test_long_commands_end_with_a_summary(pair_folder, tmp_path, capsys):
+    from fastsynth.config import TrainConfig
+    from fastsynth.training import train
+
+    train(TrainConfig(data=str(pair_folder), out=str(tmp_path / "r"), preset="tiny", resolution=16, steps=2,
+                      batch_size=2, test_fraction=0.34, warmup_steps=1), progress=False, time_limit_min=None)
+    out = capsys.readouterr().out
+    assert "trained to step 2 (2 steps in" in out and "it/s); model in" in out and "log.jsonl" in out

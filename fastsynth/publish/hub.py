@@ -354,13 +354,24 @@ def _upload(api, root: Path, repo_id: str, revision: str | None, files: list[dic
     if meta or stale or not batches:
         batches.append(meta + stale)
     infos = []
+    from tqdm.auto import tqdm
+
+    total = sum(len(b) for b in batches)
+    bar = tqdm(total=total, unit="file", desc="uploading", disable=total == 0 or not _show_progress(say))
     for i, ops in enumerate(batches):
+        bar.update(len(ops))
         if not ops:
             continue
         part = f" (part {i + 1}/{len(batches)})" if len(batches) > 1 else ""
         infos.append(api.create_commit(repo_id, ops, commit_message=msg + part, repo_type="dataset",
                                        revision=revision, token=tok))
+    bar.close()
     return infos, skipped
+
+
+def _show_progress(say) -> bool:
+    """A bar for the command line (``say`` is print), none for library callers that pass their own logger."""
+    return say is print
 
 
 def publish(root: str | os.PathLike, repo_id: str, private: bool = False, revision: str | None = None,

@@ -311,6 +311,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     elif resume and is_main:
         print(f"no checkpoint in {ck}; starting from step 0")
 
+    first_step = step
     model, opt = accelerator.prepare(model, opt)
     scaler = getattr(accelerator, "scaler", None)
     if scaler is not None and scaler_state is not None:
@@ -435,7 +436,10 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
         for s, h in old_handlers.items():
             signal.signal(s, h)
     if is_main:
-        print(f"trained to step {step}; model in {out / 'model'}")
+        spent = time.perf_counter() - t_start
+        print(f"trained to step {step} ({step - first_step} steps in {spent / 60:.1f} min, "
+              f"{(step - first_step) / max(spent, 1e-9):.2f} it/s); model in {out / 'model'}; log {out / 'log.jsonl'}"
+              + (f"; continue with the same command and --resume" if step < cfg.steps else ""))
     return out
 
 
