@@ -22,16 +22,22 @@ def test_heldout_sources_is_pure():
         check_leakage(["a", "b"], {"mode": "from-masks"}, ["b"], None)
 
 
-@pytest.fixture
-def evaluation(tmp_path, monkeypatch):
-    """A real folder, a 'model' folder whose split holds out case004 and case005, and a stand-in benchmark that
-    records the synthetic rows it is given (no segmenter is trained)."""
-    data = make_pair_folder(tmp_path / "data", n=6, size=(24, 24))
+def _model_with_split(tmp_path, size: int):
+    """A real folder of 6 pairs and a 'model' folder whose split holds out case004 and case005."""
+    data = make_pair_folder(tmp_path / "data", n=6, size=(size, size))
     model = tmp_path / "model"
     model.mkdir()
     split = {"train": [f"case{i:03d}" for i in range(4)], "test": ["case004", "case005"]}
     (model / "split.json").write_text(json.dumps(split))
     (model / "fastsynth.json").write_text(json.dumps({"training": {"data": str(data)}}))
+    return data, model, split
+
+
+@pytest.fixture
+def evaluation(tmp_path, monkeypatch):
+    """A real folder, a 'model' folder whose split holds out case004 and case005, and a stand-in benchmark that
+    records the synthetic rows it is given (no segmenter is trained)."""
+    data, model, split = _model_with_split(tmp_path, 24)
     got = {}
 
     def fake_benchmark(cfg, train, train_stems, synth, sources, test_sets, protocols, low_n, **kw):
@@ -104,12 +110,7 @@ def test_the_judge_at_its_own_resolution(tmp_path, monkeypatch):
 
     from fastsynth.metrics.suite import evaluate
 
-    data = make_pair_folder(tmp_path / "data", n=6, size=(48, 48))
-    model = tmp_path / "model"
-    model.mkdir()
-    split = {"train": [f"case{i:03d}" for i in range(4)], "test": ["case004", "case005"]}
-    (model / "split.json").write_text(json.dumps(split))
-    (model / "fastsynth.json").write_text(json.dumps({"training": {"data": str(data)}}))
+    data, model, _ = _model_with_split(tmp_path, 48)
     got = {}
 
     def fake_benchmark(cfg, train, train_stems, synth, sources, test_sets, protocols, low_n, **kw):
