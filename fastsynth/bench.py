@@ -148,15 +148,11 @@ def random_model_dir(preset: str, resolution: int, seed: int = 0) -> Path:
     from .utils import cache_dir
 
     if preset == "latent":  # a latent model on the bundled autoencoder (pool mask, unit latent statistics)
-        from dataclasses import replace
-
-        from .config import mask_grid_channels
         from .models.autoencoder import LATENT_CHANNELS, autoencoder_sha256
+        from .models.latent import latent_config
 
-        cfg = model_config_for(preset, resolution, "taef2")
-        cfg = replace(cfg, autoencoder_sha256=autoencoder_sha256("taef2"), latent_channels=LATENT_CHANNELS,
-                      mask_repr="pool", data_channels=LATENT_CHANNELS + mask_grid_channels("pool", 1),
-                      latent_mean=(0.0,) * LATENT_CHANNELS, latent_std=(1.0,) * LATENT_CHANNELS)
+        cfg = latent_config(model_config_for(preset, resolution, "taef2"), "taef2", autoencoder_sha256("taef2"),
+                            "pool", [0.0] * LATENT_CHANNELS, [1.0] * LATENT_CHANNELS)
     else:
         cfg = model_config_for(preset, resolution)  # a clear error for an unknown preset / bad resolution
     out = cache_dir() / "random-models" / f"{preset}-r{resolution}-seed{seed}"

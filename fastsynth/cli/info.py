@@ -76,7 +76,7 @@ def _describe_defaults(g, sampler: str, steps: int, grid, mode: str) -> str:
     """One line of a mode's effective generation settings and its network evaluations per pair (a guided step
     costs two)."""
     from ..sampling import make_scheduler
-    from ..sampling.guidance import sigma_of_t
+    from ..sampling.pairs import visited_levels
 
     guided = g.guidance != 1.0 and (mode != "pairs" or g.redraw or g.condition_at)
     parts = [f"{sampler} x{steps}"]
@@ -89,10 +89,7 @@ def _describe_defaults(g, sampler: str, steps: int, grid, mode: str) -> str:
         parts.append(f"guidance {g.guidance:g}{lo_hi}")
     n_guided_pass = steps
     try:
-        sch = make_scheduler(sampler, grid=grid)
-        sch.set_timesteps(steps)
-        sig = sigma_of_t(sch.alphas_cumprod)
-        levels = [float(sig[int(t)]) for t in sch.timesteps]
+        levels = visited_levels(make_scheduler(sampler, grid=grid), steps)
         lo, hi = g.guidance_interval or (0.0, float("inf"))
         n_guided = sum(1 for v in levels if lo < v <= hi) if guided else 0
         if mode == "pairs" and g.condition_at:

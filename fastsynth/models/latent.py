@@ -176,6 +176,20 @@ class LatentSpace:
         return grid_region(region01, self.scale)
 
 
+def latent_config(config, autoencoder: str, sha256: str, mask_repr: str, mean, std):
+    """``config`` (a ModelConfig of a latent preset) with the fields of its space: the autoencoder by name and hash,
+    the mask representation, data channels = latent + mask grid, the latent's per-channel statistics."""
+    from dataclasses import replace
+
+    from .autoencoder import LATENT_CHANNELS
+
+    return replace(config, autoencoder=autoencoder, autoencoder_sha256=sha256, latent_channels=LATENT_CHANNELS,
+                   mask_repr=mask_repr, data_channels=LATENT_CHANNELS + mask_grid_channels(mask_repr,
+                                                                                           _label_channels(config)),
+                   latent_mean=tuple(round(float(v), 6) for v in mean),
+                   latent_std=tuple(round(float(v), 6) for v in std))
+
+
 def _label_channels(config) -> int:
     """K - 1 label channels of a model (1 for a binary mask)."""
     return len(config.class_names) - 1 if getattr(config, "class_names", None) else 1

@@ -448,8 +448,8 @@ def _latent_data(model_cfg, cfg: TrainConfig, arr: np.ndarray, modality, progres
     encoded once into the latent cache (``latent_cache.py``), its per-channel statistics stored in the config; with
     the ``ae`` mask representation the mask autoencoder is trained first (kept in the run folder for --resume).
     ``record``: what the model's metadata says of it (the mask round trip on the training labels)."""
-    from ..models.autoencoder import LATENT_CHANNELS, load_autoencoder
-    from ..models.latent import MASK_CODEC_NAME, LatentSpace, load_mask_codec, mask_grid_channels
+    from ..models.autoencoder import load_autoencoder
+    from ..models.latent import MASK_CODEC_NAME, LatentSpace, latent_config, load_mask_codec
     from .latent_cache import LatentData, build_latent_cache
     from .mask_codec import round_trip_iou, train_mask_codec
 
@@ -472,12 +472,7 @@ def _latent_data(model_cfg, cfg: TrainConfig, arr: np.ndarray, modality, progres
             write_json_atomic(out / "mask_codec.json", record["mask_codec"])
         if (out / "mask_codec.json").exists():
             record["mask_codec"] = read_json(out / "mask_codec.json", "mask autoencoder record")
-    grid_ch = mask_grid_channels(cfg.mask_repr, modality.label_channels)
-    model_cfg = replace(model_cfg, autoencoder=cfg.latent, autoencoder_sha256=ae.sha256,
-                        latent_channels=LATENT_CHANNELS, mask_repr=cfg.mask_repr,
-                        data_channels=LATENT_CHANNELS + grid_ch,
-                        latent_mean=tuple(round(float(v), 6) for v in cache["mean"]),
-                        latent_std=tuple(round(float(v), 6) for v in cache["std"]))
+    model_cfg = latent_config(model_cfg, cfg.latent, ae.sha256, cfg.mask_repr, cache["mean"], cache["std"])
     cache = {**cache, "mean": torch.tensor(model_cfg.latent_mean), "std": torch.tensor(model_cfg.latent_std)}
     space = LatentSpace(model_cfg, autoencoder=ae, mask_codec=codec)
     iou = round_trip_iou(cache["labels"][:, 0], modality, space.labels_to_grid, space.grid_to_logits)
