@@ -16,8 +16,9 @@ def add_parser(sub) -> None:
                        description="Train the joint RGB+mask denoiser. Several GPUs: "
                                    "accelerate launch -m fastsynth train ...")
     p.add_argument("--data", required=True, help="folder with images/ and masks/ (same stems), "
-                   "a Hugging Face dataset on disk with image and mask columns, or NIfTI volumes (a Decathlon "
-                   "folder: dataset.json + imagesTr/ + labelsTr/; or images/ + labels/ with matching names)")
+                   "a Hugging Face dataset on disk with image and mask columns, NIfTI volumes (a Decathlon "
+                   "folder: dataset.json + imagesTr/ + labelsTr/; or images/ + labels/ with matching names), or a "
+                   "folder of DICOM series with DICOM-SEG files (each SEG and the series it refers to: one volume)")
     p.add_argument("--out", required=True, help="run folder (config, split, checkpoints, model/)")
     p.add_argument("--resolution", type=int, default=d.resolution,
                    help="training resolution (square; with --latent a multiple of 8, at least 64)")
@@ -48,10 +49,10 @@ def add_parser(sub) -> None:
                    help="label class names, background first (e.g. background,blood-pool,myocardium): the masks are "
                         "label maps with values 0..K-1; default: binary masks, or K found from the label values")
     p.add_argument("--slice-axis", type=int, choices=(0, 1, 2), default=d.slice_axis,
-                   help="NIfTI volumes (a Decathlon folder, or images/ + labels/ of .nii.gz): cut 2D slices along "
+                   help="volumes (NIfTI or DICOM): cut 2D slices along "
                         "this axis of the RAS+ volume (2 = axial)")
     p.add_argument("--empty-fraction", type=float, default=d.empty_fraction,
-                   help="NIfTI volumes: empty slices kept, as a fraction of the slices with foreground")
+                   help="volumes: empty slices kept, as a fraction of the slices with foreground")
     p.add_argument("--group-by", default=d.group_by, metavar="RULE",
                    help="keep related images on one side of the split: auto (the stem's part before the first - "
                         "or _, when that groups stems), none, or a regex whose first group names a stem's group")

@@ -1,5 +1,6 @@
 """Volumes in, 2D pairs out: NIfTI image/label volumes (a Medical Segmentation Decathlon folder, or a folder of
-image/label volumes with matching names) become a folder of 2D slices that every other stage reads as usual.
+image/label volumes with matching names) and DICOM series with DICOM-SEG segmentations (``fastsynth.data.dicom``)
+become a folder of 2D slices that every other stage reads as usual.
 
 - Orientation is made consistent (each volume reoriented to the closest canonical RAS+ axes), then cut into 2D slices
   along ``axis`` (0, 1 or 2 of the canonical volume; default 2, the axial one for RAS+).
@@ -40,13 +41,28 @@ def _stem(p: Path) -> str:
     return p.stem
 
 
-def find_volumes(root: str | os.PathLike) -> tuple[list[tuple[str, Path, Path]], tuple | None, dict] | None:
-    """([(name, image file, label file)], class names or None, provenance) of a volume folder, or None when
-    ``root`` is not one (a Decathlon folder: dataset.json + imagesTr/ + labelsTr/; or images/ (or imagesTr/) and
-    masks/ / labels/ (or labelsTr/) holding NIfTI files with matching names)."""
+def find_volumes(root: str | os.PathLike) -> tuple[list[tuple[str, object, object]], tuple | None, dict] | None:
+    """([(name, image, label)], class names or None, provenance) of a volume folder, or None when ``root`` is not
+    one (a Decathlon folder: dataset.json + imagesTr/ + labelsTr/; images/ (or imagesTr/) and masks/ / labels/ (or
+    labelsTr/) holding NIfTI files with matching names; or DICOM files holding DICOM-SEG objects). Image and label
+    are NIfTI file paths, or for DICOM both the same ``DicomCase``."""
     root = Path(root)
     if not root.is_dir():
         return None
+    found = _find_nifti(root)
+    if found is not None:
+        return found
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return None  # a 2D pair folder
+    from .dicom import find_dicom, _segments
+
+    cases = find_dicom(root)
+    if cases is None:
+        return None
+    return [(c.name, c, c) for c in cases], tuple(_segments(cases)), {}
+
+
+def _find_nifti(root: Path):
     names, prov = None, {}
     if (root / "dataset.json").is_file() and (root / "imagesTr").is_dir():
         try:
@@ -94,10 +110,14 @@ def _load(path: Path, what: str):
         raise DataError(f"{path}: unreadable NIfTI {what} ({type(exc).__name__}: {exc})") from None
 
 
+def _files(img, lab) -> list[Path]:
+    return list(img.files) if hasattr(img, "files") else [img, lab]
+
+
 def _key(pairs, axis: int, empty_fraction: float, seed: int, percentiles) -> str:
     h = hashlib.sha256()
     for name, img, lab in pairs:
-        for f in (img, lab):
+        for f in _files(img, lab):
             st = f.stat()
             h.update(f"{name}|{f.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     h.update(json.dumps([axis, empty_fraction, seed, list(percentiles), SLICES_VERSION]).encode())
@@ -107,12 +127,10 @@ def _key(pairs, axis: int, empty_fraction: float, seed: int, percentiles) -> str
 def slice_volumes(root: str | os.PathLike, axis: int = 2, empty_fraction: float = 0.1, seed: int = 0,
                   percentiles=(0.5, 99.5), progress=None) -> tuple[Path, dict]:
     """(a 2D pair folder, its record) for the volume folder ``root`` (see the module's docstring)."""
-    from PIL import Image
-
     found = find_volumes(root)
     if found is None:
-        raise DataError(f"{root}: not a folder of NIfTI volumes (a Decathlon dataset.json + imagesTr/ + labelsTr/, "
-                        "or images/ + labels/ with matching .nii.gz names)")
+        raise DataError(f"{root}: not a folder of volumes (a Decathlon dataset.json + imagesTr/ + labelsTr/, "
+                        "images/ + labels/ with matching .nii.gz names, or DICOM series with DICOM-SEG files)")
     pairs, names, prov = found
     if axis not in (0, 1, 2):
         raise DataError(f"--slice-axis {axis}: choose 0, 1 or 2 (axes of the RAS+ volume; 2 = axial)")
@@ -129,11 +147,34 @@ def slice_volumes(root: str | os.PathLike, axis: int = 2, empty_fraction: float 
     record = {"axis": axis, "empty_fraction": empty_fraction, "percentiles": list(percentiles), "seed": seed,
               "class_names": list(names) if names else None, "source": Path(root).name, "provenance": prov,
               "group_by": GROUP_RULE, "volumes": {}}
+    try:
+        _write_slices(tmp, pairs, record, names, axis, empty_fraction, percentiles, rng, progress)
+    except BaseException:  # nothing half-written: the partial folder goes
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, out)
+    except OSError:  # another process made it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out, json.loads((out / "volumes.json").read_text())
+
+
+def _write_slices(tmp: Path, pairs, record: dict, names, axis: int, empty_fraction: float, percentiles, rng, progress):
+    from PIL import Image
+
     max_label = 0
     it = progress(pairs) if progress else pairs
     for name, img_f, lab_f in it:
-        img, a = _load(img_f, "image")
-        lab, b = _load(lab_f, "label")
+        if hasattr(img_f, "files"):  # a DICOM case: the series and its SEG
+            from .dicom import load_case
+
+            img, lab = load_case(img_f, list(names))
+            a, b = np.asarray(img.dataobj), np.asarray(lab.dataobj)
+            img_f, lab_f = img_f.images[0].parent, img_f.seg
+        else:
+            img, a = _load(img_f, "image")
+            lab, b = _load(lab_f, "label")
         if a.ndim != 3 or b.shape != a.shape:
             raise DataError(f"{lab_f}: label volume of shape {b.shape}, its image {img_f.name} is {a.shape}")
         if not np.allclose(img.affine, lab.affine, atol=1e-3):
@@ -171,9 +212,3 @@ def slice_volumes(root: str | os.PathLike, axis: int = 2, empty_fraction: float 
     if record["class_names"] is None:
         record["class_names"] = ["background"] + [f"class{k}" for k in range(1, max(max_label, 1) + 1)]
     (tmp / "volumes.json").write_text(json.dumps(record, indent=1) + "\n")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(tmp, out)
-    except OSError:  # another process made it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out, json.loads((out / "volumes.json").read_text())
