@@ -15,7 +15,8 @@ from .errors import FastsynthError
 T = TypeVar("T")
 
 MODES = ("pairs", "from-masks", "inpaint")
-FORMATS = ("parquet", "png", "nnunet")  # a Hugging Face dataset; PNG folders; an nnU-Net v2 raw dataset
+FORMATS = ("parquet", "png", "nnunet", "nifti")  # a Hugging Face dataset; PNG folders; an nnU-Net v2 raw dataset;
+# 2D NIfTI image + label files
 SAMPLERS = ("dpmpp", "unipc", "ddim", "ddpm")
 
 
@@ -271,7 +272,7 @@ class GenerateConfig:
     mask_threshold: float = 0.0
     opening_px_at_256: int = 16  # elliptical kernel size at 256x256, scaled with resolution; 0 = off
     inpaint_dilate_px_at_256: int = 20
-    format: str = "parquet"  # parquet | png | nnunet
+    format: str = "parquet"  # parquet | png | nnunet | nifti
     # auto: bf16 / fp16 on a GPU; on the CPU fp32, or bf16 / int8 where that precision's accuracy gate accepted it
     # at the output and the data level and it was measured faster on this machine (runtime.resolve_runtime)
     precision: str = "auto"  # fp32 | bf16 | fp16 | int8 | auto

@@ -202,7 +202,12 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     backend, runtime_precision = resolve_runtime(cfg.backend, dev, cfg.precision, weights_sha, res,
                                                  model_dir=model_dir)
 
-    writer = DatasetWriter(out, cfg.format)
+    spacing = ((meta.get("training") or {}).get("volumes") or {}).get("pixel_spacing")
+    if cfg.format == "nifti":
+        from .errors import require
+
+        require("nibabel", "medical", "Writing NIfTI pairs (--format nifti)")  # before any sampling, not after
+    writer = DatasetWriter(out, cfg.format, spacing=spacing or (1.0, 1.0))
     manifest = {
         "fastsynth_version": __version__,
         "n": cfg.n,
@@ -218,6 +223,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         "data": modality.to_dict(),
         **({"latent": {"autoencoder": net.config.autoencoder, "autoencoder_sha256": net.config.autoencoder_sha256,
                        "mask_repr": net.config.mask_repr, "grid": net.config.grid}} if space is not None else {}),
+        **({"pixel_spacing_mm": spacing} if cfg.format == "nifti" else {}),
         "source_fingerprint": cond_src.fingerprint, "source_dir": Path(masks or images).name if masks or images else "",
         "model_sha256": weights_sha,
         "model": public_model_info(model, meta),

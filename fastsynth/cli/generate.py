@@ -47,7 +47,9 @@ def add_parser(sub) -> None:
                         "statically quantised graph with --backend onnx or openvino, CPU; bf16 on CPU: fastest with "
                         "--backend openvino on CPUs with AVX512_BF16 or AMX)")
     p.add_argument("--format", choices=FORMATS, default=d.format,
-                   help="parquet shards (a Hugging Face dataset) or images/ + masks/ PNG folders")
+                   help="parquet shards (a Hugging Face dataset); images/ + masks/ PNG folders; nnunet: an "
+                        "nnU-Net v2 raw dataset (imagesTr/ + labelsTr/ + dataset.json); nifti: 2D NIfTI image + label "
+                        "files with the training volumes' pixel spacing (the medical extra)")
     p.add_argument("--shard-size", type=int, default=d.shard_size, help="rows per shard (the unit of resume)")
     p.add_argument("--opening-px", type=int, default=d.opening_px_at_256,
                    help="mask opening kernel at 256x256 (scaled with resolution); 0 turns it off")

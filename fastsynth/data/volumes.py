@@ -212,3 +212,18 @@ def _write_slices(tmp: Path, pairs, record: dict, names, axis: int, empty_fracti
     if record["class_names"] is None:
         record["class_names"] = ["background"] + [f"class{k}" for k in range(1, max(max_label, 1) + 1)]
     (tmp / "volumes.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
+def model_pixel_spacing(record: dict, resolution: int) -> list[float] | None:
+    """mm per pixel (row, column) of a model's images: the volumes' in-plane spacing scaled by the centre crop and
+    resize to ``resolution`` (the median over the volumes), or None when no volume records it."""
+    rows, cols = [], []
+    axis = int(record.get("axis", 2))
+    for v in (record.get("volumes") or {}).values():
+        if not v.get("spacing") or not v.get("shape"):
+            continue
+        a, b = [k for k in range(3) if k != axis]  # a 2D slice is flipud(slice.T): rows along b, columns along a
+        side = min(v["shape"][a], v["shape"][b])  # the centre crop's side, in voxels
+        rows.append(v["spacing"][b] * side / resolution)
+        cols.append(v["spacing"][a] * side / resolution)
+    return [round(float(np.median(rows)), 6), round(float(np.median(cols)), 6)] if rows else None

@@ -219,6 +219,16 @@ def _how_to_load(fmt: str) -> str:
                 "(class indices 0..K-1) and `dataset.json`; copy or link this folder into `nnUNet_raw` as "
                 "`DatasetXXX_Name` and run `nnUNetv2_plan_and_preprocess -d XXX --verify_dataset_integrity`. Per-row "
                 "metadata (index, seed, mode, source) in `shards/*.jsonl`.")
+    if fmt == "nifti":
+        return ("2D NIfTI files: `images/{index:08d}.nii.gz` and `labels/{index:08d}.nii.gz` (class indices 0..K-1; "
+                "RGB images carry their channels in the 5th dimension), with the pixel spacing of the model's training "
+                "volumes (`pixel_spacing_mm` in `fastsynth.json`; unit spacing for 2D sources). Per-row metadata (index, "
+                "seed, mode, source, the two files) in `shards/*.jsonl`:\n\n```python\n"
+                "from datasets import Nifti, load_dataset\n"
+                "root = \"path/to/this/folder/\"\n"
+                "ds = load_dataset(\"json\", data_files=root + \"shards/*.jsonl\", split=\"train\")\n"
+                "ds = ds.map(lambda r: {\"image\": root + r[\"image\"], \"mask\": root + r[\"mask\"]})\n"
+                "ds = ds.cast_column(\"image\", Nifti()).cast_column(\"mask\", Nifti())  # nibabel images\n```")
     return ("PNG files: `images/{index:08d}.png` and `masks/{index:08d}.png`; per-row metadata (index, seed, "
             "mode, source) in `shards/*.jsonl`.")
 

@@ -106,13 +106,14 @@ class Rows:
 
 
 class DatasetWriter:
-    def __init__(self, out: str | os.PathLike, fmt: str = "parquet"):
+    def __init__(self, out: str | os.PathLike, fmt: str = "parquet", spacing=(1.0, 1.0)):
         from ..config import FORMATS
 
         if fmt not in FORMATS:
             raise FastsynthError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
         self.out = Path(out)
         self.fmt = fmt
+        self.spacing = tuple(float(s) for s in spacing)  # mm per pixel (row, column) of the nifti format
 
     # --- shards -------------------------------------------------------------------------------------
     def shard_path(self, k: int) -> Path:
@@ -167,13 +168,18 @@ class DatasetWriter:
             lines = []
             for i, s, im, m, src in zip(rows.index, rows.seed, rows.images, rows.masks, rows.source):
                 paths = self.row_paths(int(i))
-                if self.fmt == "nnunet" and m.max() == 255:  # nnU-Net labels are class indices: a binary mask 0/1
+                if self.fmt in ("nnunet", "nifti") and m.max() == 255:  # labels as class indices: a binary mask 0/1
                     m = (m > 0).astype(np.uint8)
-                for rel, arr in zip(paths, (im, m)):
+                for rel, arr, is_label in zip(paths, (im, m), (False, True)):
                     f = self.out / rel
                     f.parent.mkdir(parents=True, exist_ok=True)
                     ftmp = f.with_name(f"{f.name}.{os.getpid()}.tmp")
-                    ftmp.write_bytes(encode_png(arr))
+                    if self.fmt == "nifti":
+                        from .nifti import encode
+
+                        ftmp.write_bytes(encode(arr, self.spacing, label=is_label))
+                    else:
+                        ftmp.write_bytes(encode_png(arr))
                     os.replace(ftmp, f)
                 lines.append(json.dumps({"index": int(i), "seed": int(s), "mode": rows.mode, "source": src,
                                          "image": paths[0], "mask": paths[1]}))
@@ -183,7 +189,9 @@ class DatasetWriter:
         os.replace(tmp, p)
 
     def row_paths(self, i: int) -> tuple[str, str]:
-        """(image, label) paths of row i in the png and nnunet formats, relative to the dataset folder."""
+        """(image, label) paths of row i in the png, nnunet and nifti formats, relative to the dataset folder."""
+        if self.fmt == "nifti":
+            return f"images/{i:08d}.nii.gz", f"labels/{i:08d}.nii.gz"
         if self.fmt == "nnunet":  # nnU-Net v2 raw: CASE_0000.png (the one channel file of a 2D PNG case)
             return f"imagesTr/{NNUNET_PREFIX}_{i:08d}_0000.png", f"labelsTr/{NNUNET_PREFIX}_{i:08d}.png"
         return f"images/{i:08d}.png", f"masks/{i:08d}.png"
@@ -201,7 +209,7 @@ class DatasetWriter:
 
     def clean_partials(self) -> None:
         """Remove temporaries left by a killed run."""
-        for sub in ("data", "shards", "images", "masks", "imagesTr", "labelsTr"):
+        for sub in ("data", "shards", "images", "masks", "labels", "imagesTr", "labelsTr"):
             d = self.out / sub
             if d.is_dir():
                 for f in d.glob("*.tmp"):

@@ -43,6 +43,17 @@ class RealSet:
     split_test: list = field(default_factory=list)  # the held-out stems as the split file lists them
 
 
+def _open(path: Path):
+    """A written image or label file as a PIL image (PNG, or a 2D NIfTI file of ``--format nifti``)."""
+    from PIL import Image
+
+    if path.name.endswith(".nii.gz"):
+        from ..dataset.nifti import decode
+
+        return Image.fromarray(decode(path))
+    return Image.open(path)
+
+
 def _decode(b: bytes, what: str):
     from PIL import Image
 
@@ -96,8 +107,8 @@ def load_synthetic(root: str | Path, limit: int | None = None, seed: int = 0) ->
         what = f"{root} row {index[i]}"
         if im_refs[i] is None or mk_refs[i] is None:
             raise DataError(f"{what}: image or mask missing")
-        im = Image.open(im_refs[i]) if isinstance(im_refs[i], Path) else _decode(im_refs[i], what)
-        mk = Image.open(mk_refs[i]) if isinstance(mk_refs[i], Path) else _decode(mk_refs[i], what + " mask")
+        im = _open(im_refs[i]) if isinstance(im_refs[i], Path) else _decode(im_refs[i], what)
+        mk = _open(mk_refs[i]) if isinstance(mk_refs[i], Path) else _decode(mk_refs[i], what + " mask")
         a, b = _image_view(im, modality, what), np.asarray(mk.convert("L"))
         if a.shape[:2] != b.shape:
             raise DataError(f"{what}: image {a.shape[:2]} and mask {b.shape} differ in size")
@@ -105,7 +116,7 @@ def load_synthetic(root: str | Path, limit: int | None = None, seed: int = 0) ->
             raise DataError(f"{what}: image size {a.shape[:2]} differs from row {index[order[0]]}'s "
                             f"{imgs[0].shape[:2]}; a dataset must have one resolution")
         imgs.append(a)
-        if m.get("format") == "nnunet" and modality.binary:  # nnU-Net labels: class indices 0/1
+        if m.get("format") in ("nnunet", "nifti") and modality.binary:  # labels as class indices 0/1
             b = (b > 0).astype(np.uint8) * 255
         masks.append(np.where(b >= 128, 255, 0).astype(np.uint8) if modality.binary else _label_view(b, modality, what))
     return SynthSet(root, m, np.stack(imgs), np.stack(masks), np.asarray(index)[order],

@@ -231,7 +231,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     is_main = accelerator.is_main_process
 
     # data: scan, split by stem, decode the train split once into memory (uint8); volumes become 2D slices first
-    from ..data.volumes import find_volumes, slice_volumes
+    from ..data.volumes import find_volumes, model_pixel_spacing, slice_volumes
 
     data_dir, volumes, group_by, data_cfg = cfg.data, None, cfg.group_by, cfg
     if find_volumes(cfg.data) is not None:
@@ -366,7 +366,8 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
                 "loss_weighting": cfg.loss_weighting, "min_snr_gamma": cfg.min_snr_gamma, "init": init_info,
                 "lr_schedule": cfg.lr_schedule,
                 **({"volumes": {"slice_axis": cfg.slice_axis, "empty_fraction": cfg.empty_fraction,
-                                "n_volumes": len(volumes["volumes"]), "source": volumes["source"]}} if volumes else {}),
+                                "n_volumes": len(volumes["volumes"]), "source": volumes["source"],
+                                "pixel_spacing": model_pixel_spacing(volumes, cfg.resolution)}} if volumes else {}),
             },
         }
         save_model(ema_net, out / "model", meta=meta, card=_model_card(meta))
