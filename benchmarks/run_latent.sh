@@ -40,3 +40,17 @@ fastsynth evaluate /tmp/cmp/pool-final --real runs/lat256-pool --metrics fid,mss
   --no-progress
 # the EMA weights kept for a warm restart (fp16; no optimizer state): benchmarks/weights/lat256-pool/
 python -m fastsynth.models.bundle runs/lat256-pool --dest benchmarks/weights/lat256-pool
+
+# ---- session 2 (2026-12-06 afternoon): one thread each for training and measuring, side by side ----
+# 3. training continues on one thread (two processes on two cores: 1.0 it/s here against 0.58 when a 1-thread judge
+#    shared the cores with a 2-thread training run)
+OMP_NUM_THREADS=1 fastsynth train --data $DATA --out runs/lat256-pool --latent taef2 --mask-repr pool --resolution 256 \
+  --steps 100000 --loss-weighting min-snr --mixed-precision bf16 --checkpoint-every 250 --time-limit 95 --resume \
+  --no-progress &
+# 4. the judge at 128^2, step 1: the bundled 64^2 model's default data (900 pairs) upsampled, synthetic-only against
+#    real-only (900 each; the real-only segmenters are the cached ones of the agreement metric), 3 seeds, the same 100
+#    held-out real images (the 64^2 model and the latent run share the split)
+rm -rf /tmp/judge/b64
+fastsynth generate --n 900 --out /tmp/judge/b64 --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/b64 --real runs/lat256-pool --metrics masks --downstream \
+  --protocols real,synthetic --seg-resolution 128 --seeds 3 --no-progress --json benchmarks/results/judge256_b64_upsampled_cpu.json
