@@ -59,6 +59,23 @@ def test_low_data_subsets_are_nested_and_seeded():
         ds.protocol_plan(["bogus"], (), 10, True, 0)
 
 
+def test_low_data_by_groups_takes_whole_volumes():
+    """--low-data-groups N: every image of N whole groups (volumes) and no other; nested, seeded, and refused when
+    the real data has no groups or too few."""
+    groups = [f"vol{k // 5:02d}" for k in range(40)] + ["vol99"] * 3  # 8 volumes of 5 slices, one of 3
+    a, b = ds.low_data_groups_subset(groups, 2, 0), ds.low_data_groups_subset(groups, 4, 0)
+    chosen = {groups[i] for i in a}
+    assert len(chosen) == 2 and set(a) == {i for i, g in enumerate(groups) if g in chosen}
+    assert set(a) <= set(b) and len({groups[i] for i in b}) == 4
+    plan = ds.protocol_plan(("low-data",), (), len(groups), True, 0, low_data_groups=(2,), groups=groups)
+    assert [r["name"] for r in plan] == ["low-data-2groups", "low-data-2groups+synthetic"]
+    assert np.array_equal(plan[0]["real"], a) and plan[1]["synthetic"]
+    with pytest.raises(FastsynthError, match="only 9 groups"):
+        ds.low_data_groups_subset(groups, 10, 0)
+    with pytest.raises(FastsynthError, match="needs the real data's groups"):
+        ds.protocol_plan(("low-data",), (), len(groups), True, 0, low_data_groups=(2,), groups=None)
+
+
 def test_dice_iou_from_counts():
     t = np.zeros((3, 4, 4), bool)
     p = np.zeros((3, 4, 4), bool)
@@ -172,3 +189,18 @@ def test_label_agreement_scores_masks_against_predictions():
     real_run = {"test": {"heldout": {"dice": 0.8}}}
     ag = ds.label_agreement([perfect, empty], syn, real_run)
     assert ag["dice_per_seed"] == [1.0, 0.0] and ag["dice"] == 0.5 and ag["ratio"] == pytest.approx(0.625)
+
+
+def test_real_groups_come_from_the_split_file(tmp_path):
+    import json
+
+    from fastsynth.data import make_split
+    from fastsynth.metrics.io import RealSet, real_groups
+
+    stems = [f"vol{v}-s{k:03d}" for v in range(5) for k in range(4)]
+    split = make_split(stems, 0.2, 0, group_by=r"^(.*)-s\d+$")
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    rs = RealSet("x", str(tmp_path / "split.json"), split["train"], split["test"])
+    g = real_groups(rs)
+    assert g == [s.split("-s")[0] for s in split["train"]] and len(set(g)) == 4
+    assert real_groups(RealSet("x", None, split["train"], split["test"])) is None

@@ -56,6 +56,9 @@ def add_parser(sub) -> None:
     p.add_argument("--protocols", default=",".join(ds.DEFAULT_PROTOCOLS),
                    help="comma list of real, synthetic, real+synthetic, low-data")
     p.add_argument("--low-data-n", type=_ints, default=ds.LOW_DATA_N, help="real images per low-data run")
+    p.add_argument("--low-data-groups", type=_ints, default=(), metavar="N[,N]",
+                   help="also low-data runs on the images of N whole groups (volumes, patients) of the real training "
+                        "split, as its split.json groups them (e.g. 16 volumes' slices)")
     p.add_argument("--seeds", type=int, default=ds.DEFAULT_SEEDS,
                    help="segmenter seeds per protocol (mean ± std reported; a difference within the spread is "
                         "'not distinguishable')")
@@ -94,7 +97,8 @@ def run(args) -> int:
     w = None if str(args.seg_encoder_weights).lower() in ("none", "null", "") else args.seg_encoder_weights
     segmenter = dict(arch=args.seg_arch, encoder=args.seg_encoder, encoder_depth=args.seg_encoder_depth,
                      encoder_weights=w, steps=args.seg_steps, batch_size=args.seg_batch_size, lr=args.seg_lr,
-                     alpha=args.alpha, low_data_n=args.low_data_n, backend=args.seg_backend, seeds=args.seeds,
+                     alpha=args.alpha, low_data_n=args.low_data_n, low_data_groups=args.low_data_groups,
+                     backend=args.seg_backend, seeds=args.seeds,
                      resolution=args.seg_resolution)
     if args.seg_resolution is not None and args.seg_resolution < 16:
         raise FastsynthError(f"--seg-resolution {args.seg_resolution}: must be at least 16")

@@ -136,6 +136,16 @@ def low_data_subset(n_real: int, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, 1]).permutation(n_real)[:n])
 
 
+def low_data_groups_subset(groups: list[str], n: int, seed: int) -> np.ndarray:
+    """The real training indices of ``n`` whole groups (volumes, patients): the first n of one fixed seeded
+    permutation of the sorted group names (nested like ``low_data_subset``)."""
+    names = sorted(set(groups))
+    if n > len(names):
+        raise FastsynthError(f"low-data {n} groups: the real training images hold only {len(names)} groups")
+    chosen = set(names[i] for i in np.random.default_rng([seed, 2]).permutation(len(names))[:n])
+    return np.asarray([i for i, g in enumerate(groups) if g in chosen], np.int64)
+
+
 def synthetic_links(real_stems: list[str], synth_sources: list[str]) -> list[np.ndarray]:
     """For each real image, the synthetic rows generated from it (by the ``source`` column)."""
     pos = {s: i for i, s in enumerate(real_stems)}
@@ -171,8 +181,11 @@ def example_stream(n_items: int, real_idx: np.ndarray | None, n_synth: int, alph
     return np.asarray(out[:n_items], np.int64)
 
 
-def protocol_plan(protocols, low_data_n, n_real: int, has_synth: bool, seed: int) -> list[dict]:
-    """Expand protocol names into runs: name, real indices (or None), whether synthetic data is used."""
+def protocol_plan(protocols, low_data_n, n_real: int, has_synth: bool, seed: int, low_data_groups=(),
+                  groups: list[str] | None = None) -> list[dict]:
+    """Expand protocol names into runs: name, real indices (or None), whether synthetic data is used. With
+    ``low_data_groups`` (and ``groups``, one name per real training image) the low-data protocol also runs on the
+    images of N whole groups (``low-data-Ngroups``): a volume's or patient's images are never split."""
     runs = []
     for p in protocols:
         if p not in PROTOCOLS:
@@ -192,6 +205,13 @@ def protocol_plan(protocols, low_data_n, n_real: int, has_synth: bool, seed: int
                 sub = low_data_subset(n_real, n, seed)
                 runs.append({"name": f"low-data-{n}", "real": sub, "synthetic": False, "n": n})
                 runs.append({"name": f"low-data-{n}+synthetic", "real": sub, "synthetic": True, "n": n})
+            for n in low_data_groups:
+                if groups is None:
+                    raise FastsynthError("--low-data-groups needs the real data's groups (a run or model folder whose "
+                                         "split.json names them, e.g. volumes)")
+                sub = low_data_groups_subset(groups, n, seed)
+                runs.append({"name": f"low-data-{n}groups", "real": sub, "synthetic": False, "n": len(sub)})
+                runs.append({"name": f"low-data-{n}groups+synthetic", "real": sub, "synthetic": True, "n": len(sub)})
     return runs
 
 
@@ -351,7 +371,8 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
                   synth_sources: list[str] | None, test_sets: dict, protocols=DEFAULT_PROTOCOLS,
                   low_data_n=LOW_DATA_N, device: str = "cpu", save_dir: str | os.PathLike | None = None,
                   log: Callable[[str], None] | None = None, progress_factory: Callable | None = None,
-                  backend: str = "eager", seeds: int = DEFAULT_SEEDS, use_cache: bool = True) -> dict:
+                  backend: str = "eager", seeds: int = DEFAULT_SEEDS, use_cache: bool = True, low_data_groups=(),
+                  groups: list[str] | None = None) -> dict:
     """Train one segmenter per protocol run and seed (``cfg.seed``, ``cfg.seed + 1``, ...), score each on every
     test set, and summarise each run as mean and spread over the seeds. Runs that use no synthetic data are
     cached (they are the same for every synthetic dataset judged against the same real data). Returns a JSON-able
@@ -363,7 +384,7 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
     links = synthetic_links(real_stems, synth_sources) if synth is not None and synth_sources else None
     if links is not None and not any(len(v) for v in links):
         links = None  # unconditional pairs: no per-image link
-    plan = protocol_plan(protocols, low_data_n, len(real_train), synth is not None, cfg.seed)
+    plan = protocol_plan(protocols, low_data_n, len(real_train), synth is not None, cfg.seed, low_data_groups, groups)
     skipped = [n for n in low_data_n if n > len(real_train)] if "low-data" in protocols else []
     results: dict = {}
     real_models: list = []  # the real-only segmenters, one per seed (for label agreement)
@@ -406,7 +427,8 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
                                 else []})
         results[run["name"]] = {"seeds": per_seed, "test": {t: aggregate([r["test"][t] for r in per_seed])
                                                             for t in test_sets}}
-    pairs = list(COMPARISONS) + [(f"low-data-{n}+synthetic", f"low-data-{n}") for n in low_data_n]
+    pairs = list(COMPARISONS) + [(f"low-data-{n}+synthetic", f"low-data-{n}") for n in low_data_n] + \
+        [(f"low-data-{n}groups+synthetic", f"low-data-{n}groups") for n in low_data_groups]
     comparisons = [compare_runs(results[a], results[b], a, b, t) for a, b in pairs
                    if a in results and b in results for t in test_sets]
     summary = {}
@@ -423,7 +445,8 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
             s["real_plus_synthetic_minus_real_iou"] = m["iou"] - r["iou"]
         summary[tname] = s
     out = {"settings": {**_cfg_dict(cfg), "seeds": [cfg.seed + k for k in range(seeds)],
-                        "protocols": list(protocols), "low_data_n": list(low_data_n), "device": str(device),
+                        "protocols": list(protocols), "low_data_n": list(low_data_n),
+                        **({"low_data_groups": list(low_data_groups)} if low_data_groups else {}), "device": str(device),
                         "inference_backend": backend, "linked_synthetic": links is not None},
            "runs": results, "comparisons": comparisons, "summary": summary, "skipped_low_data_n": skipped}
     if synth is not None and real_models:

@@ -123,6 +123,17 @@ def load_synthetic(root: str | Path, limit: int | None = None, seed: int = 0) ->
                     [source[i] for i in order], modality)
 
 
+def real_groups(rs: RealSet) -> list[str] | None:
+    """The group (volume, patient) of each real training stem, from the split file's ``groups``, or None."""
+    if not rs.split_from:
+        return None
+    d = read_json(Path(rs.split_from), "split file")
+    where = {stem: g for g, stems in (d.get("groups") or {}).items() for stem in stems}
+    if not where or any(s not in where for s in rs.train_stems):
+        return None
+    return [where[s] for s in rs.train_stems]
+
+
 def resolve_real(path: str | Path, heldout_fraction: float = 0.2, split_seed: int = 0) -> tuple:
     """(PairSource, RealSet without arrays). A run/model folder with split.json: its data and split;
     a plain pair folder: a seeded split (``heldout_fraction`` held out) noted in ``notes``."""

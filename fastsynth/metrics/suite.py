@@ -159,6 +159,7 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
         protocols = d.pop("protocols", DEFAULT_PROTOCOLS) if downstream is not None else ("real",)
         d.pop("protocols", None)
         low_n = d.pop("low_data_n", LOW_DATA_N)
+        low_groups = tuple(d.pop("low_data_groups", None) or ())
         backend = d.pop("backend", "eager")
         drop_leaking = d.pop("drop_leaking", False)
         n_seeds = d.pop("seeds", DEFAULT_SEEDS)
@@ -189,7 +190,8 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
         bench = run_benchmark(cfg, seg_train, rs.train_stems, synth4, sources, test_sets, protocols, low_n,
                               device=device, save_dir=out / "segmenters" if downstream is not None else None,
                               log=say, backend=backend, seeds=n_seeds, use_cache=use_cache,
-                              progress_factory=_seg_bar if progress else None)
+                              progress_factory=_seg_bar if progress else None, low_data_groups=low_groups,
+                              groups=eio.real_groups(rs) if low_groups else None)
         if "agreement" in bench:
             results["agreement"] = bench.pop("agreement")
         if downstream is not None:
