@@ -122,3 +122,19 @@ def test_bundled_ultrasound_model_is_grey_binary_split_by_examination_and_genera
     ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "us" / "data" / "*.parquet"), split="train")
     assert ds[0]["image"].mode == "L" and set(np.unique(np.asarray(ds[0]["mask"]))) <= {0, 255}
     assert json.loads((tmp_path / "us" / "fastsynth.json").read_text())["model"]["path"] == "bundled-ultrasound"
+
+
+def test_bundle_records_measured_generate_defaults(tiny_model_dir, tmp_path):
+    """bundle --generate-defaults writes the model's own defaults, which generate then applies; unknown settings or
+    modes are refused."""
+    from fastsynth.config import GenerateConfig, apply_model_defaults
+    from fastsynth.models.bundle import bundle
+    from fastsynth.models.denoiser import read_model_meta
+
+    d = bundle(str(tiny_model_dir), dest=tmp_path / "m",
+               generate_defaults={"pairs": {"sampler": "unipc", "steps": 12, "redraw": False}})
+    cfg = apply_model_defaults(GenerateConfig(), read_model_meta(d))
+    assert (cfg.sampler, cfg.steps, cfg.redraw) == ("unipc", 12, False)
+    with pytest.raises(SystemExit, match="known"):
+        bundle(str(tiny_model_dir), dest=tmp_path / "m2", generate_defaults={"pairs": {"stepz": 3}})
+    assert not (tmp_path / "m2").exists()

@@ -42,9 +42,18 @@ def evaluation_summary(metrics: dict) -> dict:
 
 def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = "",
            training_data_from: str | None = None, evaluation: dict | None = None,
-           training_data: dict | None = None) -> Path:
+           training_data: dict | None = None, generate_defaults: dict | None = None) -> Path:
     net, meta = load_model(run_or_model)
     meta = {k: v for k, v in meta.items() if k not in ("path", "evaluation")}
+    if generate_defaults is not None:  # the settings this model's data was measured best with, per mode
+        from ..config import MODEL_DEFAULT_KEYS, MODES
+
+        for mode, d in generate_defaults.items():
+            bad = sorted(set(d) - set(MODEL_DEFAULT_KEYS))
+            if mode not in MODES or bad:
+                raise SystemExit(f"--generate-defaults: mode {mode!r} (known: {', '.join(MODES)}) or settings {bad} "
+                                 f"(known: {', '.join(MODEL_DEFAULT_KEYS)})")
+        meta["generate_defaults"] = generate_defaults
     if evaluation is not None:
         meta["evaluation"] = {"downstream": evaluation_summary(evaluation)}
     if training_data_from:  # provenance (name, licence, citation) recorded with another model of the same data
@@ -87,6 +96,9 @@ def main() -> None:
     ap.add_argument("--as", dest="name", choices=("bundled", "bundled-fast", "bundled-ultrasound"),
                     default="bundled", help="which shipped model to replace (bundled-fast: the distilled few-step "
                                             "student; bundled-ultrasound: the greyscale ultrasound model)")
+    ap.add_argument("--generate-defaults", default=None, metavar="JSON",
+                    help='the model\'s measured generation defaults per mode, e.g. \'{"pairs": {"sampler": "unipc", '
+                         '"steps": 12, "redraw": false}}\' (fastsynth.json generate_defaults)')
     ap.add_argument("--dest", default=None, metavar="DIR",
                     help="write the fp16 model folder here instead of replacing a shipped model (e.g. weights kept "
                          "for a warm restart: no optimizer state, no checkpoint)")
@@ -94,7 +106,8 @@ def main() -> None:
     extra = Path(a.notes).read_text() if a.notes else ""
     d = bundle(a.run, dest=Path(a.dest) if a.dest else BUNDLED_MODELS[a.name], extra_card=extra, training_data_from=a.training_data_from,
                evaluation=json.loads(Path(a.evaluation).read_text()) if a.evaluation else None,
-               training_data={f: getattr(a, f"data_{f}") for f in PROVENANCE_FIELDS})
+               training_data={f: getattr(a, f"data_{f}") for f in PROVENANCE_FIELDS},
+               generate_defaults=json.loads(a.generate_defaults) if a.generate_defaults else None)
     print(f"bundled {a.run} -> {d} ({(d / 'model.safetensors').stat().st_size / 2**20:.1f} MB)")
 
 
