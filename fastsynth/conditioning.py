@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .sampling.masks import binary_dilation
+from .morphology import binary_dilation
 
 
 def cond_pairs(n: int, resolution: int, channels: int = 4) -> tuple[torch.Tensor, torch.Tensor]:

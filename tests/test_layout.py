@@ -42,7 +42,7 @@ def test_onnx_export_keeps_the_working_directory_clean(tmp_path, monkeypatch):
 
 # layers of the package, bottom (0) to top: a module imports only from its own layer or below
 LAYERS = [
-    ("fastsynth", "fastsynth.errors", "fastsynth.utils", "fastsynth.config"),
+    ("fastsynth", "fastsynth.errors", "fastsynth.utils", "fastsynth.config", "fastsynth.morphology"),
     ("fastsynth.data", "fastsynth.sampling", "fastsynth.conditioning", "fastsynth.models", "fastsynth.dataset",
      "fastsynth.metrics.io", "fastsynth.metrics.fid", "fastsynth.metrics.msssim", "fastsynth.metrics.masks",
      "fastsynth.metrics.memorization", "fastsynth.metrics.plots", "fastsynth.metrics.leakage",
