@@ -54,3 +54,39 @@ rm -rf /tmp/judge/b64
 fastsynth generate --n 900 --out /tmp/judge/b64 --no-progress
 OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/b64 --real runs/lat256-pool --metrics masks --downstream \
   --protocols real,synthetic --seg-resolution 128 --seeds 3 --no-progress --json benchmarks/results/judge256_b64_upsampled_cpu.json
+# 5. generation defaults on a snapshot (step 6500; runs/snap/pool-6500 = a copy of runs/lat256-pool/model then)
+benchmarks/latent_defaults.sh runs/snap/pool-6500 6500
+# 6. training stopped at step 6945 (SIGINT: it checkpoints) to give its core to the hippocampus run (issue 22);
+#    runs/snap/pool-6945 = a copy of runs/lat256-pool/model. Its one-pass data judged like the 64^2 data (step 4);
+#    the run was stopped after real+synthetic and finished from the cache of trained segmenters:
+rm -rf /tmp/judge/l256
+fastsynth generate --model runs/snap/pool-6945 --n 900 --sampler unipc --steps 12 --no-redraw --out /tmp/judge/l256 --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/l256 --real runs/snap/pool-6945 --metrics masks --downstream \
+  --protocols real,synthetic,real+synthetic --seg-resolution 128 --seeds 3 --no-progress \
+  --json benchmarks/results/judge256_latent_6945_onepass_cpu.json
+python benchmarks/compare_grid.py /tmp/judge/l256 /tmp/judge/b64 --n 8 --size 128 \
+  --out benchmarks/results/judge256_samples_latent_vs_64.png
+# 7. label agreement of other ways to the image: the redraw with guidance 3 at every step; from the 64^2 model's
+#    masks (300 of /tmp/judge/b64, upsampled to 256^2: bilinear + threshold, written to /tmp/cascade/masks)
+OMP_NUM_THREADS=1 fastsynth generate --model runs/snap/pool-6945 --n 300 --sampler unipc --steps 12 --redraw \
+  --guidance 3 --guidance-interval all --out /tmp/ld/unipc12-redraw-g3 --backend onnx --precision fp32 --no-progress
+fastsynth evaluate /tmp/ld/unipc12-redraw-g3 --real runs/snap/pool-6945 --metrics fid,masks,agreement --fid-reference train \
+  --seg-resolution 128 --seeds 3 --json benchmarks/results/latent_defaults_6945_unipc12-redraw-g3.json --no-progress
+for g in 1 3; do
+  fastsynth generate --model runs/snap/pool-6945 --mode from-masks --masks /tmp/cascade/masks --n 300 --sampler unipc \
+    --steps 12 --guidance $g --out /tmp/cascade/fm$g --no-progress
+  fastsynth evaluate /tmp/cascade/fm$g --real runs/snap/pool-6945 --metrics fid,masks,agreement --fid-reference train \
+    --seg-resolution 128 --seeds 3 --no-progress \
+    --json benchmarks/results/latent_cascade_from_b64_masks$([ $g = 3 ] && echo _g3)_6945.json
+done
+# 8. the redrawn data judged (synthetic-only, then the 64-image low-data runs)
+rm -rf /tmp/judge/l256r
+fastsynth generate --model runs/snap/pool-6945 --n 900 --sampler unipc --steps 12 --redraw --guidance 3 \
+  --guidance-interval all --out /tmp/judge/l256r --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/l256r --real runs/snap/pool-6945 --metrics masks --downstream \
+  --protocols real,synthetic,low-data --low-data-n 64 --seg-resolution 128 --seeds 3 --no-progress \
+  --json benchmarks/results/judge256_latent_6945_redraw_g3_cpu.json
+# 9. the weights kept for a warm restart, with the measured defaults
+python -m fastsynth.models.bundle runs/lat256-pool --dest benchmarks/weights/lat256-pool --training-data-from bundled \
+  --notes benchmarks/latent_pool_notes.md \
+  --generate-defaults '{"pairs": {"sampler": "unipc", "steps": 12, "redraw": true, "guidance": 3.0, "guidance_interval": []}}'
