@@ -248,7 +248,7 @@ def test_train_cli_reads_dicom_and_bad_dicom_exits_2(tmp_path):
 
 
 @pytest.mark.parametrize("which", ["binary", "labels"])
-def test_generate_format_nifti(which, tiny_model_dir, tmp_path):
+def test_generate_format_nifti(which, tiny_model_dir, tmp_path, monkeypatch):
     """--format nifti: each pair as a 2D NIfTI image + label on one grid with the model's pixel spacing (a volume
     model's, from its training volumes; unit for 2D sources), 16-bit kept, labels as class indices; read back by
     evaluate's reader as written, and loadable with the `datasets` snippet of the card."""
@@ -260,20 +260,15 @@ def test_generate_format_nifti(which, tiny_model_dir, tmp_path):
 
     nib = pytest.importorskip("nibabel")
     if which == "labels":  # a 3-class 16-bit model trained on DICOM volumes (spacing 0.5 x 0.75 mm, 20x16 slices)
-        import os
+        from fastsynth.config import TrainConfig
+        from fastsynth.training import train
 
         make_case(tmp_path / "d", "case1")
         make_case(tmp_path / "d", "case2", seed=1)
-        os.environ["FASTSYNTH_CACHE"] = str(tmp_path / "cache")
-        try:
-            from fastsynth.config import TrainConfig
-            from fastsynth.training import train
-
-            train(TrainConfig(data=str(tmp_path / "d"), out=str(tmp_path / "run"), preset="tiny", resolution=16,
-                              steps=2, batch_size=2, checkpoint_every=10, test_fraction=0.5, warmup_steps=1),
-                  progress=False)
-        finally:
-            del os.environ["FASTSYNTH_CACHE"]
+        monkeypatch.setenv("FASTSYNTH_CACHE", str(tmp_path / "cache"))
+        train(TrainConfig(data=str(tmp_path / "d"), out=str(tmp_path / "run"), preset="tiny", resolution=16,
+                          steps=2, batch_size=2, checkpoint_every=10, test_fraction=0.5, warmup_steps=1),
+              progress=False)
         model = tmp_path / "run" / "model"
         meta = json.loads((model / "fastsynth.json").read_text())
         # 16 px of a 20 x 16 slice: the centre crop is 16 x 16 voxels, so the spacing is unchanged by the resize
