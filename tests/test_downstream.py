@@ -67,7 +67,7 @@ def test_low_data_by_groups_takes_whole_volumes():
     chosen = {groups[i] for i in a}
     assert len(chosen) == 2 and set(a) == {i for i, g in enumerate(groups) if g in chosen}
     assert set(a) <= set(b) and len({groups[i] for i in b}) == 4
-    plan = ds.protocol_plan(("low-data",), (), len(groups), True, 0, low_data_groups=(2,), groups=groups)
+    plan = ds.protocol_plan(("low-data",), (0,), len(groups), True, 0, low_data_groups=(2,), groups=groups)
     assert [r["name"] for r in plan] == ["low-data-2groups", "low-data-2groups+synthetic"]
     assert np.array_equal(plan[0]["real"], a) and plan[1]["synthetic"]
     with pytest.raises(FastsynthError, match="only 9 groups"):

@@ -200,7 +200,7 @@ def protocol_plan(protocols, low_data_n, n_real: int, has_synth: bool, seed: int
             runs.append({"name": "real+synthetic", "real": np.arange(n_real), "synthetic": True})
         else:
             for n in low_data_n:
-                if n > n_real:
+                if n <= 0 or n > n_real:  # 0: no image-count runs (e.g. only --low-data-groups); too many: skipped
                     continue  # reported as skipped by the caller
                 sub = low_data_subset(n_real, n, seed)
                 runs.append({"name": f"low-data-{n}", "real": sub, "synthetic": False, "n": n})
@@ -386,6 +386,7 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
         links = None  # unconditional pairs: no per-image link
     plan = protocol_plan(protocols, low_data_n, len(real_train), synth is not None, cfg.seed, low_data_groups, groups)
     skipped = [n for n in low_data_n if n > len(real_train)] if "low-data" in protocols else []
+    low_data_n = tuple(n for n in low_data_n if n > 0)
     results: dict = {}
     real_models: list = []  # the real-only segmenters, one per seed (for label agreement)
     for run in plan:
