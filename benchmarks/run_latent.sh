@@ -79,14 +79,18 @@ for g in 1 3; do
     --seg-resolution 128 --seeds 3 --no-progress \
     --json benchmarks/results/latent_cascade_from_b64_masks$([ $g = 3 ] && echo _g3)_6945.json
 done
-# 8. the redrawn data judged (synthetic-only, then the 64-image low-data runs)
+# 8. the redrawn data judged (synthetic-only; its low-data runs were dropped for the one-pass data's, below)
 rm -rf /tmp/judge/l256r
 fastsynth generate --model runs/snap/pool-6945 --n 900 --sampler unipc --steps 12 --redraw --guidance 3 \
   --guidance-interval all --out /tmp/judge/l256r --no-progress
 OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/l256r --real runs/snap/pool-6945 --metrics masks --downstream \
-  --protocols real,synthetic,low-data --low-data-n 64 --seg-resolution 128 --seeds 3 --no-progress \
+  --protocols real,synthetic --seg-resolution 128 --seeds 3 --no-progress \
   --json benchmarks/results/judge256_latent_6945_redraw_g3_cpu.json
+# the one-pass data's judge completed with the 64-image low-data runs (the earlier runs come from the cache)
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/l256 --real runs/snap/pool-6945 --metrics masks --downstream \
+  --protocols real,synthetic,real+synthetic,low-data --low-data-n 64 --seg-resolution 128 --seeds 3 --no-progress \
+  --json benchmarks/results/judge256_latent_6945_onepass_cpu.json
 # 9. the weights kept for a warm restart, with the measured defaults
 python -m fastsynth.models.bundle runs/lat256-pool --dest benchmarks/weights/lat256-pool --training-data-from bundled \
   --notes benchmarks/latent_pool_notes.md \
-  --generate-defaults '{"pairs": {"sampler": "unipc", "steps": 12, "redraw": true, "guidance": 3.0, "guidance_interval": []}}'
+  --generate-defaults '{"pairs": {"sampler": "unipc", "steps": 12, "redraw": false}}'
