@@ -18,3 +18,8 @@ fastsynth generate --model runs/hippo64 --n "$N" --out /tmp/hippo/pairs --no-pro
 fastsynth evaluate /tmp/hippo/pairs --real runs/hippo64 --metrics fid,masks,memorization,agreement --fid-reference train \
   --downstream --low-data-n 0 --low-data-groups 16 --seeds 3 --no-progress \
   --json benchmarks/results/judge_hippocampus_cpu.json
+# (2026-12-06) a first look at a snapshot (runs/snap/hippo-now = a copy of runs/hippo64/model at step 20750):
+# label agreement per class of 900 pairs with 3 real segmenters
+fastsynth generate --model runs/snap/hippo-now --n 900 --out /tmp/hippo/a --no-progress
+fastsynth evaluate /tmp/hippo/a --real runs/snap/hippo-now --metrics masks,agreement --seeds 3 --no-progress \
+  --json benchmarks/results/hippocampus_agreement_20750_cpu.json
