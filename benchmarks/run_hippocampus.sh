@@ -23,3 +23,5 @@ fastsynth evaluate /tmp/hippo/pairs --real runs/hippo64 --metrics fid,masks,memo
 fastsynth generate --model runs/snap/hippo-now --n 900 --out /tmp/hippo/a --no-progress
 fastsynth evaluate /tmp/hippo/a --real runs/snap/hippo-now --metrics masks,agreement --seeds 3 --no-progress \
   --json benchmarks/results/hippocampus_agreement_20750_cpu.json
+# the fp16 EMA weights kept for a warm restart (no optimizer state)
+python -m fastsynth.models.bundle runs/hippo64 --dest benchmarks/weights/hippo64 --notes benchmarks/hippocampus_notes.md
