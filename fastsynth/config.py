@@ -317,6 +317,15 @@ def network_batch_size(cfg: GenerateConfig) -> int:
 MODEL_DEFAULT_KEYS = ("sampler", "steps", "redraw", "condition_at", "guidance", "guidance_interval")
 
 
+def check_model_defaults(defaults: dict) -> None:
+    """Refuse model ``generate_defaults`` ({mode: {setting: value}}) naming an unknown mode or setting."""
+    for mode, d in defaults.items():
+        unknown = sorted(set(d) - set(MODEL_DEFAULT_KEYS))
+        if mode not in MODES or unknown:
+            raise FastsynthError(f"the model's generate_defaults for {mode} name unknown settings {unknown} or an "
+                                 f"unknown mode; known: modes {', '.join(MODES)}, settings {', '.join(MODEL_DEFAULT_KEYS)}")
+
+
 def apply_model_defaults(cfg: GenerateConfig, meta: dict | None) -> GenerateConfig:
     """``cfg`` with the settings it leaves open (None) taken from the model's own measured defaults for its mode:
     ``meta["generate_defaults"][mode]`` in the model's fastsynth.json (keys ``MODEL_DEFAULT_KEYS``). A model carries
@@ -324,10 +333,7 @@ def apply_model_defaults(cfg: GenerateConfig, meta: dict | None) -> GenerateConf
     steps apply only to its own sampler), and the image pass (``redraw`` / ``condition_at`` with its guidance) is
     taken as a whole: a user who asks for either one gets none of the model's (the global defaults instead)."""
     d = ((meta or {}).get("generate_defaults") or {}).get(cfg.mode) or {}
-    unknown = sorted(set(d) - set(MODEL_DEFAULT_KEYS))
-    if unknown:
-        raise FastsynthError(f"the model's generate_defaults for {cfg.mode} name unknown settings {unknown}; "
-                             f"known: {', '.join(MODEL_DEFAULT_KEYS)}")
+    check_model_defaults({cfg.mode: d})
     if not d:
         return cfg
     ch: dict = {}

@@ -33,6 +33,7 @@ class DicomCase:
     name: str
     seg: Path
     images: list[Path] = field(default_factory=list)
+    segments: dict[int, str] = field(default_factory=dict)  # segment number -> label, from the SEG's header
 
     @property
     def files(self) -> list[Path]:
@@ -94,8 +95,14 @@ def find_dicom(root: str | os.PathLike) -> list[DicomCase] | None:
         while name in used:
             name += "_"
         used.add(name)
-        cases.append(DicomCase(name, p, sorted(series[found[0]])))
+        segments = {int(sg.SegmentNumber): _segment_label(sg) for sg in ds.get("SegmentSequence", [])}
+        cases.append(DicomCase(name, p, sorted(series[found[0]]), segments))
     return cases
+
+
+def _segment_label(item) -> str:
+    """A SegmentSequence item's class name: its SegmentLabel, else ``segment<number>``."""
+    return str(item.get("SegmentLabel", f"segment{int(item.SegmentNumber)}"))
 
 
 def _affine_lps_to_ras(origin, row_cos, col_cos, normal, spacing_rc, spacing_s) -> np.ndarray:
@@ -166,14 +173,9 @@ def _series(files: list[Path]):
 
 def _segments(cases: list[DicomCase]) -> list[str]:
     """Class names decided once for all SEGs: background, then segment labels in order of first appearance."""
-    pydicom = _pydicom()
     names = ["background"]
     for c in cases:
-        ds = pydicom.dcmread(c.seg, stop_before_pixels=True)
-        for s in ds.get("SegmentSequence", []):
-            lab = str(s.get("SegmentLabel", f"segment{int(s.SegmentNumber)}"))
-            if lab not in names:
-                names.append(lab)
+        names += [lab for _, lab in sorted(c.segments.items()) if lab not in names]
     return names
 
 
@@ -194,8 +196,7 @@ def load_case(case: DicomCase, class_names: list[str]):
                         f"{vol.shape[1]}x{vol.shape[0]}")
     if str(seg.get("SegmentationType", "BINARY")) == "FRACTIONAL":
         frames = frames >= max(int(seg.get("MaximumFractionalValue", 255)), 1) / 2
-    cls = {int(s.SegmentNumber): class_names.index(str(s.get("SegmentLabel", f"segment{int(s.SegmentNumber)}")))
-           for s in seg.get("SegmentSequence", [])}
+    cls = {number: class_names.index(label) for number, label in case.segments.items()}
     shared = seg.get("SharedFunctionalGroupsSequence", [None])[0]
     label = np.zeros(vol.shape, np.uint8)
     per_frame = seg.get("PerFrameFunctionalGroupsSequence", [])

@@ -125,9 +125,10 @@ def _key(pairs, axis: int, empty_fraction: float, seed: int, percentiles) -> str
 
 
 def slice_volumes(root: str | os.PathLike, axis: int = 2, empty_fraction: float = 0.1, seed: int = 0,
-                  percentiles=(0.5, 99.5), progress=None) -> tuple[Path, dict]:
-    """(a 2D pair folder, its record) for the volume folder ``root`` (see the module's docstring)."""
-    found = find_volumes(root)
+                  percentiles=(0.5, 99.5), progress=None, found=None) -> tuple[Path, dict]:
+    """(a 2D pair folder, its record) for the volume folder ``root`` (see the module's docstring); ``found``: what
+    ``find_volumes(root)`` returned, when the caller already has it (a DICOM folder's headers are read once)."""
+    found = found if found is not None else find_volumes(root)
     if found is None:
         raise DataError(f"{root}: not a folder of volumes (a Decathlon dataset.json + imagesTr/ + labelsTr/, "
                         "images/ + labels/ with matching .nii.gz names, or DICOM series with DICOM-SEG files)")

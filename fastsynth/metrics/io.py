@@ -176,7 +176,8 @@ def resolve_real(path: str | Path, heldout_fraction: float = 0.2, split_seed: in
                             "folder itself as --real (a seeded split, not the model's)")
         from ..data.volumes import find_volumes, slice_volumes
 
-        if find_volumes(data_dir) is not None:  # a volume folder: its slices, cut as the run cut them
+        found = find_volumes(data_dir)
+        if found is not None:  # a volume folder: its slices, cut as the run cut them
             run_cfg = next((read_json(c, "config") for c in (p / "config.json", split_file.parent.parent /
                                                               "config.json") if c.is_file()), {}) or {}
             vol = ((read_json(split_file.parent / "fastsynth.json", "model metadata")
@@ -184,7 +185,7 @@ def resolve_real(path: str | Path, heldout_fraction: float = 0.2, split_seed: in
                 or {}
             data_dir, _ = slice_volumes(data_dir, int(run_cfg.get("slice_axis", vol.get("slice_axis", 2))),
                                         float(run_cfg.get("empty_fraction", vol.get("empty_fraction", 0.1))),
-                                        int(run_cfg.get("split_seed", 0)))
+                                        int(run_cfg.get("split_seed", 0)), found=found)
         src = scan_pairs(data_dir)
         have = set(src.stems)
         train = [s for s in split["train"] if s in have]

@@ -46,13 +46,13 @@ def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = 
     net, meta = load_model(run_or_model)
     meta = {k: v for k, v in meta.items() if k not in ("path", "evaluation")}
     if generate_defaults is not None:  # the settings this model's data was measured best with, per mode
-        from ..config import MODEL_DEFAULT_KEYS, MODES
+        from ..config import check_model_defaults
+        from ..errors import FastsynthError
 
-        for mode, d in generate_defaults.items():
-            bad = sorted(set(d) - set(MODEL_DEFAULT_KEYS))
-            if mode not in MODES or bad:
-                raise SystemExit(f"--generate-defaults: mode {mode!r} (known: {', '.join(MODES)}) or settings {bad} "
-                                 f"(known: {', '.join(MODEL_DEFAULT_KEYS)})")
+        try:
+            check_model_defaults(generate_defaults)
+        except FastsynthError as exc:
+            raise SystemExit(f"--generate-defaults: {exc}") from None
         meta["generate_defaults"] = generate_defaults
     if evaluation is not None:
         meta["evaluation"] = {"downstream": evaluation_summary(evaluation)}

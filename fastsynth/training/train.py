@@ -234,8 +234,9 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     from ..data.volumes import find_volumes, model_pixel_spacing, slice_volumes
 
     data_dir, volumes, group_by, data_cfg = cfg.data, None, cfg.group_by, cfg
-    if find_volumes(cfg.data) is not None:
-        data_dir, volumes = slice_volumes(cfg.data, cfg.slice_axis, cfg.empty_fraction, cfg.split_seed,
+    found = find_volumes(cfg.data)
+    if found is not None:
+        data_dir, volumes = slice_volumes(cfg.data, cfg.slice_axis, cfg.empty_fraction, cfg.split_seed, found=found,
                                           progress=lambda it: tqdm(it, desc="slicing volumes (once; cached)",
                                                                    unit="volume", disable=not (progress and is_main)))
         if cfg.group_by == "auto":  # every slice of a volume on one side of the split
