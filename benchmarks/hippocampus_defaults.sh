@@ -2,6 +2,7 @@
 # Generation settings of the hippocampus model (issue 22): 900 pairs per candidate, judged by per-class label agreement
 # with the model's 3 real segmenters (64^2, cached after the first candidate) and by mask statistics; the best ones then
 # go to the downstream judge (benchmarks/run_hippocampus.sh step 2). One thread, beside other work.
+# Run: benchmarks/hippocampus_defaults.sh MODEL TAG   (2026-12-06: runs/hippo64 at step 33417, TAG 33417)
 # Usage: benchmarks/hippocampus_defaults.sh MODEL TAG   (results: benchmarks/results/hippocampus_defaults_TAG_*.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ run unipc8-cond1.5 --sampler unipc --steps 8 --condition-at 1.5
 run unipc6-redraw-g2-all --sampler unipc --steps 6 --redraw --guidance 2 --guidance-interval all
 run unipc6-redraw-g3 --sampler unipc --steps 6 --redraw --guidance 3
 run dpmpp12 --sampler dpmpp --steps 12 --no-redraw
+run unipc20 --sampler unipc --steps 20 --no-redraw
+run unipc32 --sampler unipc --steps 32 --no-redraw
 python - "$TAG" <<'PY'
 import json, sys, glob
 print("| setting | agreement (3 segmenters) | per class | empty masks | area (real) |")
