@@ -23,5 +23,17 @@ fastsynth evaluate /tmp/hippo/pairs --real runs/hippo64 --metrics fid,masks,memo
 fastsynth generate --model runs/snap/hippo-now --n 900 --out /tmp/hippo/a --no-progress
 fastsynth evaluate /tmp/hippo/a --real runs/snap/hippo-now --metrics masks,agreement --seeds 3 --no-progress \
   --json benchmarks/results/hippocampus_agreement_20750_cpu.json
-# the fp16 EMA weights kept for a warm restart (no optimizer state)
-python -m fastsynth.models.bundle runs/hippo64 --dest benchmarks/weights/hippo64 --notes benchmarks/hippocampus_notes.md
+# (2026-12-06, evening) resumed to step 33417 (the same command as step 1 with --time-limit 52 --resume; 182 min in
+# all), generation settings screened (benchmarks/hippocampus_defaults.sh runs/hippo64 33417: UniPC x20 one pass),
+# then the judge of step 2 with those settings, and real vs real + synthetic with 4x the segmenter steps
+fastsynth generate --model runs/hippo64 --n "$N" --sampler unipc --steps 20 --no-redraw --out /tmp/hippo/pairs20 --no-progress
+fastsynth evaluate /tmp/hippo/pairs20 --real runs/hippo64 --metrics masks,memorization,agreement \
+  --downstream --low-data-n 0 --low-data-groups 16 --seeds 3 --no-progress \
+  --json benchmarks/results/judge_hippocampus_33417_unipc20_cpu.json
+fastsynth evaluate /tmp/hippo/pairs20 --real runs/hippo64 --metrics masks --downstream --protocols real,real+synthetic \
+  --seg-steps 1200 --seeds 3 --no-progress --json benchmarks/results/judge_hippocampus_33417_unipc20_realsynth_1200steps_cpu.json
+# shipped as bundled-hippocampus (fp16 EMA weights, its measured defaults, the judge in its fastsynth.json); a later
+# run warm-starts from it: fastsynth train ... --init-from bundled-hippocampus
+python -m fastsynth.models.bundle runs/hippo64 --as bundled-hippocampus --notes benchmarks/hippocampus_notes.md \
+  --evaluation benchmarks/results/judge_hippocampus_33417_unipc20_cpu.json \
+  --generate-defaults '{"pairs": {"sampler": "unipc", "steps": 20, "redraw": false}}'

@@ -97,6 +97,15 @@ _ARG_PATH_RE = re.compile(r"((?:(?<!\S)--(?!repo-id\b|revision\b)[A-Za-z][\w-]*[
                           r"((?![a-z]+://)[^\s'\"`<>|,;()\[\]{}]*/[^\s'\"`<>|,;()\[\]{}]*)")
 
 
+def hub_license(lic: str | None) -> str:
+    """A licence as the Hub's identifier ("CC-BY-SA 4.0" / "CC BY-SA 4.0" -> "cc-by-sa-4.0"); "other" if unknown."""
+    if not lic:
+        return "other"
+    s = re.sub(r"[\s_]+", "-", str(lic).strip().lower())
+    m = re.fullmatch(r"cc-?(by(?:-nc)?(?:-sa|-nd)?)-?(\d\.\d)", s.replace("--", "-"))
+    return f"cc-{m.group(1)}-{m.group(2)}" if m else s
+
+
 def public_text(text: str) -> str:
     """``text`` with every local path replaced by its last component and the user's name removed."""
     def last(m):

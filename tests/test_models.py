@@ -124,6 +124,35 @@ def test_bundled_ultrasound_model_is_grey_binary_split_by_examination_and_genera
     assert json.loads((tmp_path / "us" / "fastsynth.json").read_text())["model"]["path"] == "bundled-ultrasound"
 
 
+def test_bundled_hippocampus_model_is_16bit_label_maps_split_by_volume_and_generates(tmp_path):
+    """The third shipped model: MSD hippocampus MRI, 16-bit grey + 3-class label maps, trained on coronal slices
+    with every volume's slices on one side of the split; its card carries the CC BY-SA licence and its measured
+    defaults (one UniPC pass); it generates 16-bit images and label maps with values 0..2."""
+    import datasets
+    import numpy as np
+
+    from fastsynth.config import GenerateConfig
+    from fastsynth.data.modality import modality_from_config
+    from fastsynth.models import resolve_model_dir
+    from fastsynth.pipeline import generate
+
+    d = resolve_model_dir("bundled-hippocampus")
+    net, meta = load_model("bundled-hippocampus")
+    m = modality_from_config(net.config)
+    assert (m.channels, m.bits, m.binary, m.num_classes) == (1, 16, False, 3)
+    split = json.loads((d / "split.json").read_text())
+    volume = {s: g for g, stems in split["groups"].items() for s in stems}
+    assert split["train"] and split["test"]
+    assert not {volume[s] for s in split["train"]} & {volume[s] for s in split["test"]}
+    card = (d / "README.md").read_text()
+    assert "Decathlon" in card and "license: cc-by-sa-4.0" in card and "Share-alike" in card and "../" not in card
+    assert meta["generate_defaults"]["pairs"]["redraw"] is False
+    generate(GenerateConfig(n=2, batch_size=2, backend="eager", steps=2), tmp_path / "h", model="bundled-hippocampus",
+             progress=False)
+    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "h" / "data" / "*.parquet"), split="train")
+    assert ds[0]["image"].mode == "I;16" and set(np.unique(np.asarray(ds[0]["mask"]))) <= {0, 1, 2}
+
+
 def test_bundle_records_measured_generate_defaults(tiny_model_dir, tmp_path):
     """bundle --generate-defaults writes the model's own defaults, which generate then applies; unknown settings or
     modes are refused."""

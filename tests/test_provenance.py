@@ -171,5 +171,5 @@ def test_bundled_models_hold_no_local_paths():
         for name in ("fastsynth.json", "README.md", "config.json", "split.json"):
             if (d / name).exists():
                 assert _local_paths((d / name).read_text()) == [], f"{d / name}: {_local_paths((d / name).read_text())}"
-        want = "hc18-ultrasound" if key == "bundled-ultrasound" else "kvasir-seg"
+        want = {"bundled-ultrasound": "hc18-ultrasound", "bundled-hippocampus": "msd-hippocampus"}.get(key, "kvasir-seg")
         assert json.loads((d / "fastsynth.json").read_text())["training"]["data"] == want

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import FastsynthError
-from ..utils import public_text
+from ..utils import hub_license, public_text
 
 EVAL_KEY = "fastsynth_evaluation"
 START = "<!-- fastsynth-evaluation:start -->"
@@ -96,17 +96,6 @@ def _provenance(td: dict) -> str:
         text += (f" **Share-alike**: this dataset is derived from data licensed {lic}; whoever redistributes it, or "
                  "data made from it, names the source and keeps the same licence.")
     return text
-
-
-def hub_license(lic: str | None) -> str:
-    """A licence as the Hub's identifier ("CC-BY-SA 4.0" / "CC BY-SA 4.0" -> "cc-by-sa-4.0"); "other" if unknown."""
-    import re
-
-    if not lic:
-        return "other"
-    s = re.sub(r"[\s_]+", "-", str(lic).strip().lower())
-    m = re.fullmatch(r"cc-?(by(?:-nc)?(?:-sa|-nd)?)-?(\d\.\d)", s.replace("--", "-"))
-    return f"cc-{m.group(1)}-{m.group(2)}" if m else s
 
 
 def _latent_row(m: dict) -> str:

@@ -93,9 +93,10 @@ def main() -> None:
     for field in PROVENANCE_FIELDS:
         ap.add_argument(f"--data-{field}", default=None,
                         help=f"the training data's {field} (recorded in the card; overrides the data folder's)")
-    ap.add_argument("--as", dest="name", choices=("bundled", "bundled-fast", "bundled-ultrasound"),
+    ap.add_argument("--as", dest="name", choices=("bundled", "bundled-fast", "bundled-ultrasound", "bundled-hippocampus"),
                     default="bundled", help="which shipped model to replace (bundled-fast: the distilled few-step "
-                                            "student; bundled-ultrasound: the greyscale ultrasound model)")
+                                            "student; bundled-ultrasound: the greyscale ultrasound model; "
+                                            "bundled-hippocampus: the 16-bit MRI label-map model)")
     ap.add_argument("--generate-defaults", default=None, metavar="JSON",
                     help='the model\'s measured generation defaults per mode, e.g. \'{"pairs": {"sampler": "unipc", '
                          '"steps": 12, "redraw": false}}\' (fastsynth.json generate_defaults)')

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..data.modality import modality_from_dict
-from ..utils import public_text
+from ..utils import hub_license, public_text
 
 
 def model_card(meta: dict) -> str:
@@ -12,7 +12,7 @@ def model_card(meta: dict) -> str:
     m = modality_from_dict(meta.get("data"))
     return f"""---
 library_name: fastsynth
-license: {(meta.get('training_data') or {}).get('license') or 'other'}
+license: {hub_license((meta.get('training_data') or {}).get('license'))}
 tags: [diffusion, medical-imaging, synthetic-data, segmentation]
 ---
 # fastsynth joint image+mask denoiser
@@ -26,7 +26,16 @@ pairs, images from given {'masks' if m.binary else 'label maps'}, and new struct
 - Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}
 - Command: `{public_text(t['command'])}`{_init_line(t.get('init'))}
 - fastsynth {meta['fastsynth_version']}, torch {t['torch']}
-"""
+{_share_alike(meta)}"""
+
+
+def _share_alike(meta: dict) -> str:
+    """The share-alike notice of a model trained on share-alike data (it reaches every dataset the model makes too)."""
+    lic = (meta.get("training_data") or {}).get("license")
+    if not lic or "sa" not in hub_license(lic).split("-"):
+        return ""
+    return (f"\n**Share-alike**: trained on data licensed {lic}; every dataset this model makes carries that licence, "
+            "the data's attribution and this notice in its card.\n")
 
 
 def _space(meta: dict, m) -> str:

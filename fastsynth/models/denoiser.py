@@ -26,10 +26,12 @@ from ..utils import public_json, write_json_atomic
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "bundled"
 # names accepted by --model for the models shipped in the package: the default (polyps, RGB), its progressively
 # distilled 4-step student (fastsynth distill; benchmarks/results/distill_quality_cpu.json), and a greyscale
-# fetal-head ultrasound model (HC18; benchmarks/results/judge_ultrasound_cpu.json)
+# fetal-head ultrasound model (HC18; benchmarks/results/judge_ultrasound_cpu.json), and a 16-bit MRI model with
+# 3-class label maps (MSD hippocampus, CC BY-SA 4.0; benchmarks/results/judge_hippocampus_*_cpu.json)
 BUNDLED_MODELS = {"bundled": BUNDLED_MODEL_DIR, "default": BUNDLED_MODEL_DIR,
                   "bundled-fast": BUNDLED_MODEL_DIR.with_name("bundled_fast"),
-                  "bundled-ultrasound": BUNDLED_MODEL_DIR.with_name("bundled_ultrasound")}
+                  "bundled-ultrasound": BUNDLED_MODEL_DIR.with_name("bundled_ultrasound"),
+                  "bundled-hippocampus": BUNDLED_MODEL_DIR.with_name("bundled_hippocampus")}
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 META_NAME = "fastsynth.json"
@@ -101,7 +103,8 @@ def save_model(model: Denoiser, out_dir: str | os.PathLike, meta: dict | None = 
 
 def resolve_model_dir(model: str | os.PathLike | None) -> Path:
     """None or 'bundled' -> the model shipped in the package ('bundled-fast': its distilled 4-step student,
-    'bundled-ultrasound': the greyscale ultrasound model);
+    'bundled-ultrasound': the greyscale ultrasound model, 'bundled-hippocampus': the 16-bit MRI
+    label-map model);
     a run dir -> its exported model/; else the folder."""
     if model is None or str(model) in BUNDLED_MODELS:
         p = BUNDLED_MODELS[str(model or "bundled")]
