@@ -32,8 +32,9 @@ fastsynth evaluate /tmp/hippo/pairs20 --real runs/hippo64 --metrics masks,memori
   --json benchmarks/results/judge_hippocampus_33417_unipc20_cpu.json
 fastsynth evaluate /tmp/hippo/pairs20 --real runs/hippo64 --metrics masks --downstream --protocols real,real+synthetic \
   --seg-steps 1200 --seeds 3 --no-progress --json benchmarks/results/judge_hippocampus_33417_unipc20_realsynth_1200steps_cpu.json
-# shipped as bundled-hippocampus (fp16 EMA weights, its measured defaults, the judge in its fastsynth.json); a later
-# run warm-starts from it: fastsynth train ... --init-from bundled-hippocampus
-python -m fastsynth.models.bundle runs/hippo64 --as bundled-hippocampus --notes benchmarks/hippocampus_notes.md \
-  --evaluation benchmarks/results/judge_hippocampus_33417_unipc20_cpu.json \
-  --generate-defaults '{"pairs": {"sampler": "unipc", "steps": 20, "redraw": false}}'
+# shipped as bundled-hippocampus (fp16 EMA weights, its measured defaults, the judge in its fastsynth.json) by the
+# command below, run by hand once (a replay of this script never writes into the package); a later run warm-starts
+# from it: fastsynth train ... --init-from bundled-hippocampus
+#   python -m fastsynth.models.bundle runs/hippo64 --as bundled-hippocampus --notes benchmarks/hippocampus_notes.md \
+#     --evaluation benchmarks/results/judge_hippocampus_33417_unipc20_cpu.json \
+#     --generate-defaults '{"pairs": {"sampler": "unipc", "steps": 20, "redraw": false}}'

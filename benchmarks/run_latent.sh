@@ -94,3 +94,14 @@ OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/l256 --real runs/snap/pool-6945 
 python -m fastsynth.models.bundle runs/lat256-pool --dest benchmarks/weights/lat256-pool --training-data-from bundled \
   --notes benchmarks/latent_pool_notes.md \
   --generate-defaults '{"pairs": {"sampler": "unipc", "steps": 12, "redraw": false}}'
+# 10. (2026-12-06, evening) resumed (the same command as step 1 with --resume, --time-limit 85, one thread beside the
+#     hippocampus work); a snapshot at step 10750 (runs/snap/pool-10750 = a copy of runs/lat256-pool/model) judged
+#     like step 6945:
+rm -rf /tmp/judge/l256b
+fastsynth generate --model runs/snap/pool-10750 --n 900 --sampler unipc --steps 12 --no-redraw --out /tmp/judge/l256b --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/l256b --real runs/snap/pool-10750 --metrics masks --downstream \
+  --protocols real,synthetic --seg-resolution 128 --seeds 3 --no-progress \
+  --json benchmarks/results/judge256_latent_10750_onepass_cpu.json
+python -m fastsynth.models.bundle runs/lat256-pool --dest benchmarks/weights/lat256-pool --training-data-from bundled \
+  --notes benchmarks/latent_pool_notes.md \
+  --generate-defaults '{"pairs": {"sampler": "unipc", "steps": 12, "redraw": false}}'
