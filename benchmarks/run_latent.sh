@@ -105,3 +105,11 @@ OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/l256b --real runs/snap/pool-1075
 python -m fastsynth.models.bundle runs/lat256-pool --dest benchmarks/weights/lat256-pool --training-data-from bundled \
   --notes benchmarks/latent_pool_notes.md \
   --generate-defaults '{"pairs": {"sampler": "unipc", "steps": 12, "redraw": false}}'
+# 11. more sampler steps at step 12750 (runs/snap/pool-12750), label agreement only (300 pairs):
+for s in 12 20; do
+  rm -rf /tmp/ld/s$s
+  fastsynth generate --model runs/snap/pool-12750 --n 300 --sampler unipc --steps $s --no-redraw --out /tmp/ld/s$s \
+    --backend onnx --precision fp32 --no-progress
+  fastsynth evaluate /tmp/ld/s$s --real runs/snap/pool-12750 --metrics masks,agreement --seg-resolution 128 --seeds 3 \
+    --no-progress --json benchmarks/results/latent_defaults_12750_unipc$s.json
+done
