@@ -106,6 +106,12 @@ def hub_license(lic: str | None) -> str:
     return f"cc-{m.group(1)}-{m.group(2)}" if m else s
 
 
+
+def is_share_alike(lic: str | None) -> bool:
+    """Whether a licence (any spelling :func:`hub_license` reads) is share-alike (CC BY-SA, CC BY-NC-SA)."""
+    return bool(lic) and "sa" in hub_license(lic).split("-")
+
+
 def public_text(text: str) -> str:
     """``text`` with every local path replaced by its last component and the user's name removed."""
     def last(m):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import FastsynthError
-from ..utils import hub_license, public_text
+from ..utils import hub_license, is_share_alike, public_text
 
 EVAL_KEY = "fastsynth_evaluation"
 START = "<!-- fastsynth-evaluation:start -->"
@@ -92,7 +92,7 @@ def _provenance(td: dict) -> str:
         text += f" Source: {td['url']}."
     if td.get("citation"):
         text += f" Cite: {td['citation']}."
-    if lic and "sa" in hub_license(lic).split("-"):
+    if is_share_alike(lic):
         text += (f" **Share-alike**: this dataset is derived from data licensed {lic}; whoever redistributes it, or "
                  "data made from it, names the source and keeps the same licence.")
     return text

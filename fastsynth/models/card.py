@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..data.modality import modality_from_dict
-from ..utils import hub_license, public_text
+from ..utils import hub_license, is_share_alike, public_text
 
 
 def model_card(meta: dict) -> str:
@@ -32,7 +32,7 @@ pairs, images from given {'masks' if m.binary else 'label maps'}, and new struct
 def _share_alike(meta: dict) -> str:
     """The share-alike notice of a model trained on share-alike data (it reaches every dataset the model makes too)."""
     lic = (meta.get("training_data") or {}).get("license")
-    if not lic or "sa" not in hub_license(lic).split("-"):
+    if not is_share_alike(lic):
         return ""
     return (f"\n**Share-alike**: trained on data licensed {lic}; every dataset this model makes carries that licence, "
             "the data's attribution and this notice in its card.\n")
