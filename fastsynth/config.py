@@ -300,8 +300,15 @@ class GenerateConfig:
     # (decoded from the joint x0 prediction) and the image is finished conditioned on it, guided like the redraw
     # (sampling.pairs.LateCondition); 0 = off; None: the model's default (``generate_defaults``), else off
     condition_at: float | None = None
+    # pairs: a cascade (sampling.cascade): this lower-resolution model draws each pair, the model re-renders it at its
+    # resolution, keeping the (upsampled) mask; None: the model's default (``generate_defaults``), else off; "none": off
+    base: str | None = None
+    # the cascade's re-rendering: the fraction of the sampler's steps that run (the noise level it starts from);
+    # None: the model's default, else DEFAULT_CASCADE_STRENGTH
+    strength: float | None = None
 
 
+DEFAULT_CASCADE_STRENGTH = 0.5
 DEFAULT_REDRAW_GUIDANCE = 2.0
 # its data trained segmenters better than guidance at every step, with 16 instead of 18 network evaluations per
 # pair (README "Synthetic data that trains segmenters"; the noise levels of Kynkaanniemi et al. 2024)
@@ -314,7 +321,7 @@ def network_batch_size(cfg: GenerateConfig) -> int:
     return cfg.batch_size * (2 if resolve_guidance(cfg).guidance != 1.0 else 1)
 
 
-MODEL_DEFAULT_KEYS = ("sampler", "steps", "redraw", "condition_at", "guidance", "guidance_interval")
+MODEL_DEFAULT_KEYS = ("sampler", "steps", "redraw", "condition_at", "guidance", "guidance_interval", "base", "strength")
 
 
 def check_model_defaults(defaults: dict) -> None:
@@ -347,14 +354,26 @@ def apply_model_defaults(cfg: GenerateConfig, meta: dict | None) -> GenerateConf
             ch["guidance"] = float(d["guidance"])
         if cfg.guidance_interval is None and "guidance_interval" in d:
             ch["guidance_interval"] = tuple(float(v) for v in d["guidance_interval"])
+    if cfg.base is None and "base" in d:  # the cascade and its strength go together
+        ch["base"] = str(d["base"])
+        if cfg.strength is None and "strength" in d:
+            ch["strength"] = float(d["strength"])
     return dataclasses.replace(cfg, **ch)
+
+
+def resolve_cascade(cfg: GenerateConfig) -> GenerateConfig:
+    """``cfg`` with ``base`` resolved to a model reference or "" (off) and ``strength`` to a number when on."""
+    base = "" if cfg.base is None or str(cfg.base).strip().lower() in ("", "none") else str(cfg.base)
+    strength = (DEFAULT_CASCADE_STRENGTH if cfg.strength is None else float(cfg.strength)) if base else cfg.strength
+    return dataclasses.replace(cfg, base=base, strength=strength)
 
 
 def resolve_guidance(cfg: GenerateConfig) -> GenerateConfig:
     """``cfg`` with ``redraw``, ``guidance`` and ``guidance_interval`` resolved from None to the measured defaults
     of its mode (the interval to a (lo, hi) pair, or () for every step); resolving twice changes nothing."""
     late = bool(cfg.condition_at) and cfg.mode == "pairs"
-    redraw = (cfg.mode == "pairs" and not late) if cfg.redraw is None else cfg.redraw
+    cascade = cfg.mode == "pairs" and str(cfg.base or "").strip().lower() not in ("", "none")
+    redraw = (cfg.mode == "pairs" and not late and not cascade) if cfg.redraw is None else cfg.redraw
     guidance = cfg.guidance
     if guidance is None:
         guidance = DEFAULT_REDRAW_GUIDANCE if ((redraw or late) and cfg.mode == "pairs") else 1.0

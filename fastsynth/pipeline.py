@@ -24,7 +24,8 @@ import torch
 
 from . import __version__
 from .conditioning import dilate_px_for
-from .config import GenerateConfig, MODES, apply_model_defaults, network_batch_size, resolve_guidance, to_dict
+from .config import GenerateConfig, MODES, apply_model_defaults, network_batch_size, resolve_cascade, resolve_guidance, \
+    to_dict
 from .data.modality import Modality, modality_from_config
 from .dataset import DatasetWriter, Rows, render_card
 from .dataset.card import carry_evaluation
@@ -34,6 +35,7 @@ from .metrics.leakage import model_split, split_fingerprint
 from .utils import file_sha256, public_text, resolve_device
 from .sampling import make_scheduler, opening_size, resolve_sampler
 # one batch of generate's rows (below the pipeline, so the int8 gate runs exactly what generate runs); re-exported
+from .sampling.cascade import cascade_pairs
 from .sampling.pairs import REDRAW_SEED_XOR, Conditioning, _sample_rows, conditioning_from_arrays, row_seed, \
     sample_pairs  # noqa: F401
 
@@ -128,7 +130,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         raise FastsynthError(f"--seed {cfg.seed}: must be a non-negative integer")
     model_dir = resolve_model_dir(model)
     # what the user left open: the model's own measured defaults for the mode, then the global ones
-    cfg = resolve_guidance(apply_model_defaults(cfg, read_model_meta(model_dir)))
+    cfg = resolve_guidance(resolve_cascade(apply_model_defaults(cfg, read_model_meta(model_dir))))
     if not cfg.guidance >= 0:
         raise FastsynthError(f"--guidance {cfg.guidance}: must be >= 0 (1 = no guidance)")
     if cfg.redraw and cfg.mode != "pairs":
@@ -144,9 +146,22 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     if cfg.max_components and not (cfg.mode == "pairs" and (cfg.redraw or cfg.condition_at)):
         raise FastsynthError("--max-components is for --mode pairs with --redraw or --condition-at (otherwise a "
                              "dropped region would stay in the image, unlabelled)")
-    if cfg.guidance != 1.0 and cfg.mode == "pairs" and not (cfg.redraw or cfg.condition_at):
-        raise FastsynthError("--guidance needs a conditional pass: --mode from-masks / inpaint, --redraw or "
-                             "--condition-at")
+    if cfg.base:
+        if cfg.mode != "pairs":
+            raise FastsynthError(f"--base {cfg.base}: a cascade makes new pairs (--mode pairs); --mode {cfg.mode} is "
+                                 "conditioned on what you give it")
+        if cfg.redraw or cfg.condition_at or cfg.autoguide:
+            raise FastsynthError(f"--base {cfg.base}: the cascade re-renders the base model's pairs conditioned on their "
+                                 "masks; --redraw, --condition-at and --autoguide are for one model's own pairs "
+                                 "(add --base none to use them)")
+        if not 0.0 < cfg.strength <= 1.0:
+            raise FastsynthError(f"--strength {cfg.strength:g}: must be in (0, 1] (the fraction of the sampler's steps "
+                                 "that re-render the upsampled pair; 1 = from pure noise)")
+    elif cfg.strength is not None:
+        raise FastsynthError("--strength is for a cascade (--base MODEL)")
+    if cfg.guidance != 1.0 and cfg.mode == "pairs" and not (cfg.redraw or cfg.condition_at or cfg.base):
+        raise FastsynthError("--guidance needs a conditional pass: --mode from-masks / inpaint, --redraw, "
+                             "--condition-at or --base")
     if cfg.guidance_interval:
         gi = cfg.guidance_interval
         if len(gi) != 2 or not (0 <= gi[0] < gi[1] < float("inf")):
@@ -198,6 +213,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     opening = opening_size(res, cfg.opening_px_at_256)
     weights_sha = file_sha256(model_dir / WEIGHTS_NAME)
     weak = _load_weak_model(cfg.autoguide, net, weights_sha) if cfg.autoguide else None
+    base = _load_base_model(cfg, net, dev) if cfg.base else None
     # what auto means here (CPU: the backend measured fastest on this machine; int8 / bf16 only behind their gates)
     backend, runtime_precision = resolve_runtime(cfg.backend, dev, cfg.precision, weights_sha, res,
                                                  model_dir=model_dir)
@@ -224,6 +240,8 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         **({"latent": {"autoencoder": net.config.autoencoder, "autoencoder_sha256": net.config.autoencoder_sha256,
                        "mask_repr": net.config.mask_repr, "grid": net.config.grid}} if space is not None else {}),
         **({"pixel_spacing_mm": spacing} if cfg.format == "nifti" else {}),
+        **({"cascade": base.identity(cfg.strength), "base_model": public_model_info(cfg.base, base.meta),
+            "base_runtime": f"{base.fn.backend}:{base.fn.precision}"} if base is not None else {}),
         "source_fingerprint": cond_src.fingerprint, "source_dir": Path(masks or images).name if masks or images else "",
         "model_sha256": weights_sha,
         "model": public_model_info(model, meta),
@@ -278,6 +296,14 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         space.decode_fn = make_decoder_fn(space.ae.decoder, space.ae.sha256, space.grid, model_fn.backend, dev,
                                           model_fn.precision, batch_size=min(cfg.batch_size, 16))
         manifest["latent"]["decoder"] = {"backend": space.decode_fn.backend, "precision": space.decode_fn.precision}
+        if base is not None:  # the cascade encodes every upsampled image: the encoder runs where the decoder runs
+            from .runtime.decoder import make_encoder_fn
+
+            space.encode_fn = make_encoder_fn(space.ae.encoder, space.ae.sha256, modality.channels, res,
+                                              model_fn.backend, dev, model_fn.precision,
+                                              batch_size=min(cfg.batch_size, 16))
+            manifest["latent"]["encoder"] = {"backend": space.encode_fn.backend,
+                                             "precision": space.encode_fn.precision}
     weak_fn = None
     if weak is not None:  # the weak model's own precision: reduced only where its own gate accepted it
         weak_dir, weak_meta, weak_sha, weak_net = weak
@@ -310,8 +336,12 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
             images, masks_out, sources = [], [], []
             for b in range(0, len(idx), cfg.batch_size):
                 bi, bs = idx[b:b + cfg.batch_size], seeds[b:b + cfg.batch_size]
-                im, mk, src = sample_pairs(model_fn, scheduler, cfg, cond_src, bi, bs, res, dilate_px, opening, dev,
-                                            weak_fn=weak_fn)
+                if base is not None:
+                    im, mk, src = cascade_pairs(base, model_fn, scheduler, cfg, bi, bs, modality, space, res, opening,
+                                                dev)
+                else:
+                    im, mk, src = sample_pairs(model_fn, scheduler, cfg, cond_src, bi, bs, res, dilate_px, opening,
+                                                dev, weak_fn=weak_fn)
                 images.append(im)
                 masks_out.append(mk)
                 sources += src
@@ -364,6 +394,54 @@ def _load_weak_model(ref: str, net, weights_sha: str):
         raise FastsynthError(f"--autoguide {ref}: is the model itself (same weights); give a weaker version, e.g. an "
                              "earlier checkpoint")
     return weak_dir, weak_meta, weak_sha, weak_net
+
+
+class BaseModel:
+    """The base model of a cascade (``--base``): its network function on its own runtime, its own generation settings
+    (``generate_defaults`` of pairs, else the global ones) and what the dataset records of it."""
+
+    def __init__(self, ref: str, model_dir, meta: dict, sha: str, fn, cfg: GenerateConfig, scheduler, resolution: int,
+                 opening: int):
+        self.ref, self.dir, self.meta, self.sha, self.fn, self.cfg = ref, model_dir, meta, sha, fn, cfg
+        self.scheduler, self.resolution, self.opening = scheduler, resolution, opening
+
+    def identity(self, strength: float) -> dict:
+        """What decides the rows (part of the dataset's identity: a resume with another base is refused)."""
+        c = self.cfg
+        return {"base_sha256": self.sha, "base_resolution": self.resolution, "strength": strength,
+                "base_settings": {"sampler": c.sampler, "steps": c.steps, "redraw": c.redraw,
+                                  "condition_at": c.condition_at, "guidance": c.guidance,
+                                  "guidance_interval": list(c.guidance_interval), "opening_px": self.opening}}
+
+
+def _load_base_model(cfg: GenerateConfig, net, dev) -> BaseModel:
+    """The base model of ``--base``: a model of the same data (image channels and depth, classes) at a lower
+    resolution, on the runtime ``--backend`` / ``--precision`` resolve to for it (its own accuracy gates)."""
+    from .models import load_model, resolve_model_dir
+    from .models.denoiser import WEIGHTS_NAME
+    from .runtime import make_model_fn, resolve_runtime
+    from .sampling.pairs import generation_settings
+
+    base_dir = resolve_model_dir(cfg.base)
+    base_net, base_meta = load_model(base_dir)
+    a, b = net.config, base_net.config
+    for key in ("image_channels", "image_bits", "intensity_window", "class_names"):
+        if getattr(a, key, None) != getattr(b, key, None):
+            raise FastsynthError(f"--base {cfg.base}: its {key} is {getattr(b, key, None)!r}, the model's is "
+                                 f"{getattr(a, key, None)!r}; a cascade's base must model the same kind of data")
+    if b.resolution >= a.resolution:
+        raise FastsynthError(f"--base {cfg.base}: its resolution {b.resolution} is not below the model's "
+                             f"{a.resolution}; the base of a cascade is a lower-resolution model")
+    if b.autoencoder:
+        raise FastsynthError(f"--base {cfg.base}: a latent model; the base of a cascade is a pixel model")
+    base_cfg, base_sch = generation_settings(GenerateConfig(mode="pairs", seed=cfg.seed, batch_size=cfg.batch_size),
+                                             base_meta, b)
+    sha = file_sha256(base_dir / WEIGHTS_NAME)
+    backend, precision = resolve_runtime(cfg.backend, dev, cfg.precision, sha, b.resolution, model_dir=base_dir)
+    fn = make_model_fn(base_net, backend=backend, device=dev, precision=precision,
+                       batch_size=network_batch_size(base_cfg), model_sha=sha, meta=base_meta)
+    return BaseModel(cfg.base, base_dir, base_meta, sha, fn, base_cfg, base_sch, b.resolution,
+                     opening_size(b.resolution, cfg.opening_px_at_256))
 
 
 def _wait_for_manifest(writer: DatasetWriter, timeout_s: float = 600.0) -> dict | None:

@@ -283,6 +283,14 @@ def test_latent_decoder_backends_agree(latent_run, tmp_path):
     ref = make_decoder_fn(space.ae.decoder, space.ae.sha256, 8, "eager")(z)
     onnx = make_decoder_fn(space.ae.decoder, space.ae.sha256, 8, "onnx")(z)
     assert onnx.shape == (3, 3, 64, 64) and (onnx - ref).abs().max() < 1e-3
+    # the encoder on the same backends (the cascade encodes every batch): grey images replicated inside the graph
+    from fastsynth.runtime.decoder import make_encoder_fn
+
+    for c in (3, 1):
+        x = torch.rand(3, c, 64, 64) * 2 - 1
+        e_ref = make_encoder_fn(space.ae.encoder, space.ae.sha256, c, 64, "eager")(x)
+        e_onnx = make_encoder_fn(space.ae.encoder, space.ae.sha256, c, 64, "onnx")(x)
+        assert e_onnx.shape == (3, 32, 8, 8) and (e_onnx - e_ref).abs().max() < 1e-3
 
 
 def _cli(*args):
@@ -371,3 +379,130 @@ def test_a_latent_model_bundles_in_fp16_with_its_space(latent_run, tmp_path):
     net, meta = load_model(d)
     assert net.config.autoencoder == "taef2" and meta["stored_dtype"] == "float16"
     assert "TAEF2 tiny autoencoder (MIT" in (d / "README.md").read_text()
+
+
+# --- cascade pairs (generate --base): a lower-resolution pixel model draws each pair, the latent model re-renders it
+
+@pytest.mark.parametrize("sampler", ["unipc", "dpmpp", "ddim", "ddpm"])
+def test_sample_from_init_runs_the_last_steps_only(sampler):
+    """Starting part-way: the last round(steps * strength) timesteps of the full schedule, from init noised to the
+    first of them; strength 1 (or no init) is the whole trajectory from noise."""
+    from fastsynth.sampling.samplers import make_scheduler, sample, start_steps
+
+    sch = make_scheduler(sampler, 1000, "squaredcos_cap_v2", "v_prediction")
+    full = sch.__class__.from_config(sch.config)
+    full.set_timesteps(10)
+    seen = []
+
+    def fn(x, t, cond):
+        seen.append(int(t[0]))
+        return torch.zeros_like(x)
+
+    noise, init = torch.randn(2, 4, 8, 8), torch.full((2, 4, 8, 8), 0.5)
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    sample(fn, sch, noise, torch.zeros(2, 8, 8, 8), 10, generators=gens, init=init, strength=0.3)
+    assert seen == [int(t) for t in full.timesteps[-3:]] and start_steps(10, 0.3) == 3
+    seen.clear()
+    a = sample(fn, sch, noise, torch.zeros(2, 8, 8, 8), 10, init=init, strength=1.0,
+               generators=[torch.Generator().manual_seed(i) for i in range(2)])
+    b = sample(fn, sch, noise, torch.zeros(2, 8, 8, 8), 10,
+               generators=[torch.Generator().manual_seed(i) for i in range(2)])
+    assert len(seen) == 20 and torch.equal(a, b)
+    with pytest.raises(FastsynthError, match="strength"):
+        start_steps(10, 0.0)
+    assert start_steps(10, 0.01) == 1
+
+
+def test_sample_from_init_with_a_perfect_model_returns_init():
+    """An x0-oracle network (v for the true x0) brings any start level back to init: the noising matches the
+    scheduler's own marginals."""
+    from fastsynth.sampling.samplers import make_scheduler, sample
+
+    sch = make_scheduler("unipc", 1000, "squaredcos_cap_v2", "v_prediction")
+    init = torch.rand(3, 4, 8, 8) * 2 - 1
+    ac = sch.alphas_cumprod
+
+    def oracle(x, t, cond):
+        a = ac[int(t[0])]
+        eps = (x - a.sqrt() * init) / (1 - a).sqrt()
+        return a.sqrt() * eps - (1 - a).sqrt() * init
+
+    out = sample(oracle, sch, torch.randn(3, 4, 8, 8), torch.zeros(3, 8, 8, 8), 12, init=init, strength=0.5)
+    assert torch.allclose(out, init, atol=1e-3)
+
+
+def test_upsample_pairs_gives_exact_masks_and_label_maps():
+    from fastsynth.sampling.cascade import upsample_pairs
+
+    yy, xx = np.mgrid[:16, :16]
+    disc = ((yy - 8) ** 2 + (xx - 7) ** 2 <= 20).astype(np.uint8)
+    images = np.random.default_rng(0).integers(0, 255, (2, 16, 16, 3), dtype=np.uint8)
+    x, m = upsample_pairs(images, np.stack([disc * 255] * 2), Modality(), 64, 4)
+    assert x.shape == (2, 3, 64, 64) and float(x.abs().max()) <= 1.0
+    assert m.shape == (2, 64, 64) and set(np.unique(m.numpy())) == {0, 255}
+    big = np.kron(disc, np.ones((4, 4), np.uint8)).astype(bool)
+    iou = (big & (m[0].numpy() > 0)).sum() / (big | (m[0].numpy() > 0)).sum()
+    assert iou > 0.85
+    labels = np.where(disc > 0, 1, 0).astype(np.uint8)
+    labels[2:5, 2:8] = 2
+    _, m3 = upsample_pairs(images[:, :, :, 0], labels[None], Modality(channels=1, class_names=("bg", "a", "b")), 64, 4)
+    assert set(np.unique(m3.numpy())) == {0, 1, 2}
+
+
+def _gen_cascade(model, base, out, **kw):
+    from fastsynth.pipeline import generate
+
+    cfg = GenerateConfig(n=5, batch_size=3, shard_size=4, sampler="unipc", steps=4, backend="eager", precision="fp32",
+                         base=str(base), **kw)
+    return generate(cfg, out, model=str(model), progress=False)
+
+
+def test_cascade_pairs_keep_the_base_pairs_mask_upsampled(latent_run, tiny_model_dir, tmp_path):
+    """Each cascade row is the base model's row (same seed), upsampled, its mask kept exactly; the image changes
+    with the strength; the dataset records the base and refuses a resume with another strength."""
+    from fastsynth.pipeline import generate
+    from fastsynth.sampling.cascade import upsample_pairs
+
+    _, run = latent_run
+    _gen_cascade(run, tiny_model_dir, tmp_path / "c", strength=0.5)
+    generate(GenerateConfig(n=5, batch_size=3, shard_size=4, backend="eager", precision="fp32"), tmp_path / "b",
+             model=str(tiny_model_dir), progress=False)
+    c, b = _rows(tmp_path / "c"), _rows(tmp_path / "b")
+    assert c.images.shape == (5, 64, 64, 3) and c.masks.shape == (5, 64, 64)
+    x_up, m_up = upsample_pairs(b.images, b.masks, Modality(), 64, 4)
+    assert np.array_equal(c.masks, m_up.numpy())
+    man = json.loads((tmp_path / "c" / "fastsynth.json").read_text())
+    assert man["cascade"]["strength"] == 0.5 and man["cascade"]["base_resolution"] == 16
+    assert man["base_model"]["path"] == "model" and man["redraw"] is False
+    _gen_cascade(run, tiny_model_dir, tmp_path / "c9", strength=0.9)
+    assert not np.array_equal(_rows(tmp_path / "c9").images, c.images)
+    with pytest.raises(FastsynthError, match="cascade"):
+        _gen_cascade(run, tiny_model_dir, tmp_path / "c", strength=0.9)
+
+
+def test_cascade_defaults_come_from_the_model_and_none_turns_them_off():
+    from fastsynth.config import apply_model_defaults, resolve_cascade, resolve_guidance
+
+    meta = {"generate_defaults": {"pairs": {"sampler": "unipc", "steps": 12, "redraw": False, "base": "bundled",
+                                            "strength": 0.4}}}
+    cfg = resolve_guidance(resolve_cascade(apply_model_defaults(GenerateConfig(), meta)))
+    assert (cfg.base, cfg.strength, cfg.redraw, cfg.guidance) == ("bundled", 0.4, False, 1.0)
+    cfg = resolve_cascade(apply_model_defaults(GenerateConfig(base="none"), meta))
+    assert cfg.base == "" and cfg.strength is None
+    cfg = resolve_guidance(resolve_cascade(GenerateConfig(base="bundled")))
+    assert cfg.strength == 0.5 and cfg.redraw is False
+
+
+def test_cascade_bad_input_one_line_exit_2(latent_run, tiny_model_dir, tmp_path):
+    _, run = latent_run
+    cases = [(["--model", str(tiny_model_dir), "--base", str(run / "model")], "not below"),
+             (["--model", str(run), "--base", str(tiny_model_dir), "--strength", "0"], "--strength 0"),
+             (["--model", str(run), "--strength", "0.5"], "--strength is for a cascade"),
+             (["--model", str(run), "--base", str(tiny_model_dir), "--redraw"], "--redraw"),
+             (["--model", str(run), "--base", str(tiny_model_dir), "--mode", "from-masks", "--masks", str(tmp_path)],
+              "--mode from-masks")]
+    for args, msg in cases:
+        out = tmp_path / "g"
+        r = _cli("generate", *args, "--n", "2", "--out", str(out), "--backend", "eager")
+        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        assert not out.exists()

@@ -8,7 +8,8 @@ import sys
 
 def add_parser(sub) -> None:
     from .common import HelpFormatter
-    from ..config import DEFAULT_REDRAW_GUIDANCE, DEFAULT_REDRAW_GUIDANCE_INTERVAL, FORMATS, MODES, GenerateConfig
+    from ..config import DEFAULT_CASCADE_STRENGTH, DEFAULT_REDRAW_GUIDANCE, DEFAULT_REDRAW_GUIDANCE_INTERVAL, FORMATS, \
+        MODES, GenerateConfig
     from ..runtime import BACKENDS, PRECISIONS
     from ..sampling import DEFAULT_STEPS, SAMPLER_NAMES
 
@@ -84,6 +85,15 @@ def add_parser(sub) -> None:
                         "earlier checkpoint (autoguidance, Karras et al. 2024); two network evaluations per step")
     p.add_argument("--autoguide-scale", type=float, default=d.autoguide_scale,
                    help="strength of --autoguide: weak + W (model - weak); 1 = off")
+    p.add_argument("--base", default=d.base, metavar="MODEL",
+                   help="pairs: a cascade: this lower-resolution model (e.g. bundled) draws each pair with its own "
+                        "defaults, and the model re-renders it at its resolution: the mask upsampled and kept, the "
+                        "image upsampled, noised part-way and denoised for that mask (default: the model's own, else "
+                        "off; none = off)")
+    p.add_argument("--strength", type=float, default=d.strength,
+                   help="with --base: the fraction of the sampler's steps that re-render each upsampled pair (low: "
+                        "the base image with new detail; 1: a new image for the base mask) (default: the model's own, "
+                        f"else {DEFAULT_CASCADE_STRENGTH:g})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--allow-mixed-precision", action="store_true",
                    help="resume a dataset started in another runtime precision (e.g. bf16 on one machine, fp32 on "
@@ -113,7 +123,7 @@ def run(args) -> int:
                          backend=args.backend, guidance=args.guidance, redraw=args.redraw,
                          max_components=args.max_components, guidance_interval=args.guidance_interval,
                          autoguide=args.autoguide, autoguide_scale=args.autoguide_scale,
-                         condition_at=args.condition_at)
+                         condition_at=args.condition_at, base=args.base, strength=args.strength)
     out = args.out or str(default_out_dir(args.mode))
     if args.out is None:
         print(f"writing to {out} (no --out given)", file=sys.stderr)

@@ -30,10 +30,10 @@ MANIFEST = "fastsynth.json"
 # settings that must match to resume or extend an existing folder
 IDENTITY_KEYS = ("model_sha256", "mode", "sampler", "steps", "seed", "resolution", "shard_size", "format",
                  "mask_threshold", "opening_px", "dilate_px", "source_fingerprint", "precision", "guidance",
-                 "redraw", "max_components", "guidance_interval", "autoguide", "condition_at")
+                 "redraw", "max_components", "guidance_interval", "autoguide", "condition_at", "cascade")
 # the value an identity key had before it existed (datasets written by older versions)
 IDENTITY_DEFAULTS = {"guidance": 1.0, "redraw": False, "max_components": 0, "guidance_interval": None,
-                     "autoguide": None, "condition_at": None}
+                     "autoguide": None, "condition_at": None, "cascade": None}
 
 
 NNUNET_PREFIX = "fastsynth"  # nnU-Net case names: fastsynth_00000042

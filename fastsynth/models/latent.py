@@ -156,12 +156,13 @@ class LatentSpace:
         self.ae = autoencoder or load_autoencoder(config.autoencoder, config.autoencoder_sha256,
                                                   channels=config.image_channels)
         self.decode_fn = decode_fn or self.ae.decode
+        self.encode_fn = self.ae.encode  # generate may put it on its runtime (runtime.decoder.make_encoder_fn)
         self.mean = torch.tensor(config.latent_mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(config.latent_std, dtype=torch.float32).view(1, -1, 1, 1)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """images [N, C, H, W] in [-1, 1] -> normalised latents [N, 32, H/8, W/8]."""
-        return (self.ae.encode(images) - self.mean) / self.std
+        return (self.encode_fn(images.float()) - self.mean) / self.std
 
     def decode_images(self, z: torch.Tensor) -> torch.Tensor:
         return self.decode_fn(z.float().cpu() * self.std + self.mean)

@@ -253,13 +253,16 @@ def generation_settings(cfg: GenerateConfig, meta: dict | None, net_config):
     return replace(cfg, sampler=sampler, steps=steps), sch
 
 
-def _sample_rows(model_fn, scheduler, cfg: GenerateConfig, seeds, known, indicator, res: int, device):
-    """x0 [N, 4, H, W] for rows with the given seeds (one generator each) and conditioning."""
+def _sample_rows(model_fn, scheduler, cfg: GenerateConfig, seeds, known, indicator, res: int, device, init=None,
+                 strength: float = 1.0):
+    """x0 [N, 4, H, W] for rows with the given seeds (one generator each) and conditioning; ``init`` / ``strength``:
+    start part-way from these states (``samplers.sample``)."""
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     noise = torch.stack([torch.randn(known.shape[1], res, res, generator=g) for g in gens])
     cond = torch.cat([known * indicator, indicator], dim=1)
     x0 = sample(model_fn, scheduler, noise.to(device), cond.to(device), cfg.steps,
-                generators=gens if cfg.sampler == "ddpm" else None).float().cpu()
+                generators=gens if cfg.sampler == "ddpm" else None,
+                init=None if init is None else init.to(device), strength=strength).float().cpu()
     if not torch.isfinite(x0).all():
         raise FastsynthError("the sampler produced NaN/inf values (try --precision fp32); nothing was written "
                              "for this shard")

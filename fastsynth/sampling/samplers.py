@@ -142,6 +142,13 @@ def make_scheduler(name: str, num_train_timesteps: int = 1000, beta_schedule: st
     raise FastsynthError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLER_NAMES)}")
 
 
+def start_steps(steps: int, strength: float) -> int:
+    """How many of ``steps`` sampler steps a start part-way at ``strength`` in (0, 1] runs (at least one)."""
+    if not 0.0 < strength <= 1.0:
+        raise FastsynthError(f"strength {strength:g}: must be in (0, 1]")
+    return max(1, min(steps, int(round(steps * strength))))
+
+
 def sample(
     model_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
     scheduler,
@@ -149,15 +156,31 @@ def sample(
     cond: torch.Tensor,
     steps: int,
     generators: Sequence[torch.Generator] | None = None,
+    init: torch.Tensor | None = None,
+    strength: float = 1.0,
 ) -> torch.Tensor:
-    """Integrate from x_T = noise to x_0. ``generators`` (one per sample) drive any stochastic step."""
+    """Integrate from x_T = noise to x_0. ``generators`` (one per sample) drive any stochastic step.
+
+    ``init`` (a clean state like x_0) with ``strength`` s in (0, 1): start part-way (SDEdit, Meng et al. 2022,
+    "SDEdit: Guided Image Synthesis and Editing with Stochastic Differential Equations"): only the last
+    ``start_steps(steps, s)`` of the ``steps`` timesteps run, from ``init`` noised to the first of them with ``noise``
+    (x_t = sqrt(a_t) init + sqrt(1 - a_t) noise). s = 1 (or no init) is the whole trajectory from noise."""
     scheduler = scheduler.__class__.from_config(scheduler.config)  # schedulers are stateful: a fresh one
     scheduler.set_timesteps(steps)
-    x = noise * scheduler.init_noise_sigma
+    timesteps = scheduler.timesteps
+    if init is not None and strength < 1.0:
+        skip = steps - start_steps(steps, strength)
+        timesteps = timesteps[skip:]
+        if hasattr(scheduler, "set_begin_index"):  # multistep solvers index their history from here
+            scheduler.set_begin_index(skip)
+        a = scheduler.alphas_cumprod.to(noise.device)[int(timesteps[0])].float()
+        x = a.sqrt() * init.to(noise.dtype) + (1 - a).sqrt() * noise
+    else:
+        x = noise * scheduler.init_noise_sigma
     n = x.shape[0]
     stochastic = "generator" in inspect.signature(scheduler.step).parameters
     gens = list(generators) if generators is not None and stochastic else None
-    for t in scheduler.timesteps:
+    for t in timesteps:
         x_in = scheduler.scale_model_input(x, t)
         out = model_fn(x_in, t.expand(n).to(x.device), cond)
         if gens is not None and n > 0:
