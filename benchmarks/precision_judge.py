@@ -39,6 +39,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", required=True, help="folder for the datasets (one subfolder each)")
     ap.add_argument("--metrics", default="fid,agreement")
+    ap.add_argument("--seg-resolution", type=int, default=None,
+                    help="resolution of the real-trained segmenters behind the agreement (default: the data's; "
+                         "128 for 256^2 latent models on a CPU)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--record", action="store_true", help="store the verdict next to the gate's record")
     ap.add_argument("--ship", action="store_true",
@@ -76,6 +79,7 @@ def main() -> None:
             print(f"{name}: metrics kept from {kept}", flush=True)
             continue
         metrics[name] = evaluate(out, mdir, metrics=args.metrics, fid_reference="train", out_dir=out / "eval",
+                                 segmenter={"resolution": args.seg_resolution} if args.seg_resolution else None,
                                  log=lambda s: print(s, flush=True))
         write_atomic(kept, json.dumps({"identity": ident, "n": args.n, "metrics_asked": args.metrics,
                                        "metrics": metrics[name]}, default=str) + "\n")

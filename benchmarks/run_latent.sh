@@ -113,3 +113,25 @@ for s in 12 20; do
   fastsynth evaluate /tmp/ld/s$s --real runs/snap/pool-12750 --metrics masks,agreement --seg-resolution 128 --seeds 3 \
     --no-progress --json benchmarks/results/latent_defaults_12750_unipc$s.json
 done
+# ---- session 4 (2026-12-06, night; a 2-core Intel Xeon with AMX): the cascade (generate --base) ----
+# 12. the warm restart (runs/ was gone): --init-from the committed step-13,800 weights, the latent cache rebuilt
+OMP_NUM_THREADS=1 fastsynth train --data $DATA --out runs/lat256-pool --latent taef2 --mask-repr pool --resolution 256 \
+  --steps 100000 --loss-weighting min-snr --mixed-precision bf16 --checkpoint-every 250 --time-limit 150 \
+  --init-from benchmarks/weights/lat256-pool --no-progress
+# 13. the cascade judged like the 256^2 model's own pairs (step 4 / 10): the bundled 64^2 model's pairs (its own
+#     defaults, the same row seeds as /tmp/judge/b64), re-rendered at 256^2 by the committed step-13,800 latent
+#     weights at three strengths (UniPC x12: 4, 6, 8 steps run), OpenVINO bf16 as generate runs by default here
+for s in 3 5 7; do
+  rm -rf /tmp/judge/casc0$s
+  OMP_NUM_THREADS=1 fastsynth generate --model benchmarks/weights/lat256-pool --base bundled --strength 0.$s --n 900 \
+    --batch-size 16 --backend openvino --precision bf16 --out /tmp/judge/casc0$s --no-progress
+  OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/casc0$s --real runs/lat256-pool --metrics masks --downstream \
+    --protocols synthetic --seg-resolution 128 --seeds 3 --no-progress \
+    --json benchmarks/results/judge256_cascade_s0${s}_13800_cpu.json
+done
+# the 64^2 data upsampled and the real-only segmenters, again on this machine (step 4's command)
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/b64 --real runs/lat256-pool --metrics masks --downstream \
+  --protocols real,synthetic --seg-resolution 128 --seeds 3 --no-progress \
+  --json benchmarks/results/judge256_b64_upsampled_amx_cpu.json
+python benchmarks/compare_grid.py /tmp/judge/b64 /tmp/judge/casc03 /tmp/judge/casc05 /tmp/judge/casc07 --n 6 --size 160 \
+  --out benchmarks/results/cascade_strengths_13800.jpg

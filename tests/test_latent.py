@@ -474,6 +474,8 @@ def test_cascade_pairs_keep_the_base_pairs_mask_upsampled(latent_run, tiny_model
     man = json.loads((tmp_path / "c" / "fastsynth.json").read_text())
     assert man["cascade"]["strength"] == 0.5 and man["cascade"]["base_resolution"] == 16
     assert man["base_model"]["path"] == "model" and man["redraw"] is False
+    card = (tmp_path / "c" / "README.md").read_text()
+    assert "| cascade | pairs drawn by `model`" in card and "strength 0.5" in card
     _gen_cascade(run, tiny_model_dir, tmp_path / "c9", strength=0.9)
     assert not np.array_equal(_rows(tmp_path / "c9").images, c.images)
     with pytest.raises(FastsynthError, match="cascade"):

@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..config import GenerateConfig, apply_model_defaults, resolve_guidance
+    from ..config import GenerateConfig, apply_model_defaults, resolve_cascade, resolve_guidance
     from ..data.modality import modality_from_config
     from ..models import load_model, resolve_model_dir
     from ..models.denoiser import WEIGHTS_NAME
@@ -49,7 +49,7 @@ def run(args) -> int:
     from ..config import MODES
 
     for mode in MODES:  # what `fastsynth generate --mode MODE` runs with nothing else set
-        g = resolve_guidance(apply_model_defaults(GenerateConfig(mode=mode), meta))
+        g = resolve_guidance(resolve_cascade(apply_model_defaults(GenerateConfig(mode=mode), meta)))
         sampler, steps, grid = resolve_sampler(g.sampler, g.steps, meta)
         info[f"defaults_{mode}"] = _describe_defaults(g, sampler, steps, grid, mode)
     if meta.get("distillation"):
@@ -78,8 +78,19 @@ def _describe_defaults(g, sampler: str, steps: int, grid, mode: str) -> str:
     from ..sampling import make_scheduler
     from ..sampling.pairs import visited_levels
 
-    guided = g.guidance != 1.0 and (mode != "pairs" or g.redraw or g.condition_at)
+    from ..sampling.samplers import start_steps
+
+    cascade = mode == "pairs" and bool(g.base)
+    guided = g.guidance != 1.0 and (mode != "pairs" or g.redraw or g.condition_at or cascade)
     parts = [f"{sampler} x{steps}"]
+    if cascade:  # the base model's own pairs, re-rendered: only the last steps run
+        run = start_steps(steps, g.strength)
+        parts = [f"a cascade: the pairs of {g.base} (its own defaults) upsampled and re-rendered at strength "
+                 f"{g.strength:g}", f"{sampler} x{steps} of which the last {run} run",
+                 f"{run * (2 if guided else 1)} network evaluations per pair here"]
+        if guided:
+            parts.insert(2, f"guidance {g.guidance:g}")
+        return ", ".join(parts)
     if mode == "pairs":
         parts.append("redrawn from the mask" if g.redraw else "one pass")
         if g.condition_at:

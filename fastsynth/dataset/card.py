@@ -109,6 +109,35 @@ def _latent_row(m: dict) -> str:
             f"decoder {dec.get('backend', '?')} {dec.get('precision', '?')} |\n")
 
 
+def _cascade_row(m: dict) -> str:
+    """A cascade's base model: its name, hash, resolution, settings and the strength of the re-rendering."""
+    c = m.get("cascade")
+    if not c:
+        return ""
+    base = m.get("base_model") or {}
+    bs = c.get("base_settings") or {}
+    return (f"| cascade | pairs drawn by `{base.get('path', '?')}` (sha256 `{c['base_sha256'][:16]}…`, "
+            f"{c['base_resolution']}x{c['base_resolution']}, `{bs.get('sampler', '?')}` x{bs.get('steps', '?')}), "
+            f"upsampled and re-rendered at strength {c['strength']:g}; masks are the base's, upsampled |\n")
+
+
+def _base_provenance(m: dict) -> str:
+    """The cascade's base model's training data, when it is not the generating model's own."""
+    base_td = (m.get("base_model") or {}).get("training_data") or {}
+    td = (m.get("model") or {}).get("training_data") or {}
+    if not m.get("cascade") or (base_td.get("name") and base_td.get("name") == td.get("name")
+                                and base_td.get("license") == td.get("license")):
+        return ""
+    return " " + _provenance(base_td).replace("The generating model was", "The cascade's base model was", 1).replace(
+        "The generating model's metadata", "The cascade's base model's metadata", 1)
+
+
+def _dataset_license(m: dict, td: dict):
+    """The dataset's licence: the generating model's data's, or a cascade base's where that one is share-alike."""
+    base_lic = ((m.get("base_model") or {}).get("training_data") or {}).get("license")
+    return base_lic if m.get("cascade") and is_share_alike(base_lic) else td.get("license")
+
+
 def render_card(m: dict) -> str:
     """Render the card from the manifest ``m`` (see pipeline.generate). Licence and provenance come from the
     generating model's metadata (``m["model"]["training_data"]``), never from assumptions."""
@@ -121,7 +150,7 @@ def render_card(m: dict) -> str:
     configs = ("configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*.parquet\n"
                if m["format"] == "parquet" else "")
     yaml = f"""---
-license: {hub_license(td.get('license'))}
+license: {hub_license(_dataset_license(m, td))}
 task_categories:
 - image-segmentation
 tags:
@@ -158,13 +187,13 @@ size_categories:
 | mask decoding | threshold at {m['mask_threshold']} (model space), opening with a {m['opening_px']}px ellipse |
 | model | `{model.get('path', '?')}` (sha256 `{m['model_sha256'][:16]}…`) |
 | model training data | {td.get('name') or 'unknown'} ({t.get('n_train', '?')} pairs), {t.get('steps_done', '?')} steps |
-{_latent_row(m)}| command | `{public_text(m.get('command') or '')}` |
+{_latent_row(m)}{_cascade_row(m)}| command | `{public_text(m.get('command') or '')}` |
 
 Masks are 8-bit greyscale with values exactly 0 and 255. Each row's `source` names the real mask or image
 it was conditioned on (empty for unconditional pairs).
 
 ## Provenance and licence
-{_provenance(td)} The method follows Saragih, Hibi & Tyrrell, IJCARS 2024. Synthetic images are not clinical
+{_provenance(td)}{_base_provenance(m)} The method follows Saragih, Hibi & Tyrrell, IJCARS 2024. Synthetic images are not clinical
 data; evaluate them (FID, downstream Dice, memorization audit) before use.
 """
     if m.get("data") and (m["data"].get("class_names") or m["data"].get("channels", 3) != 3):
