@@ -135,3 +135,23 @@ OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/b64 --real runs/lat256-pool --me
   --json benchmarks/results/judge256_b64_upsampled_amx_cpu.json
 python benchmarks/compare_grid.py /tmp/judge/b64 /tmp/judge/casc03 /tmp/judge/casc05 /tmp/judge/casc07 --n 6 --size 160 \
   --out benchmarks/results/cascade_strengths_13800.jpg
+# the control: the same 64^2 pairs through the autoencoder only (one DDIM step at t = 9: encode, ~identity, decode)
+rm -rf /tmp/judge/cascae
+OMP_NUM_THREADS=1 fastsynth generate --model benchmarks/weights/lat256-pool --base bundled --strength 0.01 --sampler ddim \
+  --steps 100 --n 900 --batch-size 16 --backend openvino --precision bf16 --out /tmp/judge/cascae --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/cascae --real runs/lat256-pool --metrics masks --downstream \
+  --protocols synthetic --seg-resolution 128 --seeds 3 --no-progress \
+  --json benchmarks/results/judge256_cascade_autoencoder_only_cpu.json
+# the bench of step 13,800 on one thread beside the training run
+OMP_NUM_THREADS=1 fastsynth bench --model benchmarks/weights/lat256-pool --backends onnx,openvino,openvino:bf16 \
+  --batch-sizes 16 --repeats 3 --no-baselines --json benchmarks/results/bench_latent256_amx_1t_cpu.json
+# 14. FID / KID / MS-SSIM / memorization at 256^2 of 1000 pairs against the 900 training images: the cascade at
+#     S = 0.3 and the latent model's own pairs (its defaults, UniPC x12 one pass)
+OMP_NUM_THREADS=1 fastsynth generate --model benchmarks/weights/lat256-pool --base bundled --strength 0.3 --n 1000 \
+  --batch-size 16 --backend openvino --precision bf16 --out /tmp/judge/casc03 --no-progress
+OMP_NUM_THREADS=1 fastsynth generate --model benchmarks/weights/lat256-pool --n 1000 --batch-size 16 --backend openvino \
+  --precision bf16 --out /tmp/judge/l256c --no-progress
+for d in casc03 l256c; do
+  OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/$d --real runs/lat256-pool --metrics fid,msssim,masks,memorization \
+    --fid-reference train --no-progress --json benchmarks/results/latent256_fid_${d}_13800_cpu.json
+done
