@@ -119,8 +119,8 @@ OMP_NUM_THREADS=1 fastsynth train --data $DATA --out runs/lat256-pool --latent t
   --steps 100000 --loss-weighting min-snr --mixed-precision bf16 --checkpoint-every 250 --time-limit 150 \
   --init-from benchmarks/weights/lat256-pool --no-progress
 # 13. the cascade judged like the 256^2 model's own pairs (step 4 / 10): the bundled 64^2 model's pairs (its own
-#     defaults, the same row seeds as /tmp/judge/b64), re-rendered at 256^2 by the committed step-13,800 latent
-#     weights at three strengths (UniPC x12: 4, 6, 8 steps run), OpenVINO bf16 as generate runs by default here
+#     defaults, the same row seeds as /tmp/judge/b64), re-rendered at 256^2 by the step-13,800 latent weights (commit
+#     1783327 of benchmarks/weights/lat256-pool; later commits hold later steps) at three strengths (UniPC x12: 4, 6, 8 steps run), OpenVINO bf16 as generate runs by default here
 for s in 3 5 7; do
   rm -rf /tmp/judge/casc0$s
   OMP_NUM_THREADS=1 fastsynth generate --model benchmarks/weights/lat256-pool --base bundled --strength 0.$s --n 900 \
@@ -146,7 +146,7 @@ OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/cascae --real runs/lat256-pool -
 OMP_NUM_THREADS=1 fastsynth bench --model benchmarks/weights/lat256-pool --backends onnx,openvino,openvino:bf16 \
   --batch-sizes 16 --repeats 3 --no-baselines --json benchmarks/results/bench_latent256_amx_1t_cpu.json
 # 14. FID / KID / MS-SSIM / memorization at 256^2 of 1000 pairs against the 900 training images: the cascade at
-#     S = 0.3 and the latent model's own pairs (its defaults, UniPC x12 one pass)
+#     S = 0.3 and the latent model's own pairs (its defaults, UniPC x12 one pass); step-13,800 weights as in 13
 OMP_NUM_THREADS=1 fastsynth generate --model benchmarks/weights/lat256-pool --base bundled --strength 0.3 --n 1000 \
   --batch-size 16 --backend openvino --precision bf16 --out /tmp/judge/casc03 --no-progress
 OMP_NUM_THREADS=1 fastsynth generate --model benchmarks/weights/lat256-pool --n 1000 --batch-size 16 --backend openvino \
@@ -155,3 +155,11 @@ for d in casc03 l256c; do
   OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/$d --real runs/lat256-pool --metrics fid,msssim,masks,memorization \
     --fid-reference train --no-progress --json benchmarks/results/latent256_fid_${d}_13800_cpu.json
 done
+# 15. the run continued (step 12's command with --resume; 2,061 steps in this run, 15,861 in all), the warm-restart
+#     weights updated; then 10,000 pairs at 256^2 with the latent model's defaults in OpenVINO bf16 on the idle machine
+python -m fastsynth.models.bundle runs/lat256-pool --dest benchmarks/weights/lat256-pool --training-data-from bundled \
+  --notes benchmarks/latent_pool_notes.md \
+  --generate-defaults '{"pairs": {"sampler": "unipc", "steps": 12, "redraw": false}}'
+rm -rf /tmp/t10k
+/usr/bin/time -v fastsynth generate --model benchmarks/weights/lat256-pool --n 10000 --backend openvino --precision bf16 \
+  --out /tmp/t10k --no-progress
