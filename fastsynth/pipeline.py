@@ -16,7 +16,7 @@ import shlex
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,8 @@ import torch
 
 from . import __version__
 from .conditioning import dilate_px_for
-from .config import GenerateConfig, MODES, apply_model_defaults, network_batch_size, resolve_cascade, resolve_guidance, \
-    to_dict
+from .config import GenerateConfig, MODES, apply_model_defaults, network_batch_size, resolve_cascade, \
+    resolve_guidance, to_dict
 from .data.modality import Modality, modality_from_config
 from .dataset import DatasetWriter, Rows, render_card
 from .dataset.card import carry_evaluation
@@ -151,8 +151,8 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
             raise FastsynthError(f"--base {cfg.base}: a cascade makes new pairs (--mode pairs); --mode {cfg.mode} is "
                                  "conditioned on what you give it")
         if cfg.redraw or cfg.condition_at or cfg.autoguide:
-            raise FastsynthError(f"--base {cfg.base}: the cascade re-renders the base model's pairs conditioned on their "
-                                 "masks; --redraw, --condition-at and --autoguide are for one model's own pairs "
+            raise FastsynthError(f"--base {cfg.base}: the cascade re-renders the base model's pairs conditioned on "
+                                 "their masks; --redraw, --condition-at and --autoguide are for one model's own pairs "
                                  "(add --base none to use them)")
         if not 0.0 < cfg.strength <= 1.0:
             raise FastsynthError(f"--strength {cfg.strength:g}: must be in (0, 1] (the fraction of the sampler's steps "
@@ -396,14 +396,18 @@ def _load_weak_model(ref: str, net, weights_sha: str):
     return weak_dir, weak_meta, weak_sha, weak_net
 
 
+@dataclass
 class BaseModel:
     """The base model of a cascade (``--base``): its network function on its own runtime, its own generation settings
     (``generate_defaults`` of pairs, else the global ones) and what the dataset records of it."""
 
-    def __init__(self, ref: str, model_dir, meta: dict, sha: str, fn, cfg: GenerateConfig, scheduler, resolution: int,
-                 opening: int):
-        self.ref, self.dir, self.meta, self.sha, self.fn, self.cfg = ref, model_dir, meta, sha, fn, cfg
-        self.scheduler, self.resolution, self.opening = scheduler, resolution, opening
+    meta: dict
+    sha: str
+    fn: object
+    cfg: GenerateConfig
+    scheduler: object
+    resolution: int
+    opening: int
 
     def identity(self, strength: float) -> dict:
         """What decides the rows (part of the dataset's identity: a resume with another base is refused)."""
@@ -440,7 +444,7 @@ def _load_base_model(cfg: GenerateConfig, net, dev) -> BaseModel:
     backend, precision = resolve_runtime(cfg.backend, dev, cfg.precision, sha, b.resolution, model_dir=base_dir)
     fn = make_model_fn(base_net, backend=backend, device=dev, precision=precision,
                        batch_size=network_batch_size(base_cfg), model_sha=sha, meta=base_meta)
-    return BaseModel(cfg.base, base_dir, base_meta, sha, fn, base_cfg, base_sch, b.resolution,
+    return BaseModel(base_meta, sha, fn, base_cfg, base_sch, b.resolution,
                      opening_size(b.resolution, cfg.opening_px_at_256))
 
 

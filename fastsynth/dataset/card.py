@@ -79,13 +79,13 @@ def project_url() -> str | None:
     return home if home and home.startswith("https://") else None
 
 
-def _provenance(td: dict) -> str:
-    """The card's provenance paragraph, from the generating model's training-data metadata only."""
+def _provenance(td: dict, who: str = "The generating model") -> str:
+    """The card's provenance paragraph, from ``who``'s training-data metadata only."""
     if not td.get("name"):
-        return ("The generating model's metadata does not name its training data, nor its licence: find out both "
+        return (f"{who}'s metadata does not name its training data, nor its licence: find out both "
                 "before sharing this dataset.")
     lic = td.get("license")
-    text = f"The generating model was trained on {td['name']}"
+    text = f"{who} was trained on {td['name']}"
     text += f" (licence: {lic})." if lic else (" (licence unknown: the model's metadata does not record it; check it "
                                                "before sharing this dataset).")
     if td.get("url"):
@@ -128,8 +128,7 @@ def _base_provenance(m: dict) -> str:
     if not m.get("cascade") or (base_td.get("name") and base_td.get("name") == td.get("name")
                                 and base_td.get("license") == td.get("license")):
         return ""
-    return " " + _provenance(base_td).replace("The generating model was", "The cascade's base model was", 1).replace(
-        "The generating model's metadata", "The cascade's base model's metadata", 1)
+    return " " + _provenance(base_td, "The cascade's base model")
 
 
 def _dataset_license(m: dict, td: dict):

@@ -26,9 +26,8 @@ from ..conditioning import cond_from_masks
 from ..config import GenerateConfig
 from ..data.codec import images_to_tensor, labels_to_channels, tensor_to_raw
 from ..data.modality import Modality
-from .guidance import guided_model_fn
 from .masks import decode_labels
-from .pairs import Conditioning, _sample_rows, sample_pairs
+from .pairs import Conditioning, _sample_rows, guided_fn, sample_pairs
 
 CASCADE_SEED_XOR = 0x5851F42D4C957F2D
 
@@ -58,8 +57,7 @@ def refine_pairs(model_fn, scheduler, cfg: GenerateConfig, images_raw: np.ndarra
         x, labels = space.encode_images(x), space.labels_to_grid(labels)
     init = torch.cat([x, labels], dim=1)
     known, indicator = cond_from_masks(labels, channels=init.shape[1])
-    interval = cfg.guidance_interval or None
-    fn = guided_model_fn(model_fn, cfg.guidance, interval, scheduler.alphas_cumprod if interval else None)
+    fn = guided_fn(model_fn, cfg, scheduler)
     grid = res if space is None else space.grid
     x0 = _sample_rows(fn, scheduler, cfg, [int(s) ^ CASCADE_SEED_XOR for s in seeds], known, indicator, grid, device,
                       init=init, strength=cfg.strength)

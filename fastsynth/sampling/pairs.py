@@ -99,8 +99,7 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
     """``weak_fn``: the weaker model of ``cfg.autoguide``, which guides the first pass of pairs."""
     cfg = resolve_guidance(cfg)
     known, indicator, src, region = cond_src.batch(indices, seeds, res, dilate_px)
-    interval = cfg.guidance_interval or None  # () = every step
-    ac = scheduler.alphas_cumprod if interval else None
+    guided = guided_fn(model_fn, cfg, scheduler)
     m = cond_src.modality
     space = cond_src.space
     c = m.channels if space is None else space.state_image_channels  # the state's channels before the labels
@@ -109,10 +108,10 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
     if cfg.mode == "pairs":
         fn = autoguided_model_fn(model_fn, weak_fn, cfg.autoguide_scale) if weak_fn is not None else model_fn
         if cfg.condition_at:
-            late = fn = LateCondition(fn, guided_model_fn(model_fn, cfg.guidance, interval, ac), scheduler,
+            late = fn = LateCondition(fn, guided, scheduler,
                                       cfg.condition_at, m, cfg.mask_threshold, opening, cfg.max_components, space)
     else:
-        fn = guided_model_fn(model_fn, cfg.guidance, interval, ac)
+        fn = guided
     x0 = _sample_rows(fn, scheduler, cfg, seeds, known, indicator, grid, device)
     if late is not None and late.mask_u8 is not None:
         mask_u8 = late.mask_u8  # the mask the image's last steps were conditioned on (it is kept, as in the redraw)
@@ -124,7 +123,7 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
         # second pass: a new image for each generated (cleaned) mask, mask-conditioned and guided; the mask is kept
         known, indicator = cond_from_masks(_label_grid(mask_u8, m, space), channels=x0.shape[1])
         redraw_seeds = [int(s) ^ REDRAW_SEED_XOR for s in seeds]
-        rgb = _sample_rows(guided_model_fn(model_fn, cfg.guidance, interval, ac), scheduler, cfg,
+        rgb = _sample_rows(guided, scheduler, cfg,
                            redraw_seeds, known, indicator, grid, device)[:, :c]
     if space is not None:  # a latent model: the image decoded from its latent
         rgb = space.decode_images(rgb)
@@ -142,6 +141,13 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
             images = np.where(keep[..., None] if ci == 3 else keep, src_img, images).astype(images.dtype)
             masks_np = np.where(keep, raw[:, ci], masks_np).astype(np.uint8)
     return images, masks_np, src
+
+
+def guided_fn(model_fn, cfg: GenerateConfig, scheduler):
+    """``model_fn`` under ``cfg``'s classifier-free guidance (scale and noise-level interval; () = every step), as the
+    mask-conditioned passes run it."""
+    interval = cfg.guidance_interval or None
+    return guided_model_fn(model_fn, cfg.guidance, interval, scheduler.alphas_cumprod if interval else None)
 
 
 class LateCondition:
