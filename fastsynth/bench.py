@@ -355,7 +355,7 @@ def run_bench(model: str | None = None, backends=("eager", "onnx"), batch_sizes=
             for backend, prec, fn, _, _ in built:
                 t0 = time.perf_counter()
                 dfn = make_decoder_fn(space.ae.decoder, space.ae.sha256, side, fn.backend, dev, fn.precision,
-                                      batch_size=min(b, 16))
+                                      batch_size=b)
                 dfn(z)
                 decoders[(backend, prec)] = (dfn, time.perf_counter() - t0)
             dt = side_by_side([(lambda f=d[0]: f(z)) for d in decoders.values()], dev, repeats)

@@ -29,7 +29,7 @@ from .config import GenerateConfig, MODES, apply_model_defaults, network_batch_s
 from .data.modality import Modality, modality_from_config
 from .dataset import DatasetWriter, Rows, render_card
 from .dataset.card import carry_evaluation
-from .dataset.writer import check_compatible
+from .dataset.writer import ROW_GROUP, check_compatible
 from .errors import FastsynthError
 from .metrics.leakage import model_split, split_fingerprint
 from .utils import file_sha256, public_text, resolve_device
@@ -294,14 +294,14 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         from .runtime.decoder import make_decoder_fn
 
         space.decode_fn = make_decoder_fn(space.ae.decoder, space.ae.sha256, space.grid, model_fn.backend, dev,
-                                          model_fn.precision, batch_size=min(cfg.batch_size, 16))
+                                          model_fn.precision, batch_size=cfg.batch_size)
         manifest["latent"]["decoder"] = {"backend": space.decode_fn.backend, "precision": space.decode_fn.precision}
         if base is not None:  # the cascade encodes every upsampled image: the encoder runs where the decoder runs
             from .runtime.decoder import make_encoder_fn
 
             space.encode_fn = make_encoder_fn(space.ae.encoder, space.ae.sha256, modality.channels, res,
                                               model_fn.backend, dev, model_fn.precision,
-                                              batch_size=min(cfg.batch_size, 16))
+                                              batch_size=cfg.batch_size)
             manifest["latent"]["encoder"] = {"backend": space.encode_fn.backend,
                                              "precision": space.encode_fn.precision}
     weak_fn = None
@@ -328,12 +328,24 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     bar = tqdm(total=sum(spans[k][1] - spans[k][0] for k in range(n_shards) if k % world == rank),
                initial=done_rows, unit="pair", desc=f"generating ({cfg.mode}, {cfg.sampler} x{cfg.steps})",
                disable=not progress, dynamic_ncols=True, smoothing=0.1)
+    sink = None
+
+    def flush(images, masks_out, idx, seeds, sources):  # one chunk to the writer thread, at most one in flight
+        rows = Rows(np.asarray(idx), np.asarray(seeds), np.concatenate(images), np.concatenate(masks_out), cfg.mode,
+                    sources)
+        while pending:
+            pending.pop(0).result()
+        pending.append(pool.submit(sink.add, rows))
+
     try:
         for k in todo:
             lo, hi = spans[k]
             idx = np.arange(lo, hi)
             seeds = np.array([row_seed(cfg.seed, i) for i in idx], dtype=np.int64)
-            images, masks_out, sources = [], [], []
+            # a shard streams to disk in chunks of about ROW_GROUP rows (PNG encoding overlaps the next chunk's
+            # sampling), so memory holds one chunk, not the shard: 1000 rows at 256² are 260 MB of pixels
+            sink = writer.open_shard(k)
+            images, masks_out, sources, c0 = [], [], [], 0
             for b in range(0, len(idx), cfg.batch_size):
                 bi, bs = idx[b:b + cfg.batch_size], seeds[b:b + cfg.batch_size]
                 if base is not None:
@@ -347,16 +359,24 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
                 sources += src
                 bar.update(len(bi))
                 made += len(bi)
-            rows = Rows(idx, seeds, np.concatenate(images), np.concatenate(masks_out), cfg.mode, sources)
-            # overlap PNG encoding + writing with the next shard's sampling; keep at most one in flight
-            while pending:
-                pending.pop(0).result()
-            pending.append(pool.submit(writer.write_shard, k, rows))
+                end = b + len(bi)
+                if end - c0 >= ROW_GROUP or end == len(idx):
+                    flush(images, masks_out, idx[c0:end], seeds[c0:end], sources)
+                    images, masks_out, sources, c0 = [], [], [], end
+            pending.append(pool.submit(sink.close))  # the writer thread runs its tasks in order
+            sink = None
         while pending:
             pending.pop(0).result()
     finally:
         bar.close()
+        for f in pending:  # an error while sampling: let the writer finish its chunk, then drop the shard
+            try:
+                f.result()
+            except Exception:
+                pass
         pool.shutdown(wait=True)
+        if sink is not None:
+            sink.abort()
     elapsed = time.perf_counter() - t0
 
     complete = all(writer.shard_rows(k) == spans[k][1] - spans[k][0] for k in range(n_shards))

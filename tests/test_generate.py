@@ -512,3 +512,46 @@ def test_a_model_carries_its_own_generation_defaults(tiny_model_dir, tmp_path):
              model=str(model), progress=False)
     manifest = json.loads((tmp_path / "mine" / "fastsynth.json").read_text())
     assert (manifest["sampler"], manifest["steps"], manifest["redraw"]) == ("ddim", 3, True)
+
+
+def test_a_shard_streams_to_disk_in_chunks(tiny_model_dir, tmp_path, monkeypatch):
+    """A shard is written chunk by chunk (one chunk of rows in memory, not the shard), as row groups of one
+    temporary file renamed into place at the end; an error mid-shard leaves neither the shard nor a temporary,
+    and the rerun makes the same dataset as an uninterrupted run."""
+    import pyarrow.parquet as pq
+
+    import fastsynth.dataset.writer as writer_mod
+    import fastsynth.pipeline as pipeline
+
+    cfg = _cfg(n=14, batch_size=3, shard_size=10)
+    generate(cfg, tmp_path / "ref", model=str(tiny_model_dir), progress=False)  # ROW_GROUP 256: one chunk a shard
+
+    monkeypatch.setattr(pipeline, "ROW_GROUP", 4)
+    monkeypatch.setattr(writer_mod, "ROW_GROUP", 4)
+    chunks = []
+    add = writer_mod.ShardSink.add
+    monkeypatch.setattr(writer_mod.ShardSink, "add", lambda self, rows: (chunks.append(len(rows.index)), add(self, rows)))
+    calls = {"n": 0}
+    real = pipeline.sample_pairs
+
+    def failing(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 6:  # shard 0 is 4 batches (3+3+3+1); this is shard 1's second batch
+            raise RuntimeError("boom")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pipeline, "sample_pairs", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        generate(cfg, tmp_path / "cut", model=str(tiny_model_dir), progress=False)
+    data = tmp_path / "cut" / "data"
+    assert sorted(p.name for p in data.iterdir()) == ["train-00000.parquet"]  # shard 1 neither landed nor left a .tmp
+    assert chunks[:2] == [6, 4]  # flushed once 4 rows were ready, then the shard's rest
+    assert pq.ParquetFile(data / "train-00000.parquet").metadata.num_row_groups == 3  # 4 + 2, then 4
+
+    monkeypatch.setattr(pipeline, "sample_pairs", real)
+    s = generate(cfg, tmp_path / "cut", model=str(tiny_model_dir), progress=False)
+    assert s["pairs"] == 4 and s["complete"]
+    da, ia, ma = _arrays(tmp_path / "ref")
+    db, ib, mb = _arrays(tmp_path / "cut")
+    assert da["index"] == db["index"] == list(range(14))
+    assert np.array_equal(ia, ib) and np.array_equal(ma, mb)

@@ -139,54 +139,19 @@ class DatasetWriter:
                    for d in (self.out / "data", self.out / "shards"))
 
     def write_shard(self, k: int, rows: Rows) -> None:
-        p = self.shard_path(k)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f"{p.name}.{os.getpid()}.tmp")  # unique per process: ranks never share one
-        if self.fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        """Write shard ``k`` from all its rows at once (see :meth:`open_shard` to stream a shard in chunks)."""
+        sink = self.open_shard(k)
+        try:
+            sink.add(rows)
+            sink.close()
+        except BaseException:
+            sink.abort()
+            raise
 
-            feats = features()
-            workers = max(1, (os.cpu_count() or 1) // 4)  # zlib releases the GIL; leave cores to sampling
-            if workers > 1:
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(workers) as ex:
-                    ims, mks = list(ex.map(encode_png, rows.images)), list(ex.map(encode_png, rows.masks))
-            else:
-                ims, mks = [encode_png(im) for im in rows.images], [encode_png(m) for m in rows.masks]
-            table = pa.table({
-                "image": [{"bytes": b, "path": None} for b in ims],
-                "mask": [{"bytes": b, "path": None} for b in mks],
-                "index": pa.array(rows.index, pa.int64()),
-                "seed": pa.array(rows.seed, pa.int64()),
-                "mode": [rows.mode] * len(rows.index),
-                "source": list(rows.source),
-            }, schema=feats.arrow_schema)
-            pq.write_table(table, tmp, row_group_size=256)
-        else:
-            lines = []
-            for i, s, im, m, src in zip(rows.index, rows.seed, rows.images, rows.masks, rows.source):
-                paths = self.row_paths(int(i))
-                if self.fmt in ("nnunet", "nifti") and m.max() == 255:  # labels as class indices: a binary mask 0/1
-                    m = (m > 0).astype(np.uint8)
-                for rel, arr, is_label in zip(paths, (im, m), (False, True)):
-                    f = self.out / rel
-                    f.parent.mkdir(parents=True, exist_ok=True)
-                    ftmp = f.with_name(f"{f.name}.{os.getpid()}.tmp")
-                    if self.fmt == "nifti":
-                        from .nifti import encode
-
-                        ftmp.write_bytes(encode(arr, self.spacing, label=is_label))
-                    else:
-                        ftmp.write_bytes(encode_png(arr))
-                    os.replace(ftmp, f)
-                lines.append(json.dumps({"index": int(i), "seed": int(s), "mode": rows.mode, "source": src,
-                                         "image": paths[0], "mask": paths[1]}))
-            tmp.write_text("\n".join(lines) + "\n")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
+    def open_shard(self, k: int) -> "ShardSink":
+        """A shard written in chunks of rows as they are made, so only one chunk is in memory at a time (at 256²
+        a 1000-row shard is 260 MB of pixels). The shard appears under its name only on ``close()``."""
+        return ShardSink(self, k)
 
     def row_paths(self, i: int) -> tuple[str, str]:
         """(image, label) paths of row i in the png, nnunet and nifti formats, relative to the dataset folder."""
@@ -225,6 +190,95 @@ class DatasetWriter:
 
     def write_card(self, text: str) -> None:
         write_atomic(self.out / "README.md", text)
+
+
+
+ROW_GROUP = 256  # parquet rows per row group: a chunk streamed into a shard is written as row groups of this size
+
+
+class ShardSink:
+    """One shard being written: ``add`` chunks of rows in order, then ``close`` (fsync and rename into place) or
+    ``abort`` (remove the temporary). A parquet shard grows one row group at a time in a temporary file; the png,
+    nnunet and nifti formats write each row's files at once and the shard's .jsonl, which marks it complete, last."""
+
+    def __init__(self, writer: DatasetWriter, k: int):
+        self.w, self.path = writer, writer.shard_path(k)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")  # unique per process: ranks never share one
+        self._pq = None
+        self._lines: list[str] = []
+
+    def add(self, rows: Rows) -> None:
+        if self.w.fmt == "parquet":
+            self._add_parquet(rows)
+        else:
+            self._add_files(rows)
+
+    def _add_parquet(self, rows: Rows) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        feats = features()
+        workers = max(1, (os.cpu_count() or 1) // 4)  # zlib releases the GIL; leave cores to sampling
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers) as ex:
+                ims, mks = list(ex.map(encode_png, rows.images)), list(ex.map(encode_png, rows.masks))
+        else:
+            ims, mks = [encode_png(im) for im in rows.images], [encode_png(m) for m in rows.masks]
+        table = pa.table({
+            "image": [{"bytes": b, "path": None} for b in ims],
+            "mask": [{"bytes": b, "path": None} for b in mks],
+            "index": pa.array(rows.index, pa.int64()),
+            "seed": pa.array(rows.seed, pa.int64()),
+            "mode": [rows.mode] * len(rows.index),
+            "source": list(rows.source),
+        }, schema=feats.arrow_schema)
+        if self._pq is None:
+            self._pq = pq.ParquetWriter(self.tmp, feats.arrow_schema)
+        self._pq.write_table(table, row_group_size=ROW_GROUP)
+
+    def _add_files(self, rows: Rows) -> None:
+        w = self.w
+        for i, s, im, m, src in zip(rows.index, rows.seed, rows.images, rows.masks, rows.source):
+            paths = w.row_paths(int(i))
+            if w.fmt in ("nnunet", "nifti") and m.max() == 255:  # labels as class indices: a binary mask 0/1
+                m = (m > 0).astype(np.uint8)
+            for rel, arr, is_label in zip(paths, (im, m), (False, True)):
+                f = w.out / rel
+                f.parent.mkdir(parents=True, exist_ok=True)
+                ftmp = f.with_name(f"{f.name}.{os.getpid()}.tmp")
+                if w.fmt == "nifti":
+                    from .nifti import encode
+
+                    ftmp.write_bytes(encode(arr, w.spacing, label=is_label))
+                else:
+                    ftmp.write_bytes(encode_png(arr))
+                os.replace(ftmp, f)
+            self._lines.append(json.dumps({"index": int(i), "seed": int(s), "mode": rows.mode, "source": src,
+                                           "image": paths[0], "mask": paths[1]}))
+
+    def close(self) -> None:
+        if self.w.fmt == "parquet":
+            if self._pq is None:
+                raise FastsynthError(f"shard {self.path.name}: no rows were added")
+            self._pq.close()
+            self._pq = None
+        else:
+            self.tmp.write_text("\n".join(self._lines) + "\n")
+        with open(self.tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self._pq is not None:
+            try:
+                self._pq.close()
+            except Exception:
+                pass
+            self._pq = None
+        self.tmp.unlink(missing_ok=True)
 
 
 def dataset_identity(manifest: dict) -> dict:

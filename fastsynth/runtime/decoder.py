@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import FastsynthError
+from ..models.autoencoder import GPU_AE_BATCH, ae_batch_size
 
 DECODER_GRAPH_FORMAT = 1
 
@@ -42,7 +43,7 @@ def _cached_onnx(module, part: str, ae_sha: str, in_shape: tuple, shape_tag: str
 
 
 def make_decoder_fn(decoder, ae_sha: str, grid: int, backend: str = "eager", device="cpu", precision: str = "fp32",
-                    batch_size: int = 16):
+                    batch_size: int | None = None):
     """``image = f(z)`` for the autoencoder's ``decoder`` with the named backend (not ``auto``: the caller passes
     what the denoiser resolved to). Carries ``backend`` and ``precision`` (what runs)."""
     return _make_fn(decoder, lambda: cached_decoder_onnx(decoder, ae_sha, grid), "decoder", ae_sha, backend, device,
@@ -50,15 +51,16 @@ def make_decoder_fn(decoder, ae_sha: str, grid: int, backend: str = "eager", dev
 
 
 def make_encoder_fn(encoder, ae_sha: str, channels: int, size: int, backend: str = "eager", device="cpu",
-                    precision: str = "fp32", batch_size: int = 16):
+                    precision: str = "fp32", batch_size: int | None = None):
     """``z = f(image)`` (images [N, channels, size, size] in [-1, 1]) for the autoencoder's ``encoder``, on the
     backends and precisions of :func:`make_decoder_fn`."""
     return _make_fn(encoder, lambda: cached_encoder_onnx(encoder, ae_sha, channels, size), "encoder", ae_sha,
                     backend, device, precision, batch_size)
 
 
-def _make_fn(module, onnx_path, part: str, ae_sha: str, backend: str, device, precision: str, batch_size: int):
+def _make_fn(module, onnx_path, part: str, ae_sha: str, backend: str, device, precision: str, batch_size):
     device = torch.device(device)
+    batch_size = ae_batch_size(device, GPU_AE_BATCH if batch_size is None else batch_size)
     if precision == "int8":
         precision = "fp32"
     if precision == "auto":
