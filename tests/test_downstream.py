@@ -204,3 +204,38 @@ def test_real_groups_come_from_the_split_file(tmp_path):
     g = real_groups(rs)
     assert g == [s.split("-s")[0] for s in split["train"]] and len(set(g)) == 4
     assert real_groups(RealSet("x", None, split["train"], split["test"])) is None
+
+
+def test_synthetic_then_real_fine_tunes_the_synthetic_runs_segmenter(tmp_path, monkeypatch):
+    """The synthetic-then-real run starts from the synthetic run's segmenter of the same seed (taken from the cache
+    when there, trained and cached when not) and trains it on the real images; it is compared with real alone."""
+    monkeypatch.setenv("FASTSYNTH_CACHE", str(tmp_path / "cache"))
+    real, syn, test = _pairs(16, 0), _pairs(16, 1), _pairs(6, 2)
+    args = (TINY, real, [f"r{i}" for i in range(16)], syn, [""] * 16, {"held": test})
+    logs = []
+    r = ds.run_benchmark(*args, ("real", "synthetic-then-real"), seeds=2, log=logs.append)
+    assert set(r["runs"]) == {"real", "synthetic-then-real"}
+    assert sum("to fine-tune" in m for m in logs) == 2 and sum("fine-tuning it" in m for m in logs) == 2
+    seeds = r["runs"]["synthetic-then-real"]["seeds"]
+    assert all(s["encoder_weights_used"] == "fine-tuned" and s["n_examples_synthetic"] == 0 for s in seeds)
+    assert {(c["candidate"], c["baseline"]) for c in r["comparisons"]} == {("synthetic-then-real", "real")}
+    assert "synthetic_then_real_minus_real_dice" in r["summary"]["held"]
+
+    # the fine-tuned segmenter is not the real-only one: same seed, same real stream, another start
+    fine = r["runs"]["synthetic-then-real"]["test"]["held"]["dice_per_seed"]
+    assert fine != r["runs"]["real"]["test"]["held"]["dice_per_seed"]
+    # the synthetic run's segmenters were cached on the way: judging 'synthetic' now trains nothing; the fine-tuned
+    # ones come back from the cache too
+    logs.clear()
+    r2 = ds.run_benchmark(*args, ("synthetic", "synthetic-then-real"), seeds=2, log=logs.append)
+    assert not any("training" in m or "fine-tuning" in m for m in logs)
+    assert r2["runs"]["synthetic-then-real"]["test"] == r["runs"]["synthetic-then-real"]["test"]
+
+    # the fine-tune really starts from the given weights
+    base, _ = ds.train_segmenter(TINY, None, syn)
+    state = {k: v.clone() for k, v in base.state_dict().items()}
+    zero = dataclasses.replace(TINY, steps=1, lr=1e-12)
+    tuned, info = ds.train_segmenter(zero, real, None, np.arange(16), init_state=state)
+    drift = max(float((a.float() - b.float()).abs().max()) for (n, a), b in
+                zip(tuned.state_dict().items(), state.values()) if "running" not in n and "num_batches" not in n)
+    assert drift < 1e-4 and info["encoder_weights_used"] == "fine-tuned"

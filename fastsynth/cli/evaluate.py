@@ -54,7 +54,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached reference features and trained segmenters")
     p.add_argument("--downstream", action="store_true", help="run the downstream segmentation benchmark")
     p.add_argument("--protocols", default=",".join(ds.DEFAULT_PROTOCOLS),
-                   help="comma list of real, synthetic, real+synthetic, low-data")
+                   help="comma list of real, synthetic, real+synthetic, low-data, synthetic-then-real (the synthetic "
+                        "run's segmenter fine-tuned on the real images: twice real's steps)")
     p.add_argument("--low-data-n", type=_ints, default=ds.LOW_DATA_N, help="real images per low-data run (0: none, e.g. with --low-data-groups only)")
     p.add_argument("--low-data-groups", type=_ints, default=(), metavar="N[,N]",
                    help="also low-data runs on the images of N whole groups (volumes, patients) of the real training "

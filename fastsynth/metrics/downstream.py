@@ -37,12 +37,14 @@ import numpy as np
 from ..errors import FastsynthError
 
 ARCHS = {"unetplusplus": "UnetPlusPlus", "unet": "Unet", "fpn": "FPN", "deeplabv3plus": "DeepLabV3Plus"}
-PROTOCOLS = ("real", "synthetic", "real+synthetic", "low-data")
+# synthetic-then-real: the synthetic-only segmenter (the "synthetic" run of the same seed) fine-tuned on the real
+# images with the same recipe: twice the steps of "real", so judge it also against real at --seg-steps 2x
+PROTOCOLS = ("real", "synthetic", "real+synthetic", "low-data", "synthetic-then-real")
 DEFAULT_PROTOCOLS = ("real", "synthetic", "real+synthetic", "low-data")
 LOW_DATA_N = (64,)  # the field's main use: a few real images, with and without synthetic ones
 DEFAULT_SEEDS = 3
 # pairs of runs compared in the summary: (candidate, baseline)
-COMPARISONS = (("synthetic", "real"), ("real+synthetic", "real"))
+COMPARISONS = (("synthetic", "real"), ("real+synthetic", "real"), ("synthetic-then-real", "real"))
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 WEIGHTS_NAME = "model.safetensors"
@@ -198,6 +200,9 @@ def protocol_plan(protocols, low_data_n, n_real: int, has_synth: bool, seed: int
             runs.append({"name": "synthetic", "real": None, "synthetic": True})
         elif p == "real+synthetic":
             runs.append({"name": "real+synthetic", "real": np.arange(n_real), "synthetic": True})
+        elif p == "synthetic-then-real":
+            runs.append({"name": "synthetic-then-real", "real": np.arange(n_real), "synthetic": True,
+                         "pretrain": True})
         else:
             for n in low_data_n:
                 if n <= 0 or n > n_real:  # 0: no image-count runs (e.g. only --low-data-groups); too many: skipped
@@ -306,8 +311,9 @@ def _batch(stream_rows: np.ndarray, real: np.ndarray | None, synth: np.ndarray |
 
 def train_segmenter(cfg: SegConfig, real: np.ndarray | None, synth: np.ndarray | None = None,
                     real_idx: np.ndarray | None = None, links: list[np.ndarray] | None = None,
-                    device: str = "cpu", progress: Callable | None = None):
-    """Train one segmenter on uint8 [N, 4, H, W] arrays; returns (model, info)."""
+                    device: str = "cpu", progress: Callable | None = None, init_state: dict | None = None):
+    """Train one segmenter on uint8 [N, 4, H, W] arrays; returns (model, info). ``init_state``: start from these
+    weights (a fine-tune) instead of the recipe's initialisation."""
     import torch
     import torch.nn.functional as F
 
@@ -320,6 +326,9 @@ def train_segmenter(cfg: SegConfig, real: np.ndarray | None, synth: np.ndarray |
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model, weights_used = build_model(cfg)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+        weights_used = "fine-tuned"
     model = model.to(device).train()
     rng = np.random.default_rng([cfg.seed, 2])
     n_items = cfg.steps * cfg.batch_size
@@ -402,7 +411,30 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
                 model, info = _cached_segmenter(scfg, real_train, run["real"], device, extra)
                 if model is not None and log:
                     log(f"downstream: '{name}' from the cache of trained segmenters")
-            if model is None:
+            if run.get("pretrain"):
+                extra = (synth, None, "then-real")
+                if use_cache:
+                    model, info = _cached_segmenter(scfg, real_train, run["real"], device, extra)
+            if model is None and run.get("pretrain"):  # the synthetic run's segmenter of this seed, then real images
+                base, _ = _cached_segmenter(scfg, real_train, None, device, (synth, None)) if use_cache else (None, None)
+                if base is None:
+                    if log:
+                        log(f"downstream: training {scfg.arch}/{scfg.encoder} on 'synthetic (seed {scfg.seed})' to "
+                            f"fine-tune ({scfg.steps} steps)")
+                    base, base_info = train_segmenter(scfg, None, synth, None, None, device,
+                                                      progress_factory(name + " [synthetic]") if progress_factory
+                                                      else None)
+                    if use_cache:
+                        _store_segmenter(base, scfg, real_train, None, base_info, (synth, None))
+                if log:
+                    log(f"downstream: fine-tuning it on the real images: '{name}' ({scfg.steps} steps)")
+                model, info = train_segmenter(scfg, real_train, None, run["real"], None, device,
+                                              progress_factory(name) if progress_factory else None,
+                                              init_state={k: v.cpu() for k, v in base.state_dict().items()})
+                info = {**info, "pretrained_steps": scfg.steps}
+                if use_cache:
+                    _store_segmenter(model, scfg, real_train, run["real"], info, extra)
+            elif model is None:
                 if log:
                     log(f"downstream: training {scfg.arch}/{scfg.encoder} on '{name}' ({scfg.steps} steps)")
                 model, info = train_segmenter(scfg, real_train if run["real"] is not None else None,
@@ -444,6 +476,9 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
         if r and m:
             s["real_plus_synthetic_minus_real_dice"] = m["dice"] - r["dice"]
             s["real_plus_synthetic_minus_real_iou"] = m["iou"] - r["iou"]
+        f = results.get("synthetic-then-real", {}).get("test", {}).get(tname)
+        if r and f:
+            s["synthetic_then_real_minus_real_dice"] = f["dice"] - r["dice"]
         summary[tname] = s
     out = {"settings": {**_cfg_dict(cfg), "seeds": [cfg.seed + k for k in range(seeds)],
                         "protocols": list(protocols), "low_data_n": list(low_data_n),
@@ -528,7 +563,9 @@ def _segmenter_key(cfg: SegConfig, real_train: np.ndarray, idx: np.ndarray | Non
     if extra is None:
         h.update(b"real-segmenter-v1")
     else:
-        synth, links = extra
+        synth, links, *stage = extra  # stage: ("then-real",) for a synthetic segmenter fine-tuned on real images
+        if stage:
+            h.update(("stage:" + stage[0]).encode())
         h.update(b"synthetic-segmenter-v1" + (b"" if idx is not None else b"-no-real"))
         h.update(np.ascontiguousarray(synth).tobytes())
         for v in links or []:
