@@ -213,12 +213,15 @@ def test_synthetic_then_real_fine_tunes_the_synthetic_runs_segmenter(tmp_path, m
     real, syn, test = _pairs(16, 0), _pairs(16, 1), _pairs(6, 2)
     args = (TINY, real, [f"r{i}" for i in range(16)], syn, [""] * 16, {"held": test})
     logs = []
-    r = ds.run_benchmark(*args, ("real", "synthetic-then-real"), seeds=2, log=logs.append)
-    assert set(r["runs"]) == {"real", "synthetic-then-real"}
+    # real + synthetic first: its segmenters (the same synthetic data and real images) must not pass for the fine-tuned
+    r = ds.run_benchmark(*args, ("real", "real+synthetic", "synthetic-then-real"), seeds=2, log=logs.append)
+    assert set(r["runs"]) == {"real", "real+synthetic", "synthetic-then-real"}
     assert sum("to fine-tune" in m for m in logs) == 2 and sum("fine-tuning it" in m for m in logs) == 2
+    assert not any("cache" in m for m in logs)
     seeds = r["runs"]["synthetic-then-real"]["seeds"]
     assert all(s["encoder_weights_used"] == "fine-tuned" and s["n_examples_synthetic"] == 0 for s in seeds)
-    assert {(c["candidate"], c["baseline"]) for c in r["comparisons"]} == {("synthetic-then-real", "real")}
+    assert {(c["candidate"], c["baseline"]) for c in r["comparisons"]} == {("synthetic-then-real", "real"),
+                                                                           ("real+synthetic", "real")}
     assert "synthetic_then_real_minus_real_dice" in r["summary"]["held"]
 
     # the fine-tuned segmenter is not the real-only one: same seed, same real stream, another start

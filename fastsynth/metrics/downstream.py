@@ -407,14 +407,12 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
             # every trained segmenter is cached under its recipe, seed and exact training data: real-only ones are
             # shared by every dataset judged against the same real data, and a judge that was stopped resumes
             extra = (synth, links if run["real"] is not None else None) if run["synthetic"] else None
+            if run.get("pretrain"):
+                extra = (synth, None, "then-real")
             if use_cache:
                 model, info = _cached_segmenter(scfg, real_train, run["real"], device, extra)
                 if model is not None and log:
                     log(f"downstream: '{name}' from the cache of trained segmenters")
-            if run.get("pretrain"):
-                extra = (synth, None, "then-real")
-                if use_cache:
-                    model, info = _cached_segmenter(scfg, real_train, run["real"], device, extra)
             if model is None and run.get("pretrain"):  # the synthetic run's segmenter of this seed, then real images
                 base, _ = _cached_segmenter(scfg, real_train, None, device, (synth, None)) if use_cache else (None, None)
                 if base is None:
