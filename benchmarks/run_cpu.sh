@@ -291,3 +291,12 @@ python benchmarks/precision_judge.py --model bundled --precision bf16 --backend 
   --out /tmp/bf16-judge-u4 --json benchmarks/results/bf16_judge_bundled_4eval_cpu.json --record --ship
 python benchmarks/sample_grid.py --n 24 --out benchmarks/results/samples.png
 python benchmarks/sample_grid.py --modes --n 8 --out benchmarks/results/samples_modes.png
+# ---- 2026-12-07: synthetic-then-real (pretrain on synthetic, fine-tune on real) against mixing, 300 and 600 steps ----
+rm -rf /tmp/rs/b64
+fastsynth generate --n 900 --out /tmp/rs/b64 --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/rs/b64 --real fastsynth/bundled --metrics masks --downstream \
+  --protocols real,real+synthetic,synthetic-then-real --seeds 3 --no-progress \
+  --json benchmarks/results/realsynth_b64_300steps_cpu.json
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/rs/b64 --real fastsynth/bundled --metrics masks --downstream \
+  --protocols real,real+synthetic --seg-steps 600 --seeds 3 --no-progress \
+  --json benchmarks/results/realsynth_b64_600steps_cpu.json
