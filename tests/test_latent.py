@@ -53,6 +53,20 @@ def test_autoencoder_loads_strictly_and_round_trips():
     assert _psnr(y, x).min() > 28  # measured 31-33 dB on these images
 
 
+
+def test_autoencoder_calls_are_small_on_a_cpu_and_do_not_change_the_result():
+    """A CPU runs the autoencoder 2 images per call (at 256² a call of 16 holds ~400 MB more and is no faster); a GPU
+    up to 16; the chunking does not change what comes out."""
+    from fastsynth.models.autoencoder import CPU_AE_BATCH, ae_batch_size
+
+    assert ae_batch_size("cpu", 16) == CPU_AE_BATCH == 2 and ae_batch_size("cpu", 1) == 1
+    assert ae_batch_size("cuda", 64) == 16 and ae_batch_size("cuda", 5) == 5
+    ae = load_autoencoder("taef2")
+    x = _smooth_images()
+    z = ae.encode(x)
+    assert torch.allclose(z, ae.encode(x, batch_size=4), atol=1e-5)
+    assert torch.allclose(ae.decode(z), ae.decode(z, batch_size=4), atol=1e-5)
+
 def test_autoencoder_greyscale_in_and_out():
     ae = load_autoencoder("taef2", channels=1)
     x = _smooth_images()[:, :1]
