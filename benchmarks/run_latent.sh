@@ -163,3 +163,31 @@ python -m fastsynth.models.bundle runs/lat256-pool --dest benchmarks/weights/lat
 rm -rf /tmp/t10k
 /usr/bin/time -v fastsynth generate --model benchmarks/weights/lat256-pool --n 10000 --backend openvino --precision bf16 \
   --out /tmp/t10k --no-progress
+# ---- session 5 (2026-12-07, early; the same Intel Xeon with AMX; runs/ survived) ----
+# 16. a cosine cool-down from step 17,917 as a new run, one thread beside the measurements
+OMP_NUM_THREADS=1 fastsynth train --data $DATA --out runs/lat256-cool --latent taef2 --mask-repr pool --resolution 256 \
+  --steps 6000 --loss-weighting min-snr --mixed-precision bf16 --checkpoint-every 250 --time-limit 118 \
+  --init-from runs/lat256-pool --lr-schedule cosine --no-progress
+# 17. judged like step 13: the step-17,917 weights' own pairs (the control), the cooled weights' own pairs and cascade
+for m in lat256-pool:17917 lat256-cool:cool; do
+  rm -rf /tmp/judge/l256-${m#*:}
+  OMP_NUM_THREADS=1 fastsynth generate --model runs/${m%:*}/model --n 900 --sampler unipc --steps 12 --no-redraw \
+    --batch-size 16 --backend openvino --precision bf16 --out /tmp/judge/l256-${m#*:} --no-progress
+  OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/l256-${m#*:} --real runs/lat256-pool --metrics masks --downstream \
+    --protocols synthetic --seg-resolution 128 --seeds 3 --no-progress \
+    --json benchmarks/results/judge256_latent_${m#*:}_onepass_cpu.json
+done
+rm -rf /tmp/judge/casc03-cool
+OMP_NUM_THREADS=1 fastsynth generate --model runs/lat256-cool/model --base bundled --strength 0.3 --sampler unipc \
+  --steps 12 --n 900 --batch-size 16 --backend openvino --precision bf16 --out /tmp/judge/casc03-cool --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/casc03-cool --real runs/lat256-pool --metrics masks --downstream \
+  --protocols synthetic --seg-resolution 128 --seeds 3 --no-progress \
+  --json benchmarks/results/judge256_cascade_s03_cool_cpu.json
+# 18. the cooled weights kept for a warm restart
+python -m fastsynth.models.bundle runs/lat256-cool --dest benchmarks/weights/lat256-pool --training-data-from bundled \
+  --notes benchmarks/latent_pool_notes.md \
+  --generate-defaults '{"pairs": {"sampler": "unipc", "steps": 12, "redraw": false}}'
+# 19. peak memory of 10,000 pairs at 256^2 with an empty cache (exports and the bf16 gate included), one thread
+rm -rf /tmp/t10k /tmp/fcache10
+FASTSYNTH_CACHE=/tmp/fcache10 OMP_NUM_THREADS=1 /usr/bin/time -v fastsynth generate --model benchmarks/weights/lat256-pool \
+  --n 10000 --backend openvino --precision bf16 --out /tmp/t10k --no-progress
