@@ -127,7 +127,6 @@ class Autoencoder(nn.Module):
         return torch.cat([self.decoder(z[i:i + batch_size].float()) for i in range(0, len(z), batch_size)])
 
 
-
 # images per encoder / decoder call on a CPU: at 256² a call of 16 holds ~400 MB more activations than a call of 2
 # and is no faster per image (one thread: OpenVINO bf16 decoder 37 against 34 ms, eager fp32 440 against 355 ms;
 # benchmarks/NOTES.md); GPUs take up to 16
@@ -139,6 +138,7 @@ def ae_batch_size(device, batch_size: int) -> int:
     """Images per encoder / decoder call on ``device`` for a batch of ``batch_size``."""
     cap = CPU_AE_BATCH if torch.device(device).type == "cpu" else GPU_AE_BATCH
     return max(1, min(int(batch_size), cap))
+
 
 def _check_size(hw) -> None:
     if any(int(s) % SCALE for s in hw):
