@@ -206,6 +206,7 @@ class ShardSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")  # unique per process: ranks never share one
         self._pq = None
+        self._schema = None  # the parquet schema (the dataset's Image features), made at the first chunk
         self._lines: list[str] = []
 
     def add(self, rows: Rows) -> None:
@@ -218,7 +219,8 @@ class ShardSink:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        feats = features()
+        if self._schema is None:
+            self._schema = features().arrow_schema
         workers = max(1, (os.cpu_count() or 1) // 4)  # zlib releases the GIL; leave cores to sampling
         if workers > 1:
             from concurrent.futures import ThreadPoolExecutor
@@ -234,9 +236,9 @@ class ShardSink:
             "seed": pa.array(rows.seed, pa.int64()),
             "mode": [rows.mode] * len(rows.index),
             "source": list(rows.source),
-        }, schema=feats.arrow_schema)
+        }, schema=self._schema)
         if self._pq is None:
-            self._pq = pq.ParquetWriter(self.tmp, feats.arrow_schema)
+            self._pq = pq.ParquetWriter(self.tmp, self._schema)
         self._pq.write_table(table, row_group_size=ROW_GROUP)
 
     def _add_files(self, rows: Rows) -> None:

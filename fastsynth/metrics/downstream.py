@@ -398,49 +398,49 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
     low_data_n = tuple(n for n in low_data_n if n > 0)
     results: dict = {}
     real_models: list = []  # the real-only segmenters, one per seed (for label agreement)
+
+    def segmenter(scfg, name, real_idx, with_synth, run_links, extra, init=None, doing=None):
+        """The segmenter of one run and seed: from the cache, else trained (from ``init()``'s weights when given)
+        and cached. ``doing``: what the log says while it trains."""
+        if use_cache:
+            model, info = _cached_segmenter(scfg, real_train, real_idx, device, extra)
+            if model is not None:
+                if log:
+                    log(f"downstream: '{name}' from the cache of trained segmenters")
+                return model, info
+        state = init() if init is not None else None
+        if log:
+            log(f"downstream: {doing or f'training {scfg.arch}/{scfg.encoder} on {name!r}'} ({scfg.steps} steps)")
+        model, info = train_segmenter(scfg, real_train if real_idx is not None else None, synth if with_synth else None,
+                                      real_idx, run_links, device, progress_factory(name) if progress_factory else None,
+                                      init_state=state)
+        if init is not None:
+            info = {**info, "pretrained_steps": scfg.steps}
+        if use_cache:
+            _store_segmenter(model, scfg, real_train, real_idx, info, extra)
+        return model, info
+
     for run in plan:
         per_seed = []
         for k in range(seeds):
             scfg = dataclasses.replace(cfg, seed=cfg.seed + k)
             name = run["name"] + (f" (seed {scfg.seed})" if seeds > 1 else "")
-            model, info = None, None
             # every trained segmenter is cached under its recipe, seed and exact training data: real-only ones are
             # shared by every dataset judged against the same real data, and a judge that was stopped resumes
-            extra = (synth, links if run["real"] is not None else None) if run["synthetic"] else None
-            if run.get("pretrain"):
-                extra = (synth, None, "then-real")
-            if use_cache:
-                model, info = _cached_segmenter(scfg, real_train, run["real"], device, extra)
-                if model is not None and log:
-                    log(f"downstream: '{name}' from the cache of trained segmenters")
-            if model is None and run.get("pretrain"):  # the synthetic run's segmenter of this seed, then real images
-                base, _ = _cached_segmenter(scfg, real_train, None, device, (synth, None)) if use_cache else (None, None)
-                if base is None:
-                    if log:
-                        log(f"downstream: training {scfg.arch}/{scfg.encoder} on 'synthetic (seed {scfg.seed})' to "
-                            f"fine-tune ({scfg.steps} steps)")
-                    base, base_info = train_segmenter(scfg, None, synth, None, None, device,
-                                                      progress_factory(name + " [synthetic]") if progress_factory
-                                                      else None)
-                    if use_cache:
-                        _store_segmenter(base, scfg, real_train, None, base_info, (synth, None))
-                if log:
-                    log(f"downstream: fine-tuning it on the real images: '{name}' ({scfg.steps} steps)")
-                model, info = train_segmenter(scfg, real_train, None, run["real"], None, device,
-                                              progress_factory(name) if progress_factory else None,
-                                              init_state={k: v.cpu() for k, v in base.state_dict().items()})
-                info = {**info, "pretrained_steps": scfg.steps}
-                if use_cache:
-                    _store_segmenter(model, scfg, real_train, run["real"], info, extra)
-            elif model is None:
-                if log:
-                    log(f"downstream: training {scfg.arch}/{scfg.encoder} on '{name}' ({scfg.steps} steps)")
-                model, info = train_segmenter(scfg, real_train if run["real"] is not None else None,
-                                              synth if run["synthetic"] else None, run["real"],
-                                              links if run["synthetic"] and run["real"] is not None else None,
-                                              device, progress_factory(name) if progress_factory else None)
-                if use_cache:
-                    _store_segmenter(model, scfg, real_train, run["real"], info, extra)
+            if run.get("pretrain"):  # the synthetic run's segmenter of this seed (its cache entry), then real images
+                def base_state(scfg=scfg):
+                    base_name = f"synthetic (seed {scfg.seed})"
+                    base, _ = segmenter(scfg, base_name, None, True, None, (synth, None),
+                                        doing=f"training {scfg.arch}/{scfg.encoder} on '{base_name}' to fine-tune")
+                    return {k: v.cpu() for k, v in base.state_dict().items()}
+
+                model, info = segmenter(scfg, name, run["real"], False, None, (synth, None, "then-real"),
+                                        init=base_state, doing=f"fine-tuning it on the real images: '{name}'")
+            else:
+                model, info = segmenter(scfg, name, run["real"], run["synthetic"],
+                                        links if run["synthetic"] and run["real"] is not None else None,
+                                        (synth, links if run["real"] is not None else None) if run["synthetic"]
+                                        else None)
             fn = model
             if backend != "eager":
                 from ..runtime import make_segmenter_fn

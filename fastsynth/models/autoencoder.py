@@ -118,12 +118,12 @@ class Autoencoder(nn.Module):
     @torch.inference_mode()
     def encode(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         _check_size(x.shape[-2:])
-        batch_size = ae_batch_size(x.device, batch_size or GPU_AE_BATCH)
+        batch_size = ae_batch_size(x.device, batch_size)
         return torch.cat([self.encoder(x[i:i + batch_size].float()) for i in range(0, len(x), batch_size)])
 
     @torch.inference_mode()
     def decode(self, z: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        batch_size = ae_batch_size(z.device, batch_size or GPU_AE_BATCH)
+        batch_size = ae_batch_size(z.device, batch_size)
         return torch.cat([self.decoder(z[i:i + batch_size].float()) for i in range(0, len(z), batch_size)])
 
 
@@ -134,10 +134,10 @@ CPU_AE_BATCH = 2
 GPU_AE_BATCH = 16
 
 
-def ae_batch_size(device, batch_size: int) -> int:
-    """Images per encoder / decoder call on ``device`` for a batch of ``batch_size``."""
+def ae_batch_size(device, batch_size: int | None = None) -> int:
+    """Images per encoder / decoder call on ``device`` for a batch of ``batch_size`` (None: the device's most)."""
     cap = CPU_AE_BATCH if torch.device(device).type == "cpu" else GPU_AE_BATCH
-    return max(1, min(int(batch_size), cap))
+    return cap if batch_size is None else max(1, min(int(batch_size), cap))
 
 
 def _check_size(hw) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import FastsynthError
-from ..models.autoencoder import GPU_AE_BATCH, ae_batch_size
+from ..models.autoencoder import ae_batch_size
 
 DECODER_GRAPH_FORMAT = 1
 
@@ -60,7 +60,7 @@ def make_encoder_fn(encoder, ae_sha: str, channels: int, size: int, backend: str
 
 def _make_fn(module, onnx_path, part: str, ae_sha: str, backend: str, device, precision: str, batch_size):
     device = torch.device(device)
-    batch_size = ae_batch_size(device, GPU_AE_BATCH if batch_size is None else batch_size)
+    batch_size = ae_batch_size(device, batch_size)
     if precision == "int8":
         precision = "fp32"
     if precision == "auto":
