@@ -191,3 +191,5 @@ python -m fastsynth.models.bundle runs/lat256-cool --dest benchmarks/weights/lat
 rm -rf /tmp/t10k /tmp/fcache10
 FASTSYNTH_CACHE=/tmp/fcache10 OMP_NUM_THREADS=1 /usr/bin/time -v fastsynth generate --model benchmarks/weights/lat256-pool \
   --n 10000 --backend openvino --precision bf16 --out /tmp/t10k --no-progress
+# 20. images per autoencoder call on a CPU (16 against 2), one thread
+OMP_NUM_THREADS=1 python benchmarks/ae_batch.py --repeats 2

@@ -128,8 +128,8 @@ class Autoencoder(nn.Module):
 
 
 # images per encoder / decoder call on a CPU: at 256² a call of 16 holds ~400 MB more activations than a call of 2
-# and is no faster per image (one thread: OpenVINO bf16 decoder 37 against 34 ms, eager fp32 440 against 355 ms;
-# benchmarks/NOTES.md); GPUs take up to 16
+# and is no faster per image (one thread: OpenVINO bf16 decoder 37-38 against 33-34 ms, eager within 5 %;
+# benchmarks/ae_batch.py, benchmarks/NOTES.md); GPUs take up to 16
 CPU_AE_BATCH = 2
 GPU_AE_BATCH = 16
 
