@@ -126,3 +126,35 @@ def test_filter_refuses_a_foreign_out_folder(tiny_model_dir, tmp_path):
     with pytest.raises(FastsynthError, match="not an earlier filter output"):
         filter_dataset(tmp_path / "syn", seg, tmp_path / "mine", 0.5, progress=False, backend="eager")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_filter_scores_at_the_segmenters_resolution(tiny_model_dir, tmp_path):
+    """A segmenter trained at another resolution (the judge's 128² segmenter filtering 256² pairs) scores the
+    pairs resized as evaluate resizes them; the rows kept are the originals, at their own resolution."""
+    import datasets
+    import torch
+
+    from fastsynth.data.pairs import resize_pairs
+
+    generate(GenerateConfig(n=8, steps=3, batch_size=4, backend="eager"), tmp_path / "syn",
+             model=str(tiny_model_dir), progress=False)
+    cfg = ds.SegConfig(arch="unet", encoder="resnet18", encoder_weights=None, encoder_depth=3,
+                       decoder_channels=(16, 8, 4), resolution=32)
+    torch.manual_seed(1)
+    model, _ = ds.build_model(cfg)
+    ds.save_segmenter(model, cfg, tmp_path / "seg")
+    seg, _, _ = ds.load_segmenter(tmp_path / "seg")
+    syn = datasets.load_dataset(str(tmp_path / "syn"), split="train", cache_dir=str(tmp_path / "c0"))
+    pairs = np.concatenate([np.stack([np.array(x) for x in syn["image"]]).transpose(0, 3, 1, 2),
+                            np.stack([np.array(x) for x in syn["mask"]])[:, None]], 1)
+    assert pairs.shape[-1] == 16
+    big = resize_pairs(pairs, 32)
+    assert big.shape == (8, 4, 32, 32) and set(np.unique(big[:, 3])) <= {0, 255}
+    dice, _ = ds.dice_iou(ds.predict(seg, big[:, :3]), big[:, 3] >= 128)
+    thr = float(np.median(dice))
+    info = filter_dataset(tmp_path / "syn", tmp_path / "seg", tmp_path / "flt", thr, progress=False,
+                          backend="eager")
+    out = datasets.load_dataset(str(tmp_path / "flt"), split="train", cache_dir=str(tmp_path / "c1"))
+    assert info["scored_at"] == 32 and info["kept"] == int((dice >= thr).sum()) == out.num_rows
+    assert np.allclose(out["agreement"], dice[dice >= thr], atol=1e-6)
+    assert np.array(out["image"][0]).shape == (16, 16, 3)  # the original pairs, not the resized ones

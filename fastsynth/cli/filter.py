@@ -13,7 +13,8 @@ def add_parser(sub) -> None:
                        formatter_class=HelpFormatter)
     p.add_argument("synth_dir", metavar="SYNTH_DIR", help="a dataset written by fastsynth generate")
     p.add_argument("--segmenter", required=True, help="a segmenter folder (saved by fastsynth evaluate --downstream)")
-    p.add_argument("--min-dice", type=float, default=0.5, help="keep pairs with Dice(mask, prediction) >= this")
+    p.add_argument("--min-dice", type=float, default=0.5, help="keep pairs with Dice(mask, prediction) >= this (scored at the segmenter's "
+                   "resolution: pairs of another size are resized as evaluate --seg-resolution resizes them)")
     p.add_argument("--out", required=True, help="output dataset folder (an `agreement` column is added)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--backend", choices=SEGMENTER_BACKENDS, default="auto",
@@ -33,5 +34,5 @@ def run(args) -> int:
     info = filter_dataset(args.synth_dir, args.segmenter, args.out, args.min_dice, args.device,
                           batch_size=args.batch_size, progress=not args.no_progress, backend=args.backend)
     print(f"kept {info['kept']} of {info['total']} pairs (Dice >= {info['min_dice']}) in {args.out} "
-          f"(segmenter on {info['backend']})")
+          f"(scored at {info['scored_at']}x{info['scored_at']}, segmenter on {info['backend']})")
     return 0

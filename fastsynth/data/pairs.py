@@ -216,6 +216,19 @@ def resize_label(a: np.ndarray, size: int, num_classes: int) -> np.ndarray:
     return np.argmax(np.stack(planes), axis=0).astype(np.uint8)
 
 
+def resize_pairs(arr: np.ndarray, size: int, num_classes: int = 2) -> np.ndarray:
+    """uint8 pairs [N, C + 1, H, W] (image channels, then the label) resized to size x size as the readers resize:
+    the image bicubic, the label bilinear + threshold (per class for label maps)."""
+    c = arr.shape[1] - 1
+    out = np.empty((len(arr), c + 1, size, size), arr.dtype)
+    for i, a in enumerate(arr):
+        img = a[:c].transpose(1, 2, 0) if c == 3 else a[0]
+        r = resize_image_raw(img, size)
+        out[i, :c] = r.transpose(2, 0, 1) if c == 3 else r
+        out[i, c] = resize_label(a[c], size, num_classes)
+    return out
+
+
 def prepare_pair_modality(image: np.ndarray, label: np.ndarray, size: int, name: str, modality) -> np.ndarray:
     """[C + 1, size, size] (uint8, or uint16 for 16-bit images): the image channels then the label."""
     if image.shape[:2] != label.shape[:2]:

@@ -4,7 +4,11 @@ real data.
 Streams shard by shard: the kept rows of source shard k go to ``OUT/.filter-parts/part-k.parquet`` (written
 atomically, empty when nothing is kept), so a killed run resumes where it stopped. When every part is there,
 the kept rows are repacked into standard shards of the source's shard size, so the result is an ordinary
-fastsynth dataset (no empty shards; ``datasets`` loads it and ``publish`` validates it)."""
+fastsynth dataset (no empty shards; ``datasets`` loads it and ``publish`` validates it).
+
+Pairs are scored at the segmenter's resolution (resized as ``evaluate --seg-resolution`` resizes them: the image
+bicubic, the mask bilinear + threshold), so a 256² dataset is filtered by the judge's 128² segmenter; the rows
+kept are the originals, at their own resolution."""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
+    from ..data.pairs import resize_pairs
     from ..dataset import DatasetWriter, render_card
     from .downstream import dice_iou, load_segmenter, predict
     from ..dataset import read_manifest, shard_files
@@ -74,8 +79,11 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
         table = pq.read_table(f)
         images = np.stack([np.array(_decode(b["bytes"], f"{f} image")) for b in table.column("image").to_pylist()])
         masks = np.stack([np.array(_decode(b["bytes"], f"{f} mask")) for b in table.column("mask").to_pylist()])
-        pred = predict(fn, images.transpose(0, 3, 1, 2), seg_cfg.threshold, batch_size, dev)
-        dice, _ = dice_iou(pred, masks >= 128)
+        pairs = np.concatenate([images.transpose(0, 3, 1, 2), masks[:, None]], 1)
+        if pairs.shape[-1] != seg_cfg.resolution:  # judged where the segmenter was trained, as evaluate does
+            pairs = resize_pairs(pairs, seg_cfg.resolution)
+        pred = predict(fn, pairs[:, :3], seg_cfg.threshold, batch_size, dev)
+        dice, _ = dice_iou(pred, pairs[:, 3] >= 128)
         keep = dice >= min_dice
         new = table.append_column("agreement", pa.array(dice.astype(np.float32))).filter(pa.array(keep))
         tmp = dst.with_name(dst.name + ".tmp")
@@ -88,7 +96,8 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
                              f"(the per-pair scores of this run are in {parts})")
     _repack(parts, len(files), writer, int(manifest.get("shard_size", 1000)))
     info = {"segmenter": str(segmenter), "min_dice": min_dice, "kept": kept, "total": total,
-            "source_dataset": str(src), "backend": backend}
+            "source_dataset": str(src), "backend": backend,
+            "scored_at": int(seg_cfg.resolution)}
     final = {**manifest, "n": kept, "filter": info, "complete": True}
     writer.write_manifest(final)
     writer.write_card(render_card(final) + f"\n## Label-consistency filter\nKept {kept} of {total} pairs whose "

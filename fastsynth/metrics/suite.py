@@ -44,6 +44,7 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
     segmenters behind the ``agreement`` metric when the benchmark is not run (defaults: SegConfig's)."""
     from .. import __version__
     from ..data import load_pairs
+    from ..data.pairs import resize_pairs
     from . import io as eio
     from . import masks as mstats
     from . import plots
@@ -177,7 +178,7 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
         test_sets = ({"heldout": seg_test} if seg_test is not None else {}) | seg_extra
         synth4 = np.concatenate([synth.images.transpose(0, 3, 1, 2), synth.masks[:, None]], 1)
         if seg_res != res:
-            synth4 = _resize_pairs(synth4, seg_res, modality)
+            synth4 = resize_pairs(synth4, seg_res, modality.num_classes)
         sources = synth.source
         if downstream is not None and any(p != "real" for p in protocols):
             # held-out data must not reach the segmenters' training
@@ -199,21 +200,6 @@ def evaluate(synth_dir: str | os.PathLike, real: str | os.PathLike, tests: list 
     results["seconds"] = round(time.perf_counter() - t0, 1)
     _bars(results, out)
     return results
-
-
-def _resize_pairs(arr: np.ndarray, size: int, modality) -> np.ndarray:
-    """uint8 pairs [N, C + 1, H, W] (image channels, then the label) resized to size x size as the readers resize:
-    the image bicubic, the label bilinear + threshold (per class for label maps)."""
-    from ..data.pairs import resize_image_raw, resize_label
-
-    c = arr.shape[1] - 1
-    out = np.empty((len(arr), c + 1, size, size), arr.dtype)
-    for i, a in enumerate(arr):
-        img = a[:c].transpose(1, 2, 0) if c == 3 else a[0]
-        r = resize_image_raw(img, size)
-        out[i, :c] = r.transpose(2, 0, 1) if c == 3 else r
-        out[i, c] = resize_label(a[c], size, modality.num_classes)
-    return out
 
 
 def _seg_bar(name: str):
