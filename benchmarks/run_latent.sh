@@ -193,3 +193,45 @@ FASTSYNTH_CACHE=/tmp/fcache10 OMP_NUM_THREADS=1 /usr/bin/time -v fastsynth gener
   --n 10000 --backend openvino --precision bf16 --out /tmp/t10k --no-progress
 # 20. images per autoencoder call on a CPU (16 against 2), one thread
 OMP_NUM_THREADS=1 python benchmarks/ae_batch.py --repeats 2
+# ---- session 6 (2026-12-07, morning; the same Intel Xeon with AMX; runs/ survived) ----
+# 21. a second, shorter cosine cycle: the 8 CPU hours reached (484 training minutes in all); weights kept as in 18
+OMP_NUM_THREADS=1 fastsynth train --data $DATA --out runs/lat256-cool2 --latent taef2 --mask-repr pool --resolution 256 \
+  --steps 2600 --lr 1e-4 --loss-weighting min-snr --mixed-precision bf16 --checkpoint-every 250 --time-limit 52 \
+  --init-from runs/lat256-cool --lr-schedule cosine --no-progress
+python -m fastsynth.models.bundle runs/lat256-cool2 --dest benchmarks/weights/lat256-pool --training-data-from bundled \
+  --notes benchmarks/latent_pool_notes.md \
+  --generate-defaults '{"pairs": {"sampler": "unipc", "steps": 12, "redraw": false}}'
+# 22. its own pairs judged like step 17
+rm -rf /tmp/judge/l256-cool2
+OMP_NUM_THREADS=1 fastsynth generate --model runs/lat256-cool2/model --n 900 --sampler unipc --steps 12 --no-redraw \
+  --batch-size 16 --backend openvino --precision bf16 --out /tmp/judge/l256-cool2 --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/l256-cool2 --real runs/lat256-pool --metrics masks --downstream \
+  --protocols synthetic --seg-resolution 128 --seeds 3 --no-progress \
+  --json benchmarks/results/judge256_latent_cool2_onepass_cpu.json
+# 23. filtering by label agreement: 1800 pairs, scored by the seed-0 real segmenter of the judge (128²: step 13's
+#     /tmp/judge/b64/eval/segmenters/real-seed0; 64²: the 600-step one of /tmp/rs/b64), the better half kept
+#     (threshold = the median agreement, rounded down), 900 of them judged. The step-23,820 weights (commit edc0283).
+median() { python -c "import pyarrow.parquet as pq,glob,numpy as np,sys; d=np.concatenate([pq.read_table(f,columns=['agreement']).column('agreement').to_numpy() for f in glob.glob(sys.argv[1]+'/data/*.parquet')]); print(f'{np.floor(np.median(d)*100)/100:.2f}')" $1; }
+OMP_NUM_THREADS=1 fastsynth generate --model benchmarks/weights/lat256-pool --n 1800 --sampler unipc --steps 12 \
+  --no-redraw --batch-size 16 --backend openvino --precision bf16 --out /tmp/flt/l1800 --no-progress
+OMP_NUM_THREADS=1 fastsynth generate --n 1800 --out /tmp/flt/g1800 --no-progress
+for d in l1800:lf g1800:bf; do
+  fastsynth filter /tmp/flt/${d%:*} --segmenter /tmp/judge/b64/eval/segmenters/real-seed0 --min-dice 0 \
+    --out /tmp/flt/${d#*:}-all --no-progress
+  fastsynth filter /tmp/flt/${d%:*} --segmenter /tmp/judge/b64/eval/segmenters/real-seed0 \
+    --min-dice $(median /tmp/flt/${d#*:}-all) --out /tmp/flt/${d#*:} --no-progress
+done
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/flt/lf --real runs/lat256-pool --metrics masks --downstream --max-synthetic 900 \
+  --protocols synthetic --seg-resolution 128 --seeds 3 --no-progress \
+  --json benchmarks/results/judge256_latent_cool_filtered_cpu.json
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/flt/bf --real runs/lat256-pool --metrics masks --downstream --max-synthetic 900 \
+  --protocols synthetic --seg-resolution 128 --seeds 3 --no-progress \
+  --json benchmarks/results/judge256_b64_filtered_upsampled_cpu.json
+fastsynth filter /tmp/flt/g1800 --segmenter /tmp/rs/b64/eval/segmenters/real-seed0 --min-dice 0.8 --out /tmp/flt/f080 \
+  --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/flt/f080 --real fastsynth/bundled --metrics masks --downstream --max-synthetic 900 \
+  --protocols real,synthetic,real+synthetic --seg-steps 600 --seeds 3 --no-progress \
+  --json benchmarks/results/realsynth_b64_filtered080_600steps_cpu.json
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/rs/b64 --real fastsynth/bundled --metrics masks --downstream \
+  --protocols real,synthetic,real+synthetic --seg-steps 600 --seeds 3 --no-progress \
+  --json benchmarks/results/realsynth_b64_600steps_cpu.json
