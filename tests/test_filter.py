@@ -158,3 +158,36 @@ def test_filter_scores_at_the_segmenters_resolution(tiny_model_dir, tmp_path):
     assert info["scored_at"] == 32 and info["kept"] == int((dice >= thr).sum()) == out.num_rows
     assert np.allclose(out["agreement"], dice[dice >= thr], atol=1e-6)
     assert np.array(out["image"][0]).shape == (16, 16, 3)  # the original pairs, not the resized ones
+
+
+def test_keep_fraction_keeps_the_better_part_in_order(tiny_model_dir, tmp_path, capsys):
+    """--keep-fraction 0.5: the pairs that agree best (ties at the threshold kept), in their original order; the
+    threshold is the agreement of the last pair kept. Both options, or a fraction out of range: one clear line."""
+    import datasets
+    import torch
+
+    from fastsynth.cli import main
+
+    generate(GenerateConfig(n=10, steps=3, batch_size=5, shard_size=4, backend="eager"), tmp_path / "syn",
+             model=str(tiny_model_dir), progress=False)
+    cfg = ds.SegConfig(arch="unet", encoder="resnet18", encoder_weights=None, encoder_depth=3,
+                       decoder_channels=(16, 8, 4), resolution=16)
+    torch.manual_seed(2)
+    model, _ = ds.build_model(cfg)
+    ds.save_segmenter(model, cfg, tmp_path / "seg")
+    info = filter_dataset(tmp_path / "syn", tmp_path / "seg", tmp_path / "all", 0.0, progress=False, backend="eager")
+    scores = np.array(datasets.load_dataset(str(tmp_path / "all"), split="train",
+                                            cache_dir=str(tmp_path / "c0"))["agreement"])
+    assert info["kept"] == 10
+    thr = np.sort(scores)[::-1][2]  # the 3rd best of 10 at a fraction of 0.3
+    info = filter_dataset(tmp_path / "syn", tmp_path / "seg", tmp_path / "best", progress=False, backend="eager",
+                          keep_fraction=0.3)
+    out = datasets.load_dataset(str(tmp_path / "best"), split="train", cache_dir=str(tmp_path / "c1"))
+    assert info["min_dice"] == pytest.approx(thr) and info["keep_fraction"] == 0.3
+    assert out["index"] == [i for i in range(10) if scores[i] >= thr] and out.num_rows == info["kept"] >= 3
+    assert "the better 30%" in (tmp_path / "best" / "README.md").read_text()
+    with pytest.raises(FastsynthError, match="either --min-dice or --keep-fraction"):
+        filter_dataset(tmp_path / "syn", tmp_path / "seg", tmp_path / "x", 0.5, keep_fraction=0.5, progress=False)
+    assert main(["filter", str(tmp_path / "syn"), "--segmenter", str(tmp_path / "seg"), "--keep-fraction", "1.5",
+                 "--out", str(tmp_path / "y")]) == 2
+    assert "--keep-fraction 1.5" in capsys.readouterr().err and not (tmp_path / "y").exists()

@@ -22,8 +22,11 @@ from ..errors import FastsynthError
 
 
 def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, out: str | os.PathLike,
-                   min_dice: float, device: str = "cpu", batch_size: int = 64, progress: bool = True,
-                   backend: str = "auto") -> dict:
+                   min_dice: float | None = None, device: str = "cpu", batch_size: int = 64, progress: bool = True,
+                   backend: str = "auto", keep_fraction: float | None = None) -> dict:
+    """Keep the pairs of ``synth_dir`` whose mask agrees with the segmenter at Dice >= ``min_dice``, or the better
+    ``keep_fraction`` of them (the threshold is then the agreement of the last pair kept, known once every pair is
+    scored; ties at it are kept). Returns what was kept."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
@@ -34,8 +37,12 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
     from ..dataset import read_manifest, shard_files
     from .io import _decode
 
-    if not 0.0 <= min_dice <= 1.0:
+    if (min_dice is None) == (keep_fraction is None):
+        raise FastsynthError("give either --min-dice or --keep-fraction (not both)")
+    if min_dice is not None and not 0.0 <= min_dice <= 1.0:
         raise FastsynthError(f"--min-dice {min_dice}: must be between 0 and 1")
+    if keep_fraction is not None and not 0.0 < keep_fraction <= 1.0:
+        raise FastsynthError(f"--keep-fraction {keep_fraction}: must be above 0 and at most 1")
     src, out = Path(synth_dir), Path(out)
     manifest = read_manifest(src)
     if manifest.get("format", "parquet") != "parquet":
@@ -65,7 +72,9 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
     writer = DatasetWriter(out, "parquet")
     files = shard_files(src, manifest)
     parts = out / ".filter-parts"
-    _check_parts(parts, {"segmenter_sha256": seg_sha, "min_dice": float(min_dice),
+    part_min = 0.0 if keep_fraction is not None else float(min_dice)  # a fraction: every pair staged, scored
+    _check_parts(parts, {"segmenter_sha256": seg_sha, "min_dice": part_min,
+                         **({"keep_fraction": keep_fraction} if keep_fraction is not None else {}),
                          "source_model_sha256": manifest.get("model_sha256"), "source_n": manifest.get("n"),
                          "source_seed": manifest.get("seed"), "source_mode": manifest.get("mode")})
     kept = total = 0
@@ -84,24 +93,31 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
             pairs = resize_pairs(pairs, seg_cfg.resolution)
         pred = predict(fn, pairs[:, :3], seg_cfg.threshold, batch_size, dev)
         dice, _ = dice_iou(pred, pairs[:, 3] >= 128)
-        keep = dice >= min_dice
+        keep = dice >= part_min
         new = table.append_column("agreement", pa.array(dice.astype(np.float32))).filter(pa.array(keep))
         tmp = dst.with_name(dst.name + ".tmp")
         pq.write_table(new, tmp)
         os.replace(tmp, dst)
         kept, total = kept + int(keep.sum()), total + len(keep)
         bar.set_postfix(kept=f"{kept}/{total}")
+    if keep_fraction is not None:
+        min_dice, kept = _fraction_threshold(parts, len(files), keep_fraction)
     if kept == 0:
         raise FastsynthError(f"no pair of {src} reaches Dice >= {min_dice} with the segmenter; lower --min-dice "
                              f"(the per-pair scores of this run are in {parts})")
-    _repack(parts, len(files), writer, int(manifest.get("shard_size", 1000)))
-    info = {"segmenter": str(segmenter), "min_dice": min_dice, "kept": kept, "total": total,
+    # a fraction's threshold is one of the stored (float32) scores; a --min-dice run staged only kept rows
+    _repack(parts, len(files), writer, int(manifest.get("shard_size", 1000)),
+            min_dice if keep_fraction is not None else 0.0)
+    info = {"segmenter": str(segmenter), "min_dice": min_dice, "keep_fraction": keep_fraction, "kept": kept,
+            "total": total,
             "source_dataset": str(src), "backend": backend,
             "scored_at": int(seg_cfg.resolution)}
     final = {**manifest, "n": kept, "filter": info, "complete": True}
     writer.write_manifest(final)
-    writer.write_card(render_card(final) + f"\n## Label-consistency filter\nKept {kept} of {total} pairs whose "
-                      f"mask agrees with the segmenter `{segmenter}` at Dice >= {min_dice} (column `agreement`).\n")
+    which = f"the better {keep_fraction:.0%}: " if keep_fraction is not None else ""
+    writer.write_card(render_card(final) + f"\n## Label-consistency filter\nKept {kept} of {total} pairs ({which}those "
+                      f"whose mask agrees with the segmenter `{segmenter}` at Dice >= {min_dice:.4g}; column "
+                      "`agreement`).\n")
     return info
 
 
@@ -122,8 +138,23 @@ def _check_parts(parts: Path, settings: dict) -> None:
     write_json_atomic(f, settings)
 
 
-def _repack(parts: Path, n_parts: int, writer, shard_size: int) -> None:
-    """Kept rows of all parts, in order, into data/train-XXXXX.parquet shards of ``shard_size`` rows."""
+def _fraction_threshold(parts: Path, n_parts: int, fraction: float) -> tuple[float, int]:
+    """The agreement of the last pair kept when the better ``fraction`` of every staged pair is kept, and how many
+    pairs reach it (ties at the threshold included)."""
+    import math
+
+    import pyarrow.parquet as pq
+
+    scores = np.concatenate([pq.read_table(parts / f"part-{i:05d}.parquet", columns=["agreement"])
+                             .column("agreement").to_numpy() for i in range(n_parts)])
+    want = max(1, math.ceil(fraction * len(scores)))
+    thr = float(np.sort(scores)[::-1][want - 1])
+    return thr, int((scores >= thr).sum())
+
+
+def _repack(parts: Path, n_parts: int, writer, shard_size: int, min_dice: float = 0.0) -> None:
+    """Kept rows of all parts (agreement >= ``min_dice``), in order, into data/train-XXXXX.parquet shards of
+    ``shard_size`` rows."""
     import shutil
 
     import pyarrow as pa
@@ -144,6 +175,8 @@ def _repack(parts: Path, n_parts: int, writer, shard_size: int) -> None:
 
     for i in range(n_parts):
         t = pq.read_table(parts / f"part-{i:05d}.parquet")
+        if min_dice > 0 and t.num_rows:
+            t = t.filter(pa.array(t.column("agreement").to_numpy() >= min_dice))
         buf = t if buf is None else pa.concat_tables([buf, t])
         while buf.num_rows >= shard_size:
             flush(buf.slice(0, shard_size))
