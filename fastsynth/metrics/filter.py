@@ -109,9 +109,7 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
     _repack(parts, len(files), writer, int(manifest.get("shard_size", 1000)),
             min_dice if keep_fraction is not None else 0.0)
     info = {"segmenter": str(segmenter), "min_dice": min_dice, "keep_fraction": keep_fraction, "kept": kept,
-            "total": total,
-            "source_dataset": str(src), "backend": backend,
-            "scored_at": int(seg_cfg.resolution)}
+            "total": total, "source_dataset": str(src), "backend": backend, "scored_at": int(seg_cfg.resolution)}
     final = {**manifest, "n": kept, "filter": info, "complete": True}
     writer.write_manifest(final)
     which = f"the better {keep_fraction:.0%}: " if keep_fraction is not None else ""
