@@ -157,6 +157,12 @@ def test_seeds_are_aggregated_and_real_runs_cached(tmp_path, monkeypatch):
     assert sum("training" in m for m in logs) == 4  # synthetic and low-data-8+synthetic, two seeds each
     assert r2["runs"]["real"]["test"] == r1["runs"]["real"]["test"]
     assert r2["runs"]["low-data-8"]["test"] == r1["runs"]["low-data-8"]["test"]
+    # another alpha (the share of synthetic examples) changes only the runs that see synthetic pairs
+    logs.clear()
+    r3 = ds.run_benchmark(dataclasses.replace(TINY, alpha=1.0), *args[1:], low_data_n=(8,), seeds=2, log=logs.append)
+    assert sum("cache" in m for m in logs) == 6  # real and low-data-8 (shared), synthetic only (alpha unused)
+    assert sum("training" in m for m in logs) == 2  # low-data-8+synthetic, two seeds
+    assert r3["runs"]["real"]["test"] == r1["runs"]["real"]["test"]
     with pytest.raises(FastsynthError, match="--seeds"):
         ds.run_benchmark(*args, seeds=0)
 

@@ -554,7 +554,10 @@ def _segmenter_key(cfg: SegConfig, real_train: np.ndarray, idx: np.ndarray | Non
     ``extra`` = (synthetic pairs, their links to real images or None) also the exact synthetic data."""
     import hashlib
 
-    h = hashlib.sha256(json.dumps(_cfg_dict(cfg), sort_keys=True).encode())
+    d = _cfg_dict(cfg)
+    if extra is None or idx is None or len(extra) > 2:  # not mixed real + synthetic: alpha changes nothing, so
+        d["alpha"] = SegConfig.alpha                      # every alpha shares the default's segmenter
+    h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
     h.update(np.ascontiguousarray(real_train).tobytes())
     if idx is not None:
         h.update(np.ascontiguousarray(idx, np.int64).tobytes())
