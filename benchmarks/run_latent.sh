@@ -235,3 +235,14 @@ OMP_NUM_THREADS=1 fastsynth evaluate /tmp/flt/f080 --real fastsynth/bundled --me
 OMP_NUM_THREADS=1 fastsynth evaluate /tmp/rs/b64 --real fastsynth/bundled --metrics masks --downstream \
   --protocols real,synthetic,real+synthetic --seg-steps 600 --seeds 3 --no-progress \
   --json benchmarks/results/realsynth_b64_600steps_cpu.json
+# 24. what makes added synthetic data help: the filtered 256² pairs added to the real ones (128²); the filtered 64²
+#     pairs with half of the examples synthetic (--alpha 1.0); the unfiltered 64² pairs at 1200 segmenter steps
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/flt/lf --real runs/lat256-pool --metrics masks --downstream --max-synthetic 900 \
+  --protocols real,synthetic,real+synthetic --seg-resolution 128 --seeds 3 --no-progress \
+  --json benchmarks/results/judge256_latent_cool_filtered_realsynth_cpu.json
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/flt/f080 --real fastsynth/bundled --metrics masks --downstream --max-synthetic 900 \
+  --protocols real,real+synthetic --seg-steps 600 --alpha 1.0 --seeds 3 --no-progress \
+  --json benchmarks/results/realsynth_b64_filtered080_alpha1_600steps_cpu.json
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/rs/b64 --real fastsynth/bundled --metrics masks --downstream \
+  --protocols real,real+synthetic --seg-steps 1200 --seeds 3 --no-progress \
+  --json benchmarks/results/realsynth_b64_1200steps_cpu.json
