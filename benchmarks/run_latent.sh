@@ -246,3 +246,10 @@ OMP_NUM_THREADS=1 fastsynth evaluate /tmp/flt/f080 --real fastsynth/bundled --me
 OMP_NUM_THREADS=1 fastsynth evaluate /tmp/rs/b64 --real fastsynth/bundled --metrics masks --downstream \
   --protocols real,real+synthetic --seg-steps 1200 --seeds 3 --no-progress \
   --json benchmarks/results/realsynth_b64_1200steps_cpu.json
+# 25. synthetic only at 1200 segmenter steps, the 64² pairs unfiltered and filtered (two one-thread processes)
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/rs/b64 --real fastsynth/bundled --metrics masks --downstream \
+  --protocols real,synthetic --seg-steps 1200 --seeds 3 --no-progress --out /tmp/flt/eval- \
+  --json benchmarks/results/realsynth_b64_1200steps_synthetic_cpu.json
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/flt/f080 --real fastsynth/bundled --metrics masks --downstream --max-synthetic 900 \
+  --protocols real,synthetic --seg-steps 1200 --seeds 3 --no-progress --out /tmp/flt/eval-filtered080_ \
+  --json benchmarks/results/realsynth_b64_filtered080_1200steps_synthetic_cpu.json
