@@ -14,15 +14,10 @@ from fastsynth.pipeline import generate
 
 def test_filter_keeps_agreeing_pairs_and_records_scores(tiny_model_dir, tmp_path):
     import datasets
-    import torch
 
     generate(GenerateConfig(n=10, steps=3, batch_size=5, shard_size=4, backend="eager"), tmp_path / "syn",
              model=str(tiny_model_dir), progress=False)
-    cfg = ds.SegConfig(arch="unet", encoder="resnet18", encoder_weights=None, encoder_depth=3,
-                       decoder_channels=(16, 8, 4), resolution=16)
-    torch.manual_seed(0)  # the same segmenter whatever ran before
-    model, _ = ds.build_model(cfg)
-    ds.save_segmenter(model, cfg, tmp_path / "seg")
+    _tiny_segmenter(tmp_path / "seg", seed=0)
     seg, _, _ = ds.load_segmenter(tmp_path / "seg")
 
     syn = datasets.load_dataset(str(tmp_path / "syn"), split="train", cache_dir=str(tmp_path / "c0"))
@@ -50,9 +45,13 @@ def test_filter_keeps_agreeing_pairs_and_records_scores(tiny_model_dir, tmp_path
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnxscript") is not None
 
 
-def _tiny_segmenter(path):
+def _tiny_segmenter(path, resolution=16, seed=None):
+    import torch
+
     cfg = ds.SegConfig(arch="unet", encoder="resnet18", encoder_weights=None, encoder_depth=3,
-                       decoder_channels=(16, 8, 4), resolution=16)
+                       decoder_channels=(16, 8, 4), resolution=resolution)
+    if seed is not None:
+        torch.manual_seed(seed)  # the same segmenter whatever ran before
     model, _ = ds.build_model(cfg)
     return ds.save_segmenter(model, cfg, path, {"protocol": "real"})
 
@@ -132,17 +131,12 @@ def test_filter_scores_at_the_segmenters_resolution(tiny_model_dir, tmp_path):
     """A segmenter trained at another resolution (the judge's 128² segmenter filtering 256² pairs) scores the
     pairs resized as evaluate resizes them; the rows kept are the originals, at their own resolution."""
     import datasets
-    import torch
 
     from fastsynth.data.pairs import resize_pairs
 
     generate(GenerateConfig(n=8, steps=3, batch_size=4, backend="eager"), tmp_path / "syn",
              model=str(tiny_model_dir), progress=False)
-    cfg = ds.SegConfig(arch="unet", encoder="resnet18", encoder_weights=None, encoder_depth=3,
-                       decoder_channels=(16, 8, 4), resolution=32)
-    torch.manual_seed(1)
-    model, _ = ds.build_model(cfg)
-    ds.save_segmenter(model, cfg, tmp_path / "seg")
+    _tiny_segmenter(tmp_path / "seg", resolution=32, seed=1)
     seg, _, _ = ds.load_segmenter(tmp_path / "seg")
     syn = datasets.load_dataset(str(tmp_path / "syn"), split="train", cache_dir=str(tmp_path / "c0"))
     pairs = np.concatenate([np.stack([np.array(x) for x in syn["image"]]).transpose(0, 3, 1, 2),
@@ -164,17 +158,12 @@ def test_keep_fraction_keeps_the_better_part_in_order(tiny_model_dir, tmp_path, 
     """--keep-fraction 0.5: the pairs that agree best (ties at the threshold kept), in their original order; the
     threshold is the agreement of the last pair kept. Both options, or a fraction out of range: one clear line."""
     import datasets
-    import torch
 
     from fastsynth.cli import main
 
     generate(GenerateConfig(n=10, steps=3, batch_size=5, shard_size=4, backend="eager"), tmp_path / "syn",
              model=str(tiny_model_dir), progress=False)
-    cfg = ds.SegConfig(arch="unet", encoder="resnet18", encoder_weights=None, encoder_depth=3,
-                       decoder_channels=(16, 8, 4), resolution=16)
-    torch.manual_seed(2)
-    model, _ = ds.build_model(cfg)
-    ds.save_segmenter(model, cfg, tmp_path / "seg")
+    _tiny_segmenter(tmp_path / "seg", seed=2)
     info = filter_dataset(tmp_path / "syn", tmp_path / "seg", tmp_path / "all", 0.0, progress=False, backend="eager")
     scores = np.array(datasets.load_dataset(str(tmp_path / "all"), split="train",
                                             cache_dir=str(tmp_path / "c0"))["agreement"])

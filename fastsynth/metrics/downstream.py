@@ -554,17 +554,18 @@ def _segmenter_key(cfg: SegConfig, real_train: np.ndarray, idx: np.ndarray | Non
     ``extra`` = (synthetic pairs, their links to real images or None) also the exact synthetic data."""
     import hashlib
 
+    # stage: ("then-real",) for a synthetic segmenter fine-tuned on real images
+    synth, links, *stage = extra if extra is not None else (None, None)
     d = _cfg_dict(cfg)
-    if extra is None or idx is None or len(extra) > 2:  # not mixed real + synthetic: alpha changes nothing, so
-        d["alpha"] = SegConfig.alpha                      # every alpha shares the default's segmenter
+    if synth is None or idx is None or stage:  # not mixed real + synthetic: alpha changes nothing, so every alpha
+        d["alpha"] = SegConfig.alpha            # shares the default's segmenter
     h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
     h.update(np.ascontiguousarray(real_train).tobytes())
     if idx is not None:
         h.update(np.ascontiguousarray(idx, np.int64).tobytes())
-    if extra is None:
+    if synth is None:
         h.update(b"real-segmenter-v1")
     else:
-        synth, links, *stage = extra  # stage: ("then-real",) for a synthetic segmenter fine-tuned on real images
         if stage:
             h.update(("stage:" + stage[0]).encode())
         h.update(b"synthetic-segmenter-v1" + (b"" if idx is not None else b"-no-real"))

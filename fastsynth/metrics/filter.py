@@ -107,7 +107,7 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
                              f"(the per-pair scores of this run are in {parts})")
     # a fraction's threshold is one of the stored (float32) scores; a --min-dice run staged only kept rows
     _repack(parts, len(files), writer, int(manifest.get("shard_size", 1000)),
-            min_dice if keep_fraction is not None else 0.0)
+            min_dice if keep_fraction is not None else None)
     info = {"segmenter": str(segmenter), "min_dice": min_dice, "keep_fraction": keep_fraction, "kept": kept,
             "total": total, "source_dataset": str(src), "backend": backend, "scored_at": int(seg_cfg.resolution)}
     final = {**manifest, "n": kept, "filter": info, "complete": True}
@@ -150,9 +150,9 @@ def _fraction_threshold(parts: Path, n_parts: int, fraction: float) -> tuple[flo
     return thr, int((scores >= thr).sum())
 
 
-def _repack(parts: Path, n_parts: int, writer, shard_size: int, min_dice: float = 0.0) -> None:
-    """Kept rows of all parts (agreement >= ``min_dice``), in order, into data/train-XXXXX.parquet shards of
-    ``shard_size`` rows."""
+def _repack(parts: Path, n_parts: int, writer, shard_size: int, min_dice: float | None = None) -> None:
+    """Kept rows of all parts (those with agreement >= ``min_dice`` when given), in order, into
+    data/train-XXXXX.parquet shards of ``shard_size`` rows."""
     import shutil
 
     import pyarrow as pa
@@ -173,7 +173,7 @@ def _repack(parts: Path, n_parts: int, writer, shard_size: int, min_dice: float 
 
     for i in range(n_parts):
         t = pq.read_table(parts / f"part-{i:05d}.parquet")
-        if min_dice > 0 and t.num_rows:
+        if min_dice is not None and t.num_rows:
             t = t.filter(pa.array(t.column("agreement").to_numpy() >= min_dice))
         buf = t if buf is None else pa.concat_tables([buf, t])
         while buf.num_rows >= shard_size:
