@@ -306,8 +306,16 @@ class GenerateConfig:
     # the cascade's re-rendering: the fraction of the sampler's steps that run (the noise level it starts from);
     # None: the model's default, else DEFAULT_CASCADE_STRENGTH
     strength: float | None = None
+    # pairs: keep only the pairs whose generated mask agrees with this segmenter (a folder saved by `evaluate
+    # --downstream`, trained on real data): Dice(mask, prediction) >= min_agreement, drawing more candidates until
+    # each shard is full (metrics.filter.AgreementScorer); None: the model's default (``generate_defaults``, a path
+    # relative to the model folder), else off; "none": off
+    keep_agreeing: str | None = None
+    # the agreement threshold; None: the model's default with its own segmenter, else DEFAULT_MIN_AGREEMENT
+    min_agreement: float | None = None
 
 
+DEFAULT_MIN_AGREEMENT = 0.5
 DEFAULT_CASCADE_STRENGTH = 0.5
 DEFAULT_REDRAW_GUIDANCE = 2.0
 # its data trained segmenters better than guidance at every step, with 16 instead of 18 network evaluations per
@@ -321,7 +329,8 @@ def network_batch_size(cfg: GenerateConfig) -> int:
     return cfg.batch_size * (2 if resolve_guidance(cfg).guidance != 1.0 else 1)
 
 
-MODEL_DEFAULT_KEYS = ("sampler", "steps", "redraw", "condition_at", "guidance", "guidance_interval", "base", "strength")
+MODEL_DEFAULT_KEYS = ("sampler", "steps", "redraw", "condition_at", "guidance", "guidance_interval", "base", "strength",
+                      "keep_agreeing", "min_agreement")
 
 
 def check_model_defaults(defaults: dict) -> None:
@@ -358,6 +367,10 @@ def apply_model_defaults(cfg: GenerateConfig, meta: dict | None) -> GenerateConf
         ch["base"] = str(d["base"])
         if cfg.strength is None and "strength" in d:
             ch["strength"] = float(d["strength"])
+    if cfg.keep_agreeing is None and "keep_agreeing" in d:  # the filter's segmenter and its threshold go together
+        ch["keep_agreeing"] = str(d["keep_agreeing"])
+        if cfg.min_agreement is None and "min_agreement" in d:
+            ch["min_agreement"] = float(d["min_agreement"])
     return dataclasses.replace(cfg, **ch)
 
 

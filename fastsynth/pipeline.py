@@ -24,8 +24,8 @@ import torch
 
 from . import __version__
 from .conditioning import dilate_px_for
-from .config import GenerateConfig, MODES, apply_model_defaults, network_batch_size, resolve_cascade, \
-    resolve_guidance, to_dict
+from .config import DEFAULT_MIN_AGREEMENT, GenerateConfig, MODES, apply_model_defaults, network_batch_size, \
+    resolve_cascade, resolve_guidance, to_dict
 from .data.modality import Modality, modality_from_config
 from .dataset import DatasetWriter, Rows, render_card
 from .dataset.card import carry_evaluation
@@ -37,7 +37,7 @@ from .sampling import make_scheduler, opening_size, resolve_sampler
 # one batch of generate's rows (below the pipeline, so the int8 gate runs exactly what generate runs); re-exported
 from .sampling.cascade import cascade_pairs
 from .sampling.pairs import REDRAW_SEED_XOR, Conditioning, _sample_rows, conditioning_from_arrays, row_seed, \
-    sample_pairs  # noqa: F401
+    sample_pairs, spare_seed  # noqa: F401
 
 def load_conditioning(mode: str, resolution: int, masks: str | None, images: str | None,
                       modality: Modality | None = None, space=None) -> Conditioning:
@@ -129,6 +129,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     if cfg.seed < 0:
         raise FastsynthError(f"--seed {cfg.seed}: must be a non-negative integer")
     model_dir = resolve_model_dir(model)
+    keep_given = cfg.keep_agreeing  # None: the model's own filter segmenter (a path inside its folder), if any
     # what the user left open: the model's own measured defaults for the mode, then the global ones
     cfg = resolve_guidance(resolve_cascade(apply_model_defaults(cfg, read_model_meta(model_dir))))
     if not cfg.guidance >= 0:
@@ -178,6 +179,15 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
                              "--guidance)")
     if cfg.autoguide and not cfg.autoguide_scale > 0:
         raise FastsynthError(f"--autoguide-scale {cfg.autoguide_scale}: must be > 0 (1 = no guidance)")
+    keep_ref = _keep_ref(cfg.keep_agreeing, keep_given, model_dir)
+    if keep_ref and cfg.mode != "pairs":
+        raise FastsynthError("--keep-agreeing filters new pairs (--mode pairs); in --mode from-masks / inpaint the "
+                             "mask is given (use `fastsynth filter` on such a dataset)")
+    min_agreement = DEFAULT_MIN_AGREEMENT if cfg.min_agreement is None else float(cfg.min_agreement)
+    if keep_ref and not 0.0 <= min_agreement <= 1.0:
+        raise FastsynthError(f"--min-agreement {min_agreement:g}: must be between 0 and 1 (a Dice)")
+    if not keep_ref and cfg.min_agreement is not None:
+        raise FastsynthError("--min-agreement is the threshold of --keep-agreeing SEGMENTER")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FastsynthError(f"--out {out}: exists and is not a folder")
@@ -201,6 +211,14 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
 
         switch_step = condition_switch_step(scheduler, cfg.steps, cfg.condition_at, f"{cfg.sampler} x{cfg.steps}")
     modality = modality_from_config(net.config)
+    scorer = None
+    if keep_ref:
+        if modality.channels != 3 or modality.class_names:
+            raise FastsynthError(f"--keep-agreeing: scores RGB images with binary masks for now; this model makes "
+                                 f"{modality.image_mode} images with classes {modality.class_names}")
+        from .metrics.filter import AgreementScorer
+
+        scorer = AgreementScorer(keep_ref, dev, cfg.backend, batch_size=cfg.batch_size)
     space = None
     if net.config.autoencoder:  # a latent model: diffusion on the autoencoder's grid, decoded at the end
         from .models.latent import model_space
@@ -242,6 +260,10 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         **({"pixel_spacing_mm": spacing} if cfg.format == "nifti" else {}),
         **({"cascade": base.identity(cfg.strength), "base_model": public_model_info(cfg.base, base.meta),
             "base_runtime": f"{base.fn.backend}:{base.fn.precision}"} if base is not None else {}),
+        **({"keep_agreeing": {"segmenter_sha256": scorer.sha256, "min_agreement": min_agreement,
+                              "scored_at": scorer.resolution},
+            "keep_agreeing_run": {"segmenter": "the model's own" if keep_given is None else Path(keep_ref).name,
+                                  "backend": scorer.backend}} if scorer is not None else {}),
         "source_fingerprint": cond_src.fingerprint, "source_dir": Path(masks or images).name if masks or images else "",
         "model_sha256": weights_sha,
         "model": public_model_info(model, meta),
@@ -321,8 +343,10 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     if rank == 0:  # the manifest is written before any shard (and after all validation), so a killed run finds it
         writer.write_manifest({**manifest, "complete": False})
 
+    if scorer is not None:
+        _keep_stats_path(out, 0).parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    made = 0
+    made = drawn = 0
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastsynth-writer")
     pending: list[Future] = []
     bar = tqdm(total=sum(spans[k][1] - spans[k][0] for k in range(n_shards) if k % world == rank),
@@ -330,9 +354,10 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
                disable=not progress, dynamic_ncols=True, smoothing=0.1)
     sink = None
 
-    def flush(images, masks_out, idx, seeds, sources):  # one chunk to the writer thread, at most one in flight
-        rows = Rows(np.asarray(idx), np.asarray(seeds), np.concatenate(images), np.concatenate(masks_out), cfg.mode,
-                    sources)
+    def flush(chunk):  # one chunk to the writer thread, at most one in flight
+        images, masks_out, idx, seeds, sources, agree = chunk
+        rows = Rows(np.concatenate(idx), np.concatenate(seeds), np.concatenate(images), np.concatenate(masks_out),
+                    cfg.mode, sources, np.concatenate(agree) if scorer is not None else None)
         while pending:
             pending.pop(0).result()
         pending.append(pool.submit(sink.add, rows))
@@ -340,30 +365,58 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     try:
         for k in todo:
             lo, hi = spans[k]
-            idx = np.arange(lo, hi)
-            seeds = np.array([row_seed(cfg.seed, i) for i in idx], dtype=np.int64)
+            span = hi - lo
             # a shard streams to disk in chunks of about ROW_GROUP rows (PNG encoding overlaps the next chunk's
             # sampling), so memory holds one chunk, not the shard: 1000 rows at 256² are 260 MB of pixels
             sink = writer.open_shard(k)
-            images, masks_out, sources, c0 = [], [], [], 0
-            for b in range(0, len(idx), cfg.batch_size):
-                bi, bs = idx[b:b + cfg.batch_size], seeds[b:b + cfg.batch_size]
+            chunk, buffered = ([], [], [], [], [], []), 0
+            filled = j = 0  # rows kept, candidates drawn (unfiltered: the same)
+            last_kept = -1
+            while filled < span:
+                # candidate c of the shard: its own row's seed (c < span: an unfiltered run's row lo + c), then spares
+                nb = cfg.batch_size if scorer is not None else min(cfg.batch_size, span - filled)
+                cand = np.arange(j, j + nb)
+                bi = lo + cand
+                bs = np.array([row_seed(cfg.seed, lo + c) if c < span else spare_seed(cfg.seed, k, c - span)
+                               for c in cand], dtype=np.int64)
                 if base is not None:
                     im, mk, src = cascade_pairs(base, model_fn, scheduler, cfg, bi, bs, modality, space, res, opening,
                                                 dev)
                 else:
                     im, mk, src = sample_pairs(model_fn, scheduler, cfg, cond_src, bi, bs, res, dilate_px, opening,
                                                 dev, weak_fn=weak_fn)
-                images.append(im)
-                masks_out.append(mk)
-                sources += src
-                bar.update(len(bi))
-                made += len(bi)
-                end = b + len(bi)
-                if end - c0 >= ROW_GROUP or end == len(idx):
-                    flush(images, masks_out, idx[c0:end], seeds[c0:end], sources)
-                    images, masks_out, sources, c0 = [], [], [], end
+                agree = None
+                if scorer is not None:  # the pairs whose mask agrees, in candidate order, as many as the shard needs
+                    agree = scorer(im, mk)
+                    keep = np.flatnonzero(agree >= min_agreement)[:span - filled]
+                    if len(keep):
+                        last_kept = j + int(keep[-1])
+                    im, mk, bs, agree, src = im[keep], mk[keep], bs[keep], agree[keep], [src[i] for i in keep]
+                j, drawn = j + nb, drawn + nb
+                got = len(bs)
+                for part, v in zip(chunk, (im, mk, np.arange(lo + filled, lo + filled + got), bs, src, agree)):
+                    if isinstance(v, list):
+                        part += v
+                    elif v is not None:
+                        part.append(v)
+                filled, buffered, made = filled + got, buffered + got, made + got
+                bar.update(got)
+                if scorer is not None:
+                    bar.set_postfix(kept=f"{filled}/{j}")
+                    if j >= KEEP_MIN_CANDIDATES and filled < KEEP_MIN_RATE * j:
+                        raise FastsynthError(
+                            f"--keep-agreeing: only {filled} of {j} candidates of shard {k} agree at Dice >= "
+                            f"{min_agreement:g} with the segmenter (below {KEEP_MIN_RATE:.0%}); lower --min-agreement "
+                            "or use a segmenter that fits this model's data. Shards already finished are kept")
+                if buffered and (buffered >= ROW_GROUP or filled == span):
+                    flush(chunk)
+                    chunk, buffered = ([], [], [], [], [], []), 0
             pending.append(pool.submit(sink.close))  # the writer thread runs its tasks in order
+            if scorer is not None:  # the shard's acceptance, for the card (written once the shard is in place)
+                from .utils import write_json_atomic
+
+                pending.append(pool.submit(write_json_atomic, _keep_stats_path(out, k),
+                                           {"candidates": last_kept + 1, "kept": span}))
             sink = None
         while pending:
             pending.pop(0).result()
@@ -382,6 +435,8 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     complete = all(writer.shard_rows(k) == spans[k][1] - spans[k][0] for k in range(n_shards))
     if complete:  # whichever process finishes last writes the final manifest and card (same content)
         final = {**manifest, "complete": True}
+        if scorer is not None:
+            final["keep_agreeing_run"] = {**manifest["keep_agreeing_run"], **_keep_stats(out, n_shards)}
         writer.write_manifest(final)
         if cfg.format == "nnunet":
             writer.write_nnunet_json(modality, cfg.n)
@@ -391,8 +446,36 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         writer.write_card(card)
     summary = {"pairs": made, "total": cfg.n, "seconds": round(elapsed, 2),
                "pairs_per_s": round(made / elapsed, 2) if elapsed > 0 and made else None,
-               "out": str(out), "complete": complete, "device": str(dev), "backend": backend}
+               "out": str(out), "complete": complete, "device": str(dev), "backend": backend,
+               **({"candidates": drawn} if scorer is not None else {})}
     return summary
+
+
+KEEP_MIN_CANDIDATES = 256  # --keep-agreeing gives up on a shard after this many candidates ...
+KEEP_MIN_RATE = 0.05  # ... when fewer than this fraction of them were kept
+
+
+def _keep_ref(ref: str | None, given: str | None, model_dir: Path) -> str:
+    """The segmenter folder of ``--keep-agreeing`` ("" = off): as given, or the model's own (a path relative to the
+    model's folder) when the user left it open."""
+    if ref is None or str(ref).strip().lower() in ("", "none"):
+        return ""
+    return str(model_dir / ref) if given is None and not Path(ref).is_absolute() else str(ref)
+
+
+def _keep_stats_path(out: Path, k: int) -> Path:
+    return Path(out) / ".keep-agreeing" / f"shard-{k:05d}.json"
+
+
+def _keep_stats(out: Path, n_shards: int) -> dict:
+    """Candidates drawn per kept pair over the shards whose count was recorded (a shard needs candidates up to its
+    last kept one)."""
+    from .utils import read_json
+
+    stats = [read_json(p, "keep-agreeing stats") for k in range(n_shards) if (p := _keep_stats_path(out, k)).is_file()]
+    cand, kept = sum(s["candidates"] for s in stats), sum(s["kept"] for s in stats)
+    return {"candidates": cand, "kept": kept, "acceptance": round(kept / cand, 4) if cand else None,
+            "shards_counted": len(stats)}
 
 
 def _load_weak_model(ref: str, net, weights_sha: str):

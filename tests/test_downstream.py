@@ -248,3 +248,32 @@ def test_synthetic_then_real_fine_tunes_the_synthetic_runs_segmenter(tmp_path, m
     drift = max(float((a.float() - b.float()).abs().max()) for (n, a), b in
                 zip(tuned.state_dict().items(), state.values()) if "running" not in n and "num_batches" not in n)
     assert drift < 1e-4 and info["encoder_weights_used"] == "fine-tuned"
+
+
+def test_unused_encoder_stages_are_not_stored_and_old_folders_still_load(tmp_path):
+    """A depth-4 resnet encoder never runs layer4: it is not stored (the shipped segmenter is 3.6 M parameters, not
+    12 M), and a folder written with it (older versions) loads to the same predictions."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    cfg = ds.SegConfig(encoder_weights=None, resolution=32)
+    torch.manual_seed(0)
+    model, _ = ds.build_model(cfg)
+    folder = ds.save_segmenter(model, cfg, tmp_path / "new")
+    assert not any(k.startswith("encoder.layer4.") for k in load_file(str(folder / ds.WEIGHTS_NAME)))
+    old = tmp_path / "old"
+    import shutil
+
+    shutil.copytree(folder, old)
+    state = load_file(str(old / ds.WEIGHTS_NAME))
+    state["encoder.layer4.0.conv1.weight"] = torch.zeros(512, 256, 3, 3)  # what older versions stored
+    save_file(state, str(old / ds.WEIGHTS_NAME))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        a = ds.load_segmenter(folder)[0](x)
+        b = ds.load_segmenter(old)[0](x)
+    assert torch.equal(a, b)
+    state["decoder.extra"] = torch.zeros(1)  # anything else that does not fit is still refused
+    save_file(state, str(old / ds.WEIGHTS_NAME))
+    with pytest.raises(FastsynthError, match="do not match"):
+        ds.load_segmenter(old)

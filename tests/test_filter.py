@@ -180,3 +180,107 @@ def test_keep_fraction_keeps_the_better_part_in_order(tiny_model_dir, tmp_path, 
     assert main(["filter", str(tmp_path / "syn"), "--segmenter", str(tmp_path / "seg"), "--keep-fraction", "1.5",
                  "--out", str(tmp_path / "y")]) == 2
     assert "--keep-fraction 1.5" in capsys.readouterr().err and not (tmp_path / "y").exists()
+
+
+# generate --keep-agreeing: the filter inside generation, shard by shard
+
+
+def _rows(path, cache):
+    import datasets
+
+    d = datasets.load_dataset(str(path), split="train", cache_dir=str(cache))
+    return (np.stack([np.array(x) for x in d["image"]]), np.stack([np.array(x) for x in d["mask"]]), d["seed"],
+            d["agreement"] if "agreement" in d.column_names else None)
+
+
+def _dice(seg_dir, ims, mks):
+    seg, _, _ = ds.load_segmenter(seg_dir)
+    return ds.dice_iou(ds.predict(seg, ims.transpose(0, 3, 1, 2)), mks >= 128)[0]
+
+
+def test_generate_keep_agreeing_keeps_agreeing_candidates_in_order(tiny_model_dir, tmp_path):
+    """A shard's candidates are its unfiltered rows, then spares of their own seed stream: the kept rows are the
+    agreeing ones, in order, pixel for pixel, each with its agreement; threshold 0 is the unfiltered dataset."""
+    from fastsynth.sampling.pairs import spare_seed
+
+    seg = _tiny_segmenter(tmp_path / "seg", seed=0)
+    base = GenerateConfig(n=12, steps=3, batch_size=4, shard_size=6, backend="eager")
+    generate(base, tmp_path / "all", model=str(tiny_model_dir), progress=False)
+    ims, mks, seeds, _ = _rows(tmp_path / "all", tmp_path / "c0")
+    dice = _dice(seg, ims, mks)
+    thr = float(np.sort(dice)[len(dice) // 2])  # about half the rows pass
+    assert 0 < (dice >= thr).sum() < len(dice), dice
+
+    from dataclasses import replace
+
+    s = generate(replace(base, keep_agreeing=str(seg), min_agreement=thr), tmp_path / "keep",
+                 model=str(tiny_model_dir), progress=False)
+    kims, kmks, kseeds, agree = _rows(tmp_path / "keep", tmp_path / "c1")
+    assert len(kseeds) == 12 and s["candidates"] > 12 and len(set(kseeds)) == 12
+    assert min(agree) >= thr and np.allclose(agree, _dice(seg, kims, kmks), atol=1e-6)
+    for k in range(2):  # each shard starts with its own agreeing rows of the unfiltered run, in order
+        own = [i for i in range(6 * k, 6 * k + 6) if dice[i] >= thr]
+        got = kseeds[6 * k:6 * k + len(own)]
+        assert got == [seeds[i] for i in own]
+        assert np.array_equal(kims[6 * k:6 * k + len(own)], ims[own])
+        spares = kseeds[6 * k + len(own):6 * k + 6]
+        assert all(sd in {spare_seed(0, k, j) for j in range(200)} for sd in spares)
+    m = __import__("json").loads((tmp_path / "keep" / "fastsynth.json").read_text())
+    assert m["keep_agreeing"]["min_agreement"] == thr and m["keep_agreeing"]["scored_at"] == 16
+    assert m["keep_agreeing_run"]["kept"] == 12 and m["keep_agreeing_run"]["candidates"] >= 12 + 1
+    assert "label-agreement filter" in (tmp_path / "keep" / "README.md").read_text()
+
+    generate(replace(base, keep_agreeing=str(seg), min_agreement=0.0), tmp_path / "zero", model=str(tiny_model_dir),
+             progress=False)
+    zims, zmks, zseeds, _ = _rows(tmp_path / "zero", tmp_path / "c2")
+    assert zseeds == seeds and np.array_equal(zims, ims) and np.array_equal(zmks, mks)
+
+
+def test_generate_keep_agreeing_resumes_refuses_and_reads_the_model_default(tiny_model_dir, tmp_path, monkeypatch):
+    import json
+    import shutil
+    from dataclasses import replace
+
+    import fastsynth.metrics.filter as flt
+
+    seg = _tiny_segmenter(tmp_path / "seg", seed=0)
+    cfg = GenerateConfig(n=4, steps=3, batch_size=4, shard_size=2, backend="eager", keep_agreeing=str(seg),
+                         min_agreement=0.0)
+    generate(cfg, tmp_path / "a", model=str(tiny_model_dir), progress=False)
+    generate(replace(cfg, n=6), tmp_path / "a", model=str(tiny_model_dir), progress=False)  # extended
+    assert json.loads((tmp_path / "a" / "fastsynth.json").read_text())["keep_agreeing_run"]["shards_counted"] == 3
+    with pytest.raises(FastsynthError, match="keep_agreeing"):  # another threshold: other rows, refused
+        generate(replace(cfg, n=6, min_agreement=0.3), tmp_path / "a", model=str(tiny_model_dir), progress=False)
+    with pytest.raises(FastsynthError, match="--mode pairs"):
+        generate(replace(cfg, mode="from-masks"), tmp_path / "b", model=str(tiny_model_dir), masks=str(tmp_path),
+                 progress=False)
+    with pytest.raises(FastsynthError, match="between 0 and 1"):
+        generate(replace(cfg, min_agreement=1.5), tmp_path / "b", model=str(tiny_model_dir), progress=False)
+    with pytest.raises(FastsynthError, match="threshold of --keep-agreeing"):
+        generate(replace(cfg, keep_agreeing=None), tmp_path / "b", model=str(tiny_model_dir), progress=False)
+    with pytest.raises(FastsynthError, match="not a segmenter folder"):
+        generate(replace(cfg, keep_agreeing=str(tmp_path)), tmp_path / "b", model=str(tiny_model_dir),
+                 progress=False)
+    assert not (tmp_path / "b").exists()
+
+    # nothing agrees: a clear error once enough candidates were drawn, no shard half-written
+    monkeypatch.setattr(flt.AgreementScorer, "__call__", lambda self, im, mk: np.zeros(len(im), np.float32))
+    monkeypatch.setattr("fastsynth.pipeline.KEEP_MIN_CANDIDATES", 8)
+    with pytest.raises(FastsynthError, match="only 0 of 8 candidates"):
+        generate(replace(cfg, min_agreement=0.5), tmp_path / "c", model=str(tiny_model_dir), progress=False)
+    assert not list((tmp_path / "c" / "data").glob("*")) if (tmp_path / "c" / "data").exists() else True
+    monkeypatch.undo()
+
+    # a model that ships its filter segmenter: used unless the user says otherwise
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    shutil.copytree(seg, model / "filter-segmenter")
+    meta = json.loads((model / "fastsynth.json").read_text())
+    meta["generate_defaults"] = {"pairs": {"keep_agreeing": "filter-segmenter", "min_agreement": 0.0}}
+    (model / "fastsynth.json").write_text(json.dumps(meta))
+    plain = GenerateConfig(n=2, steps=3, batch_size=2, shard_size=2, backend="eager")
+    generate(plain, tmp_path / "d", model=str(model), progress=False)
+    m = json.loads((tmp_path / "d" / "fastsynth.json").read_text())
+    assert m["keep_agreeing_run"]["segmenter"] == "the model's own" and m["keep_agreeing"]["min_agreement"] == 0.0
+    generate(replace(plain, keep_agreeing="none"), tmp_path / "e", model=str(model), progress=False)
+    assert "keep_agreeing" not in json.loads((tmp_path / "e" / "fastsynth.json").read_text())

@@ -8,7 +8,7 @@ import sys
 
 def add_parser(sub) -> None:
     from .common import HelpFormatter
-    from ..config import DEFAULT_CASCADE_STRENGTH, DEFAULT_REDRAW_GUIDANCE, DEFAULT_REDRAW_GUIDANCE_INTERVAL, FORMATS, \
+    from ..config import DEFAULT_CASCADE_STRENGTH, DEFAULT_MIN_AGREEMENT, DEFAULT_REDRAW_GUIDANCE, DEFAULT_REDRAW_GUIDANCE_INTERVAL, FORMATS, \
         MODES, GenerateConfig
     from ..runtime import BACKENDS, PRECISIONS
     from ..sampling import DEFAULT_STEPS, SAMPLER_NAMES
@@ -94,6 +94,14 @@ def add_parser(sub) -> None:
                    help="with --base: the fraction of the sampler's steps that re-render each upsampled pair (low: "
                         "the base image with new detail; 1: a new image for the base mask) (default: the model's own, "
                         f"else {DEFAULT_CASCADE_STRENGTH:g})")
+    p.add_argument("--keep-agreeing", default=d.keep_agreeing, metavar="SEGMENTER",
+                   help="pairs: keep only the pairs whose generated mask agrees with this segmenter (a folder saved by "
+                        "`fastsynth evaluate --downstream`, trained on real data) at Dice >= --min-agreement, drawing "
+                        "more candidates until --n pairs are kept; scored at the segmenter's resolution, an "
+                        "`agreement` column added (default: the model's own, else off; none = off)")
+    p.add_argument("--min-agreement", type=float, default=d.min_agreement, metavar="DICE",
+                   help="the threshold of --keep-agreeing (default: the model's own with its segmenter, else "
+                        f"{DEFAULT_MIN_AGREEMENT:g})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--allow-mixed-precision", action="store_true",
                    help="resume a dataset started in another runtime precision (e.g. bf16 on one machine, fp32 on "
@@ -123,7 +131,8 @@ def run(args) -> int:
                          backend=args.backend, guidance=args.guidance, redraw=args.redraw,
                          max_components=args.max_components, guidance_interval=args.guidance_interval,
                          autoguide=args.autoguide, autoguide_scale=args.autoguide_scale,
-                         condition_at=args.condition_at, base=args.base, strength=args.strength)
+                         condition_at=args.condition_at, base=args.base, strength=args.strength,
+                         keep_agreeing=args.keep_agreeing, min_agreement=args.min_agreement)
     out = args.out or str(default_out_dir(args.mode))
     if args.out is None:
         print(f"writing to {out} (no --out given)", file=sys.stderr)
@@ -133,6 +142,7 @@ def run(args) -> int:
                  allow_mixed_precision=args.allow_mixed_precision)
     rate = f"{s['pairs_per_s']:.1f} pairs/s" if s["pairs_per_s"] else "nothing left to generate"
     state = "complete" if s["complete"] else "incomplete (other processes still writing)"
-    print(f"generated {s['pairs']} pairs in {s['seconds']:.1f} s ({rate}) on {s['device']} ({s['backend']}); "
+    kept = f" (kept {s['pairs']} of {s['candidates']} candidates)" if s.get("candidates") else ""
+    print(f"generated {s['pairs']} pairs{kept} in {s['seconds']:.1f} s ({rate}) on {s['device']} ({s['backend']}); "
           f"dataset {state}: {s['total']} pairs in {s['out']}")
     return 0

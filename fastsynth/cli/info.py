@@ -13,7 +13,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..config import GenerateConfig, apply_model_defaults, resolve_cascade, resolve_guidance
+    from ..config import DEFAULT_MIN_AGREEMENT, GenerateConfig, apply_model_defaults, resolve_cascade, \
+        resolve_guidance
     from ..data.modality import modality_from_config
     from ..models import load_model, resolve_model_dir
     from ..models.denoiser import WEIGHTS_NAME
@@ -52,6 +53,11 @@ def run(args) -> int:
         g = resolve_guidance(resolve_cascade(apply_model_defaults(GenerateConfig(mode=mode), meta)))
         sampler, steps, grid = resolve_sampler(g.sampler, g.steps, meta)
         info[f"defaults_{mode}"] = _describe_defaults(g, sampler, steps, grid, mode)
+        if mode == "pairs" and g.keep_agreeing and g.keep_agreeing.lower() != "none":
+            info["defaults_pairs"] += (f"; kept where the mask agrees with its real-data segmenter "
+                                       f"`{g.keep_agreeing}` at Dice >= "
+                                       f"{DEFAULT_MIN_AGREEMENT if g.min_agreement is None else g.min_agreement:g} "
+                                       "(more candidates drawn)")
     if meta.get("distillation"):
         dist = meta["distillation"]
         info["distilled"] = (f"{dist['rounds_done']} round(s) of progressive distillation, DDIM "

@@ -121,6 +121,19 @@ def _cascade_row(m: dict) -> str:
             f"upsampled and re-rendered at strength {c['strength']:g}; masks are the base's, upsampled |\n")
 
 
+def _keep_row(m: dict) -> str:
+    """The label-agreement filter of ``generate --keep-agreeing``: its segmenter, threshold and acceptance."""
+    k = m.get("keep_agreeing")
+    if not k:
+        return ""
+    run = m.get("keep_agreeing_run") or {}
+    acc = (f"; {run['kept']} kept of {run['candidates']} candidates ({run['acceptance']:.0%})"
+           if run.get("acceptance") else "")
+    return (f"| label-agreement filter | kept the pairs whose mask agrees with a segmenter trained on real data "
+            f"(`{run.get('segmenter', '?')}`, sha256 `{k['segmenter_sha256'][:16]}…`, scored at "
+            f"{k['scored_at']}x{k['scored_at']}) at Dice >= {k['min_agreement']:g}{acc}; column `agreement` |\n")
+
+
 def _base_provenance(m: dict) -> str:
     """The cascade's base model's training data, when it is not the generating model's own."""
     base_td = (m.get("base_model") or {}).get("training_data") or {}
@@ -186,7 +199,7 @@ size_categories:
 | mask decoding | threshold at {m['mask_threshold']} (model space), opening with a {m['opening_px']}px ellipse |
 | model | `{model.get('path', '?')}` (sha256 `{m['model_sha256'][:16]}…`) |
 | model training data | {td.get('name') or 'unknown'} ({t.get('n_train', '?')} pairs), {t.get('steps_done', '?')} steps |
-{_latent_row(m)}{_cascade_row(m)}| command | `{public_text(m.get('command') or '')}` |
+{_latent_row(m)}{_cascade_row(m)}{_keep_row(m)}| command | `{public_text(m.get('command') or '')}` |
 
 Masks are 8-bit greyscale with values exactly 0 and 255. Each row's `source` names the real mask or image
 it was conditioned on (empty for unconditional pairs).

@@ -30,10 +30,11 @@ MANIFEST = "fastsynth.json"
 # settings that must match to resume or extend an existing folder
 IDENTITY_KEYS = ("model_sha256", "mode", "sampler", "steps", "seed", "resolution", "shard_size", "format",
                  "mask_threshold", "opening_px", "dilate_px", "source_fingerprint", "precision", "guidance",
-                 "redraw", "max_components", "guidance_interval", "autoguide", "condition_at", "cascade")
+                 "redraw", "max_components", "guidance_interval", "autoguide", "condition_at", "cascade",
+                 "keep_agreeing")
 # the value an identity key had before it existed (datasets written by older versions)
 IDENTITY_DEFAULTS = {"guidance": 1.0, "redraw": False, "max_components": 0, "guidance_interval": None,
-                     "autoguide": None, "condition_at": None, "cascade": None}
+                     "autoguide": None, "condition_at": None, "cascade": None, "keep_agreeing": None}
 
 
 NNUNET_PREFIX = "fastsynth"  # nnU-Net case names: fastsynth_00000042
@@ -72,7 +73,9 @@ def read_manifest(root: str | os.PathLike, missing_ok: bool = False) -> dict | N
     return m
 
 
-def features():
+def features(agreement: bool = False):
+    """The dataset's columns; ``agreement``: the label agreement of each kept pair (``generate --keep-agreeing``,
+    ``fastsynth filter``)."""
     import datasets
 
     return datasets.Features({
@@ -82,6 +85,7 @@ def features():
         "seed": datasets.Value("int64"),
         "mode": datasets.Value("string"),
         "source": datasets.Value("string"),
+        **({"agreement": datasets.Value("float32")} if agreement else {}),
     })
 
 
@@ -103,6 +107,7 @@ class Rows:
     masks: np.ndarray
     mode: str
     source: list
+    agreement: np.ndarray | None = None  # Dice of each mask with the filter's segmenter (generate --keep-agreeing)
 
 
 class DatasetWriter:
@@ -220,7 +225,7 @@ class ShardSink:
         import pyarrow.parquet as pq
 
         if self._schema is None:
-            self._schema = features().arrow_schema
+            self._schema = features(rows.agreement is not None).arrow_schema
         workers = max(1, (os.cpu_count() or 1) // 4)  # zlib releases the GIL; leave cores to sampling
         if workers > 1:
             from concurrent.futures import ThreadPoolExecutor
@@ -236,6 +241,7 @@ class ShardSink:
             "seed": pa.array(rows.seed, pa.int64()),
             "mode": [rows.mode] * len(rows.index),
             "source": list(rows.source),
+            **({"agreement": pa.array(rows.agreement, pa.float32())} if rows.agreement is not None else {}),
         }, schema=self._schema)
         if self._pq is None:
             self._pq = pq.ParquetWriter(self.tmp, self._schema)
@@ -243,7 +249,8 @@ class ShardSink:
 
     def _add_files(self, rows: Rows) -> None:
         w = self.w
-        for i, s, im, m, src in zip(rows.index, rows.seed, rows.images, rows.masks, rows.source):
+        agree = rows.agreement if rows.agreement is not None else [None] * len(rows.index)
+        for i, s, im, m, src, a in zip(rows.index, rows.seed, rows.images, rows.masks, rows.source, agree):
             paths = w.row_paths(int(i))
             if w.fmt in ("nnunet", "nifti") and m.max() == 255:  # labels as class indices: a binary mask 0/1
                 m = (m > 0).astype(np.uint8)
@@ -259,7 +266,8 @@ class ShardSink:
                     ftmp.write_bytes(encode_png(arr))
                 os.replace(ftmp, f)
             self._lines.append(json.dumps({"index": int(i), "seed": int(s), "mode": rows.mode, "source": src,
-                                           "image": paths[0], "mask": paths[1]}))
+                                           "image": paths[0], "mask": paths[1],
+                                           **({"agreement": round(float(a), 6)} if a is not None else {})}))
 
     def close(self) -> None:
         if self.w.fmt == "parquet":

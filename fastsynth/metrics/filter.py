@@ -31,10 +31,7 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
-    from ..data.pairs import resize_pairs
-    from ..dataset import DatasetWriter, render_card
-    from .downstream import dice_iou, load_segmenter, predict
-    from ..dataset import read_manifest, shard_files
+    from ..dataset import DatasetWriter, read_manifest, render_card, shard_files
     from .io import _decode
 
     if (min_dice is None) == (keep_fraction is None):
@@ -60,15 +57,8 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
             earlier = False
         if not earlier:
             raise FastsynthError(f"--out {out} exists and is not an earlier filter output; choose a new folder")
-    from ..runtime import make_segmenter_fn, resolve_backend
-    from ..utils import file_sha256, resolve_device
-    from .downstream import WEIGHTS_NAME
-
-    dev = resolve_device(device)
-    model, seg_cfg, _ = load_segmenter(segmenter, dev)
-    backend = resolve_backend(backend, dev, kind="segmenter")
-    seg_sha = file_sha256(Path(segmenter) / WEIGHTS_NAME)
-    fn = make_segmenter_fn(model, seg_cfg.resolution, backend, dev, batch_size=batch_size, model_sha=seg_sha)
+    scorer = AgreementScorer(segmenter, device, backend, batch_size)
+    seg_sha = scorer.sha256
     writer = DatasetWriter(out, "parquet")
     files = shard_files(src, manifest)
     parts = out / ".filter-parts"
@@ -88,11 +78,7 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
         table = pq.read_table(f)
         images = np.stack([np.array(_decode(b["bytes"], f"{f} image")) for b in table.column("image").to_pylist()])
         masks = np.stack([np.array(_decode(b["bytes"], f"{f} mask")) for b in table.column("mask").to_pylist()])
-        pairs = np.concatenate([images.transpose(0, 3, 1, 2), masks[:, None]], 1)
-        if pairs.shape[-1] != seg_cfg.resolution:  # judged where the segmenter was trained, as evaluate does
-            pairs = resize_pairs(pairs, seg_cfg.resolution)
-        pred = predict(fn, pairs[:, :3], seg_cfg.threshold, batch_size, dev)
-        dice, _ = dice_iou(pred, pairs[:, 3] >= 128)
+        dice = scorer(images, masks)
         keep = dice >= part_min
         new = table.append_column("agreement", pa.array(dice.astype(np.float32))).filter(pa.array(keep))
         tmp = dst.with_name(dst.name + ".tmp")
@@ -109,7 +95,7 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
     _repack(parts, len(files), writer, int(manifest.get("shard_size", 1000)),
             min_dice if keep_fraction is not None else None)
     info = {"segmenter": str(segmenter), "min_dice": min_dice, "keep_fraction": keep_fraction, "kept": kept,
-            "total": total, "source_dataset": str(src), "backend": backend, "scored_at": int(seg_cfg.resolution)}
+            "total": total, "source_dataset": str(src), "backend": scorer.backend, "scored_at": scorer.resolution}
     final = {**manifest, "n": kept, "filter": info, "complete": True}
     writer.write_manifest(final)
     which = f"the better {keep_fraction:.0%}: " if keep_fraction is not None else ""
@@ -117,6 +103,39 @@ def filter_dataset(synth_dir: str | os.PathLike, segmenter: str | os.PathLike, o
                       f"whose mask agrees with the segmenter `{segmenter}` at Dice >= {min_dice:.4g}; column "
                       "`agreement`).\n")
     return info
+
+
+class AgreementScorer:
+    """Label agreement of pairs with a segmenter trained on real data: ``scorer(images, masks)`` -> Dice per pair
+    (float32), for uint8 images [N, H, W, 3] and masks [N, H, W] in {0, 255}. Pairs of another size are resized to
+    the segmenter's resolution as ``evaluate --seg-resolution`` resizes them; the segmenter runs on the same backends
+    as generation (``make_segmenter_fn``). Used by ``fastsynth filter`` and by ``generate --keep-agreeing``."""
+
+    def __init__(self, segmenter: str | os.PathLike, device="cpu", backend: str = "auto", batch_size: int = 64):
+        from ..runtime import make_segmenter_fn, resolve_backend
+        from ..utils import file_sha256, resolve_device
+        from .downstream import WEIGHTS_NAME, load_segmenter
+
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        model, cfg, _ = load_segmenter(segmenter, self.device)
+        if cfg.class_names:
+            raise FastsynthError(f"{segmenter}: a segmenter of label maps ({', '.join(cfg.class_names)}); the agreement "
+                                 "filter scores binary masks for now")
+        self.resolution, self.threshold, self.batch_size = int(cfg.resolution), float(cfg.threshold), batch_size
+        self.sha256 = file_sha256(Path(segmenter) / WEIGHTS_NAME)
+        self.backend = resolve_backend(backend, self.device, kind="segmenter")
+        self.fn = make_segmenter_fn(model, cfg.resolution, self.backend, self.device, batch_size=batch_size,
+                                    model_sha=self.sha256)
+
+    def __call__(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        from ..data.pairs import resize_pairs
+        from .downstream import dice_iou, predict
+
+        pairs = np.concatenate([images.transpose(0, 3, 1, 2), masks[:, None]], 1)
+        if pairs.shape[-1] != self.resolution:  # judged where the segmenter was trained, as evaluate does
+            pairs = resize_pairs(pairs, self.resolution)
+        pred = predict(self.fn, pairs[:, :3], self.threshold, self.batch_size, self.device)
+        return dice_iou(pred, pairs[:, 3] >= 128)[0].astype(np.float32)
 
 
 def _check_parts(parts: Path, settings: dict) -> None:

@@ -28,6 +28,16 @@ def row_seed(seed: int, index: int) -> int:
     return int(ss.generate_state(1, np.uint64)[0] & np.uint64((1 << 63) - 1))
 
 
+SPARE_TAG = 0x5BD1E995  # the spare candidates of a filtered shard: a seed stream of their own
+
+
+def spare_seed(seed: int, shard: int, j: int) -> int:
+    """The seed of spare candidate ``j`` of shard ``shard`` (``generate --keep-agreeing`` draws spares when some of
+    the shard's own rows are rejected): a 63-bit hash of (seed, tag, shard, j), apart from every ``row_seed``."""
+    ss = np.random.SeedSequence([int(seed), SPARE_TAG, int(shard), int(j)])
+    return int(ss.generate_state(1, np.uint64)[0] & np.uint64((1 << 63) - 1))
+
+
 @dataclass
 class Conditioning:
     """Per-row conditioning source: row i uses item i % len(stems)."""
