@@ -216,7 +216,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         if modality.channels != 3 or modality.class_names:
             raise FastsynthError(f"--keep-agreeing: scores RGB images with binary masks for now; this model makes "
                                  f"{modality.image_mode} images with classes {modality.class_names}")
-        from .metrics.filter import AgreementScorer
+        from .runtime.agreement import AgreementScorer
 
         scorer = AgreementScorer(keep_ref, dev, cfg.backend, batch_size=cfg.batch_size)
     space = None

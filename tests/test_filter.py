@@ -241,7 +241,7 @@ def test_generate_keep_agreeing_resumes_refuses_and_reads_the_model_default(tiny
     import shutil
     from dataclasses import replace
 
-    import fastsynth.metrics.filter as flt
+    import fastsynth.runtime.agreement as flt
 
     seg = _tiny_segmenter(tmp_path / "seg", seed=0)
     cfg = GenerateConfig(n=4, steps=3, batch_size=4, shard_size=2, backend="eager", keep_agreeing=str(seg),
@@ -284,3 +284,28 @@ def test_generate_keep_agreeing_resumes_refuses_and_reads_the_model_default(tiny
     assert m["keep_agreeing_run"]["segmenter"] == "the model's own" and m["keep_agreeing"]["min_agreement"] == 0.0
     generate(replace(plain, keep_agreeing="none"), tmp_path / "e", model=str(model), progress=False)
     assert "keep_agreeing" not in json.loads((tmp_path / "e" / "fastsynth.json").read_text())
+
+
+def test_bundle_ships_a_filter_segmenter_only_if_it_never_saw_held_out_pairs(tiny_model_dir, tmp_path):
+    import json
+    import shutil
+
+    from fastsynth.models.bundle import bundle
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "split.json").write_text(json.dumps({"seed": 0, "test_fraction": 0.25, "train": ["a", "b", "c"],
+                                                  "test": ["d"]}))
+    seg = _tiny_segmenter(tmp_path / "seg", seed=0)
+    meta = json.loads((seg / "fastsynth.json").read_text())
+    (seg / "fastsynth.json").write_text(json.dumps({**meta, "real_train_stems": ["a", "b", "d"]}))
+    with pytest.raises(SystemExit, match="holds out"):
+        bundle(str(model), dest=tmp_path / "out", filter_segmenter=str(seg))
+    (seg / "fastsynth.json").write_text(json.dumps({**meta, "real_train_stems": ["a", "b", "c"]}))
+    out = bundle(str(model), dest=tmp_path / "out", filter_segmenter=str(seg),
+                 generate_defaults={"pairs": {"min_agreement": 0.6}})
+    shipped = json.loads((out / "fastsynth.json").read_text())["generate_defaults"]["pairs"]
+    assert shipped == {"min_agreement": 0.6, "keep_agreeing": "filter-segmenter"}
+    smeta = json.loads((out / "filter-segmenter" / "fastsynth.json").read_text())
+    assert "real_train_stems" not in smeta and smeta["real_train"].startswith("3 pairs")
+    assert ds.load_segmenter(out / "filter-segmenter")[1].resolution == 16

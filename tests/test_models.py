@@ -167,3 +167,33 @@ def test_bundle_records_measured_generate_defaults(tiny_model_dir, tmp_path):
     with pytest.raises(SystemExit, match="known"):
         bundle(str(tiny_model_dir), dest=tmp_path / "m2", generate_defaults={"pairs": {"stepz": 3}})
     assert not (tmp_path / "m2").exists()
+
+
+def test_bundled_256_ships_its_filter_segmenter_and_keeps_agreeing_pairs(tmp_path):
+    """The 256² latent polyp model: its defaults keep only pairs whose mask agrees with the real-data segmenter
+    shipped in its folder (fp16, trained on none of its held-out pairs), at the measured threshold."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from fastsynth.config import GenerateConfig
+    from fastsynth.models import resolve_model_dir
+    from fastsynth.models.segmenter import load_segmenter
+    from fastsynth.pipeline import generate
+
+    d = resolve_model_dir("bundled-256")
+    meta = json.loads((d / "fastsynth.json").read_text())
+    assert meta["resolution"] == 256 and meta["latent"]["autoencoder"] == "taef2"
+    pairs = meta["generate_defaults"]["pairs"]
+    assert pairs["keep_agreeing"] == "filter-segmenter" and 0 < pairs["min_agreement"] < 1
+    seg = d / "filter-segmenter"
+    assert {str(v.dtype) for v in load_file(str(seg / "model.safetensors")).values() if v.is_floating_point()} \
+        == {"torch.float16"}
+    _, cfg, smeta = load_segmenter(seg)
+    assert smeta["protocol"] == "real" and "none of its held-out" in smeta["real_train"] and cfg.resolution == 128
+    # the shipped segmenter scores the pairs (threshold 0 here: two candidates, two rows, whatever 2 steps make)
+    s = generate(GenerateConfig(n=2, batch_size=2, backend="eager", steps=2, min_agreement=0.0), tmp_path / "g",
+                 model="bundled-256", progress=False)
+    m = json.loads((tmp_path / "g" / "fastsynth.json").read_text())
+    assert m["keep_agreeing"]["scored_at"] == 128 and m["keep_agreeing_run"]["segmenter"] == "the model's own"
+    assert s["candidates"] == 2 and m["resolution"] == 256

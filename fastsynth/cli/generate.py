@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
     p.add_argument("--n", type=int, default=d.n, help="number of pairs")
     p.add_argument("--model", default=None, help="model folder or training run folder (default: the bundled polyp model; bundled-fast: "
                         "its distilled 4-step student; bundled-ultrasound: greyscale fetal-head ultrasound; "
-                        "bundled-hippocampus: 16-bit MRI, 3-class label maps)")
+                        "bundled-hippocampus: 16-bit MRI, 3-class label maps; bundled-256: 256x256 polyp pairs from "
+                        "the latent model, kept where the mask agrees with its real-data segmenter)")
     p.add_argument("--out", default=None, help="output folder (default: fastsynth-out/MODE)")
     p.add_argument("--mode", choices=MODES, default=d.mode,
                    help="pairs: new image and mask; from-masks: images for given masks; "

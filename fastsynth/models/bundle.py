@@ -42,7 +42,10 @@ def evaluation_summary(metrics: dict) -> dict:
 
 def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = "",
            training_data_from: str | None = None, evaluation: dict | None = None,
-           training_data: dict | None = None, generate_defaults: dict | None = None) -> Path:
+           training_data: dict | None = None, generate_defaults: dict | None = None,
+           filter_segmenter: str | None = None) -> Path:
+    """``filter_segmenter``: a segmenter trained on the model's own training split, shipped in the folder as
+    ``filter-segmenter`` (fp16) and made the default of ``generate --keep-agreeing`` for new pairs."""
     net, meta = load_model(run_or_model)
     meta = {k: v for k, v in meta.items() if k not in ("path", "evaluation")}
     if generate_defaults is not None:  # the settings this model's data was measured best with, per mode
@@ -62,6 +65,10 @@ def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = 
             meta["training_data"] = other["training_data"]
     if training_data:  # provenance given field by field (name, license, citation, url) overrides what is known
         meta["training_data"] = {**meta.get("training_data", {}), **{k: v for k, v in training_data.items() if v}}
+    if filter_segmenter:
+        pairs = dict((meta.get("generate_defaults") or {}).get("pairs") or {})
+        meta["generate_defaults"] = {**(meta.get("generate_defaults") or {}),
+                                     "pairs": {**pairs, "keep_agreeing": FILTER_SEGMENTER}}
     meta["stored_dtype"] = "float16"
     meta = public_json(meta)  # what save_model writes: the card is rendered from the same public copy
     src = Path(run_or_model)
@@ -75,9 +82,34 @@ def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = 
     for extra in ("split.json", "mask_codec.safetensors"):  # the split; a latent model's mask autoencoder
         if (src_model / extra).exists():
             shutil.copy(src_model / extra, tmp / extra)
+    if filter_segmenter:
+        _ship_segmenter(filter_segmenter, tmp / FILTER_SEGMENTER, tmp / "split.json")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest
+
+
+FILTER_SEGMENTER = "filter-segmenter"
+
+
+def _ship_segmenter(src: str, dest: Path, split_file: Path) -> None:
+    """The segmenter folder ``src`` as fp16 at ``dest``, refused unless it was trained on real pairs of the model's
+    training split only (its held-out pairs stay clean for every evaluation); its list of stems is not copied."""
+    from .segmenter import load_segmenter, save_segmenter
+    from ..utils import read_json
+
+    model, cfg, meta = load_segmenter(src)
+    stems = meta.get("real_train_stems")
+    if meta.get("protocol") != "real" or not stems:
+        raise SystemExit(f"--filter-segmenter {src}: not a real-only segmenter with its training stems recorded "
+                         "(save one with `fastsynth evaluate --downstream --protocols real`)")
+    held = set(read_json(split_file, "split.json")["test"]) if split_file.is_file() else set()
+    if held & set(stems):
+        raise SystemExit(f"--filter-segmenter {src}: trained on {len(held & set(stems))} pairs the model holds out")
+    keep = {k: meta[k] for k in ("protocol", "scores", "training") if k in meta}
+    save_segmenter(model, cfg, dest, {**keep, "real_train": f"{len(stems)} pairs of the model's training split "
+                                                            "(split.json), none of its held-out pairs"},
+                   dtype=torch.float16)
 
 
 def main() -> None:
@@ -93,10 +125,15 @@ def main() -> None:
     for field in PROVENANCE_FIELDS:
         ap.add_argument(f"--data-{field}", default=None,
                         help=f"the training data's {field} (recorded in the card; overrides the data folder's)")
-    ap.add_argument("--as", dest="name", choices=("bundled", "bundled-fast", "bundled-ultrasound", "bundled-hippocampus"),
+    ap.add_argument("--as", dest="name", choices=tuple(k for k in BUNDLED_MODELS if k != "default"),
                     default="bundled", help="which shipped model to replace (bundled-fast: the distilled few-step "
                                             "student; bundled-ultrasound: the greyscale ultrasound model; "
-                                            "bundled-hippocampus: the 16-bit MRI label-map model)")
+                                            "bundled-hippocampus: the 16-bit MRI label-map model; bundled-256: the "
+                                            "256x256 latent polyp model)")
+    ap.add_argument("--filter-segmenter", default=None, metavar="DIR",
+                    help="a real-only segmenter trained on the model's training split (saved by fastsynth evaluate "
+                         "--downstream), shipped as the default of generate --keep-agreeing (its threshold: "
+                         "min_agreement in --generate-defaults)")
     ap.add_argument("--generate-defaults", default=None, metavar="JSON",
                     help='the model\'s measured generation defaults per mode, e.g. \'{"pairs": {"sampler": "unipc", '
                          '"steps": 12, "redraw": false}}\' (fastsynth.json generate_defaults)')
@@ -108,7 +145,8 @@ def main() -> None:
     d = bundle(a.run, dest=Path(a.dest) if a.dest else BUNDLED_MODELS[a.name], extra_card=extra, training_data_from=a.training_data_from,
                evaluation=json.loads(Path(a.evaluation).read_text()) if a.evaluation else None,
                training_data={f: getattr(a, f"data_{f}") for f in PROVENANCE_FIELDS},
-               generate_defaults=json.loads(a.generate_defaults) if a.generate_defaults else None)
+               generate_defaults=json.loads(a.generate_defaults) if a.generate_defaults else None,
+               filter_segmenter=a.filter_segmenter)
     print(f"bundled {a.run} -> {d} ({(d / 'model.safetensors').stat().st_size / 2**20:.1f} MB)")
 
 

@@ -31,7 +31,8 @@ BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "bundled"
 BUNDLED_MODELS = {"bundled": BUNDLED_MODEL_DIR, "default": BUNDLED_MODEL_DIR,
                   "bundled-fast": BUNDLED_MODEL_DIR.with_name("bundled_fast"),
                   "bundled-ultrasound": BUNDLED_MODEL_DIR.with_name("bundled_ultrasound"),
-                  "bundled-hippocampus": BUNDLED_MODEL_DIR.with_name("bundled_hippocampus")}
+                  "bundled-hippocampus": BUNDLED_MODEL_DIR.with_name("bundled_hippocampus"),
+                  "bundled-256": BUNDLED_MODEL_DIR.with_name("bundled_256")}
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 META_NAME = "fastsynth.json"

@@ -1,0 +1,44 @@
+"""Label agreement of generated pairs with a segmenter trained on real data, run on generation's backends: what
+``fastsynth filter`` and ``generate --keep-agreeing`` keep or drop."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FastsynthError
+
+
+class AgreementScorer:
+    """Label agreement of pairs with a segmenter trained on real data: ``scorer(images, masks)`` -> Dice per pair
+    (float32), for uint8 images [N, H, W, 3] and masks [N, H, W] in {0, 255}. Pairs of another size are resized to
+    the segmenter's resolution as ``evaluate --seg-resolution`` resizes them; the segmenter runs on the same backends
+    as generation (``make_segmenter_fn``). Used by ``fastsynth filter`` and by ``generate --keep-agreeing``."""
+
+    def __init__(self, segmenter: str | os.PathLike, device="cpu", backend: str = "auto", batch_size: int = 64):
+        from . import make_segmenter_fn, resolve_backend
+        from ..utils import file_sha256, resolve_device
+        from ..models.segmenter import WEIGHTS_NAME, load_segmenter
+
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        model, cfg, _ = load_segmenter(segmenter, self.device)
+        if cfg.class_names:
+            raise FastsynthError(f"{segmenter}: a segmenter of label maps ({', '.join(cfg.class_names)}); the agreement "
+                                 "filter scores binary masks for now")
+        self.resolution, self.threshold, self.batch_size = int(cfg.resolution), float(cfg.threshold), batch_size
+        self.sha256 = file_sha256(Path(segmenter) / WEIGHTS_NAME)
+        self.backend = resolve_backend(backend, self.device, kind="segmenter")
+        self.fn = make_segmenter_fn(model, cfg.resolution, self.backend, self.device, batch_size=batch_size,
+                                    model_sha=self.sha256)
+
+    def __call__(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        from ..data.pairs import resize_pairs
+        from ..models.segmenter import dice_iou, predict
+
+        pairs = np.concatenate([images.transpose(0, 3, 1, 2), masks[:, None]], 1)
+        if pairs.shape[-1] != self.resolution:  # judged where the segmenter was trained, as evaluate does
+            pairs = resize_pairs(pairs, self.resolution)
+        pred = predict(self.fn, pairs[:, :3], self.threshold, self.batch_size, self.device)
+        return dice_iou(pred, pairs[:, 3] >= 128)[0].astype(np.float32)
