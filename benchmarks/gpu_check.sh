@@ -16,6 +16,7 @@
 #   bench_256_*       fastsynth bench --preset paper --resolution 256 (random weights), eager bf16 and tensorrt
 #   bench_256_latent  a random-weight latent model at 256^2: denoiser and TAEF2 decoder apart, eager and tensorrt
 #   generate_10k_latent  10,000 pairs at 256^2 from it (tensorrt; goal <= 30 s on one H100)
+#   generate_10k_bundled256  10,000 pairs from bundled-256 with its defaults (the label-agreement filter included)
 #   parity_compile    torch.compile (max-autotune) x fp32/bf16/fp16, with the time left
 # Results: one JSON per step under $OUT (if set) or benchmarks/results/gpu/, step-NAME.json with status,
 # exit code, seconds and the log's tail, NAME.log, and summary.json. Environment knobs: PYTHON (interpreter),
@@ -191,6 +192,11 @@ step bench_256_latent 90 "$PY" -m fastsynth bench --device cuda --model "$LAT" -
   --batch-sizes 128 --precision auto --repeats 3 --no-baselines --json "$RESULTS/bench_256_latent.json"
 step generate_10k_latent 90 "$PY" $H generate "$RESULTS/generate_10k_latent.json" -- --n 10000 --model "$LAT" \
   --out "$WORK/gen10k-latent" --backend tensorrt --batch-size 128 --precision auto --device cuda --no-progress
+# the shipped 256^2 model with its defaults: each pair kept only where its mask agrees with the shipped real-data
+# segmenter (about two candidates per kept pair), the segmenter on the same backend
+step generate_10k_bundled256 150 "$PY" $H generate "$RESULTS/generate_10k_bundled256.json" -- --n 10000 \
+  --model bundled-256 --out "$WORK/gen10k-b256" --backend tensorrt --batch-size 128 --precision auto --device cuda \
+  --no-progress
 
 step parity_compile 150 "$PY" benchmarks/gpu_parity.py --device cuda --backends compile \
   --precisions fp32,bf16,fp16 --batch-size 8 --out "$RESULTS/parity_compile.json"
