@@ -65,3 +65,17 @@ def test_long_commands_end_with_a_summary(pair_folder, tmp_path, capsys):
                       batch_size=2, test_fraction=0.34, warmup_steps=1), progress=False, time_limit_min=None)
     out = capsys.readouterr().out
     assert "trained to step 2 (2 steps in" in out and "it/s); model in" in out and "log.jsonl" in out
+
+
+def test_info_lists_the_shipped_models_and_says_which_is_which(capsys):
+    from fastsynth.cli import main
+    from fastsynth.models.denoiser import BUNDLED_MODELS
+
+    assert main(["info", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = {ln.split(":")[0].strip(): ln for ln in lines}
+    assert set(names) == set(BUNDLED_MODELS) - {"default"}
+    assert "the default" in names["bundled"] and sum("the default" in ln for ln in lines) == 1
+    assert "256x256 latent" in names["bundled-256"] and "agrees" in names["bundled-256"]
+    assert "64x64 pixels" in names["bundled"] and "distilled" in names["bundled-fast"]
+    assert "16-bit grey" in names["bundled-hippocampus"]

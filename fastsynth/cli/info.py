@@ -9,7 +9,30 @@ def add_parser(sub) -> None:
     p = sub.add_parser("info", help="describe a model (resolution, modes, training data, size)")
     p.add_argument("--model", default=None, help="model folder or training run folder (default: bundled)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--list", action="store_true", help="list the models shipped with fastsynth, by name")
     p.set_defaults(func=run)
+
+
+def list_bundled() -> list[dict]:
+    """The shipped models: name, resolution, data, training data, the default of new pairs (from their metadata only,
+    no weights loaded)."""
+    from ..models.denoiser import BUNDLED_MODELS, read_model_meta
+
+    rows = []
+    for name, d in BUNDLED_MODELS.items():
+        if name == "default":
+            continue
+        meta = read_model_meta(d)
+        pairs = (meta.get("generate_defaults") or {}).get("pairs") or {}
+        rows.append({"name": name, "default": d == BUNDLED_MODELS["default"], "resolution": meta.get("resolution"),
+                     "space": "latent" if meta.get("latent") else "pixels",
+                     "data": (meta.get("training_data") or {}).get("name"),
+                     "images": {"RGB": "8-bit RGB", "L": "8-bit grey", "I;16": "16-bit grey"}.get(
+                         (meta.get("data") or {}).get("image_mode"), (meta.get("data") or {}).get("image_mode")),
+                     "distilled": bool(meta.get("distillation")),
+                     "classes": (meta.get("data") or {}).get("class_names"),
+                     "keeps_agreeing": bool(pairs.get("keep_agreeing"))})
+    return rows
 
 
 def run(args) -> int:
@@ -21,6 +44,19 @@ def run(args) -> int:
     from ..sampling import resolve_sampler
     from ..utils import public_json, public_text
 
+    if args.list:
+        rows = list_bundled()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        for r in rows:
+            res = f"{r['resolution']}x{r['resolution']}" if r["resolution"] else "?"
+            what = f"{r['data']}, {r['images']}" + (f", classes {', '.join(r['classes'])}" if r["classes"] else "")
+            extra = ("; the default" if r["default"] else "") + ("; a distilled few-step student" if r["distilled"]
+                                                                 else "") + ("; pairs kept where the mask agrees with its real-data "
+                                                                 "segmenter" if r["keeps_agreeing"] else "")
+            print(f"{r['name']:>20}: {res} {r['space']}, {what}{extra}")
+        return 0
     d = resolve_model_dir(args.model)
     net, meta = load_model(d)
     meta = public_json({k: v for k, v in meta.items() if k != "path"})  # older models hold local paths
