@@ -52,9 +52,9 @@ def run(args) -> int:
         for r in rows:
             res = f"{r['resolution']}x{r['resolution']}" if r["resolution"] else "?"
             what = f"{r['data']}, {r['images']}" + (f", classes {', '.join(r['classes'])}" if r["classes"] else "")
-            extra = ("; the default" if r["default"] else "") + ("; a distilled few-step student" if r["distilled"]
-                                                                 else "") + ("; pairs kept where the mask agrees with its real-data "
-                                                                 "segmenter" if r["keeps_agreeing"] else "")
+            extra = "".join(text for flag, text in (
+                (r["default"], "; the default"), (r["distilled"], "; a distilled few-step student"),
+                (r["keeps_agreeing"], "; pairs kept where the mask agrees with its real-data segmenter")) if flag)
             print(f"{r['name']:>20}: {res} {r['space']}, {what}{extra}")
         return 0
     d = resolve_model_dir(args.model)

@@ -25,8 +25,8 @@ class AgreementScorer:
         self.device = resolve_device(device) if isinstance(device, str) else device
         model, cfg, _ = load_segmenter(segmenter, self.device)
         if cfg.class_names:
-            raise FastsynthError(f"{segmenter}: a segmenter of label maps ({', '.join(cfg.class_names)}); the agreement "
-                                 "filter scores binary masks for now")
+            raise FastsynthError(f"{segmenter}: a segmenter of label maps ({', '.join(cfg.class_names)}); the "
+                                 "agreement filter scores binary masks for now")
         self.resolution, self.threshold, self.batch_size = int(cfg.resolution), float(cfg.threshold), batch_size
         self.sha256 = file_sha256(Path(segmenter) / WEIGHTS_NAME)
         self.backend = resolve_backend(backend, self.device, kind="segmenter")
