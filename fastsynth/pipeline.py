@@ -218,7 +218,11 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
                                  f"{modality.image_mode} images with classes {modality.class_names}")
         from .runtime.agreement import AgreementScorer
 
-        scorer = AgreementScorer(keep_ref, dev, cfg.backend, batch_size=cfg.batch_size)
+        from .runtime import SEGMENTER_BACKENDS
+
+        # the segmenter runs on the denoiser's backend where segmenters have it (not OpenVINO: then auto)
+        seg_backend = cfg.backend if cfg.backend in SEGMENTER_BACKENDS else "auto"
+        scorer = AgreementScorer(keep_ref, dev, seg_backend, batch_size=cfg.batch_size)
     space = None
     if net.config.autoencoder:  # a latent model: diffusion on the autoencoder's grid, decoded at the end
         from .models.latent import model_space

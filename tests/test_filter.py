@@ -309,3 +309,18 @@ def test_bundle_ships_a_filter_segmenter_only_if_it_never_saw_held_out_pairs(tin
     smeta = json.loads((out / "filter-segmenter" / "fastsynth.json").read_text())
     assert "real_train_stems" not in smeta and smeta["real_train"].startswith("3 pairs")
     assert ds.load_segmenter(out / "filter-segmenter")[1].resolution == 16
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
+def test_generate_keep_agreeing_on_openvino_scores_on_a_segmenter_backend(tiny_model_dir, tmp_path):
+    """OpenVINO runs the denoiser only: the filter's segmenter then runs on what auto picks, and the rows are the
+    same as with the segmenter on eager."""
+    import json
+
+    seg = _tiny_segmenter(tmp_path / "seg", seed=0)
+    cfg = GenerateConfig(n=4, steps=3, batch_size=4, shard_size=4, backend="openvino", precision="fp32",
+                         keep_agreeing=str(seg), min_agreement=0.0)
+    generate(cfg, tmp_path / "ov", model=str(tiny_model_dir), progress=False)
+    m = json.loads((tmp_path / "ov" / "fastsynth.json").read_text())
+    assert m["backend"] == "openvino" and m["keep_agreeing_run"]["backend"] in ("onnx", "eager")
+    assert m["n"] == 4 and m["complete"]
