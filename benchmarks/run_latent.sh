@@ -253,3 +253,21 @@ OMP_NUM_THREADS=1 fastsynth evaluate /tmp/rs/b64 --real fastsynth/bundled --metr
 OMP_NUM_THREADS=1 fastsynth evaluate /tmp/flt/f080 --real fastsynth/bundled --metrics masks --downstream --max-synthetic 900 \
   --protocols real,synthetic --seg-steps 1200 --seeds 3 --no-progress --out /tmp/flt/eval-filtered080_ \
   --json benchmarks/results/realsynth_b64_filtered080_1200steps_synthetic_cpu.json
+# 26. (2026-12-07, day) the judge at 256²: the filtered 256² pairs against the 64² default pairs upsampled, segmenters
+#     trained at 256² (two one-thread processes side by side, about 100 min each)
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/flt/lf --real runs/lat256-pool --metrics masks --downstream --max-synthetic 900 \
+  --protocols synthetic --seg-resolution 256 --seeds 3 --json benchmarks/results/judge256at256_latent_cool_filtered_cpu.json
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/b64 --real runs/lat256-pool --metrics masks --downstream --max-synthetic 900 \
+  --protocols synthetic --seg-resolution 256 --seeds 3 --no-progress \
+  --json benchmarks/results/judge256at256_b64_upsampled_cpu.json
+# 27. bundled-256 as shipped (python -m fastsynth.models.bundle <step-23,820 folder of edc0283> --as bundled-256 --notes
+#     benchmarks/bundled_256_notes.md --generate-defaults '{"pairs": {"sampler": "unipc", "steps": 12, "redraw": false,
+#     "min_agreement": 0.69}}' --filter-segmenter /tmp/judge/b64/eval/segmenters/real-seed0): its defaults' data judged
+# 28. with the speed and memory of the filter in generation (both threads), then fp32 (no options)
+/usr/bin/time -v fastsynth generate --model bundled-256 --n 900 --backend openvino --precision bf16 --out /tmp/k256/bf16 \
+  --no-progress > benchmarks/results/generate_900_bundled256_bf16_amx_cpu.txt 2>&1
+/usr/bin/time -v fastsynth generate --model bundled-256 --n 300 --out /tmp/k256/auto --no-progress \
+  > benchmarks/results/generate_300_bundled256_auto_amx_cpu.txt 2>&1
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/k256/bf16 --real runs/lat256-pool --metrics masks --downstream \
+  --protocols synthetic --seg-resolution 128 --seeds 3 --no-progress \
+  --json benchmarks/results/judge256_bundled256_defaults_cpu.json
