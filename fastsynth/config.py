@@ -308,7 +308,7 @@ class GenerateConfig:
     strength: float | None = None
     # pairs: keep only the pairs whose generated mask agrees with this segmenter (a folder saved by `evaluate
     # --downstream`, trained on real data): Dice(mask, prediction) >= min_agreement, drawing more candidates until
-    # each shard is full (metrics.filter.AgreementScorer); None: the model's default (``generate_defaults``, a path
+    # each shard is full (runtime.agreement.AgreementScorer); None: the model's default (``generate_defaults``, a path
     # relative to the model folder), else off; "none": off
     keep_agreeing: str | None = None
     # the agreement threshold; None: the model's default with its own segmenter, else DEFAULT_MIN_AGREEMENT
