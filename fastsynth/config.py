@@ -374,14 +374,15 @@ def apply_model_defaults(cfg: GenerateConfig, meta: dict | None) -> GenerateConf
     return dataclasses.replace(cfg, **ch)
 
 
-def _base_ref(base) -> str:
-    """A cascade's base as given (``--base``, a model default): the model reference, or "" when off (None, "none")."""
-    return "" if base is None or str(base).strip().lower() in ("", "none") else str(base)
+def optional_ref(ref) -> str:
+    """A reference that "none" turns off (``--base``, ``--keep-agreeing``, or a model default): the reference, or ""
+    when off (None, "", "none")."""
+    return "" if ref is None or str(ref).strip().lower() in ("", "none") else str(ref)
 
 
 def resolve_cascade(cfg: GenerateConfig) -> GenerateConfig:
     """``cfg`` with ``base`` resolved to a model reference or "" (off) and ``strength`` to a number when on."""
-    base = _base_ref(cfg.base)
+    base = optional_ref(cfg.base)
     strength = (DEFAULT_CASCADE_STRENGTH if cfg.strength is None else float(cfg.strength)) if base else cfg.strength
     return dataclasses.replace(cfg, base=base, strength=strength)
 
@@ -390,7 +391,7 @@ def resolve_guidance(cfg: GenerateConfig) -> GenerateConfig:
     """``cfg`` with ``redraw``, ``guidance`` and ``guidance_interval`` resolved from None to the measured defaults
     of its mode (the interval to a (lo, hi) pair, or () for every step); resolving twice changes nothing."""
     late = bool(cfg.condition_at) and cfg.mode == "pairs"
-    cascade = cfg.mode == "pairs" and bool(_base_ref(cfg.base))
+    cascade = cfg.mode == "pairs" and bool(optional_ref(cfg.base))
     redraw = (cfg.mode == "pairs" and not late and not cascade) if cfg.redraw is None else cfg.redraw
     guidance = cfg.guidance
     if guidance is None:

@@ -358,10 +358,10 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
                disable=not progress, dynamic_ncols=True, smoothing=0.1)
     sink = None
 
-    def flush(chunk):  # one chunk to the writer thread, at most one in flight
-        images, masks_out, idx, seeds, sources, agree = chunk
+    def flush(batches):  # one chunk (batches of (images, masks, index, seed, source, agreement)) to the writer thread
+        images, masks_out, idx, seeds, sources, agree = zip(*batches)
         rows = Rows(np.concatenate(idx), np.concatenate(seeds), np.concatenate(images), np.concatenate(masks_out),
-                    cfg.mode, sources, np.concatenate(agree) if scorer is not None else None)
+                    cfg.mode, [s for b in sources for s in b], np.concatenate(agree) if scorer is not None else None)
         while pending:
             pending.pop(0).result()
         pending.append(pool.submit(sink.add, rows))
@@ -373,7 +373,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
             # a shard streams to disk in chunks of about ROW_GROUP rows (PNG encoding overlaps the next chunk's
             # sampling), so memory holds one chunk, not the shard: 1000 rows at 256² are 260 MB of pixels
             sink = writer.open_shard(k)
-            chunk, buffered = ([], [], [], [], [], []), 0
+            chunk = []  # the kept batches not yet written, at most about ROW_GROUP rows
             filled = j = 0  # rows kept, candidates drawn (unfiltered: the same)
             last_kept = -1
             while filled < span:
@@ -398,12 +398,8 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
                     im, mk, bs, agree, src = im[keep], mk[keep], bs[keep], agree[keep], [src[i] for i in keep]
                 j, drawn = j + nb, drawn + nb
                 got = len(bs)
-                for part, v in zip(chunk, (im, mk, np.arange(lo + filled, lo + filled + got), bs, src, agree)):
-                    if isinstance(v, list):
-                        part += v
-                    elif v is not None:
-                        part.append(v)
-                filled, buffered, made = filled + got, buffered + got, made + got
+                chunk.append((im, mk, np.arange(lo + filled, lo + filled + got), bs, src, agree))
+                filled, made = filled + got, made + got
                 bar.update(got)
                 if scorer is not None:
                     bar.set_postfix(kept=f"{filled}/{j}")
@@ -412,9 +408,10 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
                             f"--keep-agreeing: only {filled} of {j} candidates of shard {k} agree at Dice >= "
                             f"{min_agreement:g} with the segmenter (below {KEEP_MIN_RATE:.0%}); lower --min-agreement "
                             "or use a segmenter that fits this model's data. Shards already finished are kept")
+                buffered = sum(len(b[3]) for b in chunk)
                 if buffered and (buffered >= ROW_GROUP or filled == span):
                     flush(chunk)
-                    chunk, buffered = ([], [], [], [], [], []), 0
+                    chunk = []
             pending.append(pool.submit(sink.close))  # the writer thread runs its tasks in order
             if scorer is not None:  # the shard's acceptance, for the card (written once the shard is in place)
                 from .utils import write_json_atomic
@@ -462,9 +459,10 @@ KEEP_MIN_RATE = 0.05  # ... when fewer than this fraction of them were kept
 def _keep_ref(ref: str | None, given: str | None, model_dir: Path) -> str:
     """The segmenter folder of ``--keep-agreeing`` ("" = off): as given, or the model's own (a path relative to the
     model's folder) when the user left it open."""
-    if ref is None or str(ref).strip().lower() in ("", "none"):
-        return ""
-    return str(model_dir / ref) if given is None and not Path(ref).is_absolute() else str(ref)
+    from .config import optional_ref
+
+    ref = optional_ref(ref)
+    return str(model_dir / ref) if ref and given is None and not Path(ref).is_absolute() else ref
 
 
 def _keep_stats_path(out: Path, k: int) -> Path:

@@ -18,12 +18,8 @@ def test_filter_keeps_agreeing_pairs_and_records_scores(tiny_model_dir, tmp_path
     generate(GenerateConfig(n=10, steps=3, batch_size=5, shard_size=4, backend="eager"), tmp_path / "syn",
              model=str(tiny_model_dir), progress=False)
     _tiny_segmenter(tmp_path / "seg", seed=0)
-    seg, _, _ = ds.load_segmenter(tmp_path / "seg")
-
-    syn = datasets.load_dataset(str(tmp_path / "syn"), split="train", cache_dir=str(tmp_path / "c0"))
-    ims = np.stack([np.array(x) for x in syn["image"]]).transpose(0, 3, 1, 2)
-    mks = np.stack([np.array(x) for x in syn["mask"]])
-    dice, _ = ds.dice_iou(ds.predict(seg, ims), mks >= 128)
+    ims, mks, _, _ = _rows(tmp_path / "syn", tmp_path / "c0")
+    dice = _dice(tmp_path / "seg", ims, mks)
     thr = float(np.median(dice))
 
     info = filter_dataset(tmp_path / "syn", tmp_path / "seg", tmp_path / "flt", thr, progress=False,

@@ -16,6 +16,7 @@ def add_parser(sub) -> None:
 def list_bundled() -> list[dict]:
     """The shipped models: name, resolution, data, training data, the default of new pairs (from their metadata only,
     no weights loaded)."""
+    from ..data.modality import modality_from_dict
     from ..models.denoiser import BUNDLED_MODELS, read_model_meta
 
     rows = []
@@ -27,17 +28,15 @@ def list_bundled() -> list[dict]:
         rows.append({"name": name, "default": d == BUNDLED_MODELS["default"], "resolution": meta.get("resolution"),
                      "space": "latent" if meta.get("latent") else "pixels",
                      "data": (meta.get("training_data") or {}).get("name"),
-                     "images": {"RGB": "8-bit RGB", "L": "8-bit grey", "I;16": "16-bit grey"}.get(
-                         (meta.get("data") or {}).get("image_mode"), (meta.get("data") or {}).get("image_mode")),
+                     "kind": modality_from_dict(meta.get("data")).describe(),
                      "distilled": bool(meta.get("distillation")),
-                     "classes": (meta.get("data") or {}).get("class_names"),
                      "keeps_agreeing": bool(pairs.get("keep_agreeing"))})
     return rows
 
 
 def run(args) -> int:
-    from ..config import DEFAULT_MIN_AGREEMENT, GenerateConfig, apply_model_defaults, resolve_cascade, \
-        resolve_guidance
+    from ..config import DEFAULT_MIN_AGREEMENT, GenerateConfig, apply_model_defaults, optional_ref, \
+        resolve_cascade, resolve_guidance
     from ..data.modality import modality_from_config
     from ..models import load_model, resolve_model_dir
     from ..models.denoiser import WEIGHTS_NAME
@@ -51,7 +50,7 @@ def run(args) -> int:
             return 0
         for r in rows:
             res = f"{r['resolution']}x{r['resolution']}" if r["resolution"] else "?"
-            what = f"{r['data']}, {r['images']}" + (f", classes {', '.join(r['classes'])}" if r["classes"] else "")
+            what = f"{r['data']}, {r['kind']}"
             extra = "".join(text for flag, text in (
                 (r["default"], "; the default"), (r["distilled"], "; a distilled few-step student"),
                 (r["keeps_agreeing"], "; pairs kept where the mask agrees with its real-data segmenter")) if flag)
@@ -89,7 +88,7 @@ def run(args) -> int:
         g = resolve_guidance(resolve_cascade(apply_model_defaults(GenerateConfig(mode=mode), meta)))
         sampler, steps, grid = resolve_sampler(g.sampler, g.steps, meta)
         info[f"defaults_{mode}"] = _describe_defaults(g, sampler, steps, grid, mode)
-        if mode == "pairs" and g.keep_agreeing and g.keep_agreeing.lower() != "none":
+        if mode == "pairs" and optional_ref(g.keep_agreeing):
             info["defaults_pairs"] += (f"; kept where the mask agrees with its real-data segmenter "
                                        f"`{g.keep_agreeing}` at Dice >= "
                                        f"{DEFAULT_MIN_AGREEMENT if g.min_agreement is None else g.min_agreement:g} "

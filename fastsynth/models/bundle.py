@@ -83,7 +83,7 @@ def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = 
         if (src_model / extra).exists():
             shutil.copy(src_model / extra, tmp / extra)
     if filter_segmenter:
-        _ship_segmenter(filter_segmenter, tmp / FILTER_SEGMENTER, tmp / "split.json")
+        _ship_segmenter(filter_segmenter, tmp / FILTER_SEGMENTER, tmp)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest
@@ -92,18 +92,18 @@ def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = 
 FILTER_SEGMENTER = "filter-segmenter"
 
 
-def _ship_segmenter(src: str, dest: Path, split_file: Path) -> None:
+def _ship_segmenter(src: str, dest: Path, model_dir: Path) -> None:
     """The segmenter folder ``src`` as fp16 at ``dest``, refused unless it was trained on real pairs of the model's
     training split only (its held-out pairs stay clean for every evaluation); its list of stems is not copied."""
     from .segmenter import load_segmenter, save_segmenter
-    from ..utils import read_json
+    from ..metrics.leakage import model_split
 
     model, cfg, meta = load_segmenter(src)
     stems = meta.get("real_train_stems")
     if meta.get("protocol") != "real" or not stems:
         raise SystemExit(f"--filter-segmenter {src}: not a real-only segmenter with its training stems recorded "
                          "(save one with `fastsynth evaluate --downstream --protocols real`)")
-    held = set(read_json(split_file, "split.json")["test"]) if split_file.is_file() else set()
+    held = set(model_split(model_dir) or ())
     if held & set(stems):
         raise SystemExit(f"--filter-segmenter {src}: trained on {len(held & set(stems))} pairs the model holds out")
     keep = {k: meta[k] for k in ("protocol", "scores", "training") if k in meta}

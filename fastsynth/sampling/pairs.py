@@ -22,10 +22,14 @@ from .samplers import sample, to_x0_eps
 REDRAW_SEED_XOR = 0x2545F4914F6CDD1D  # the redraw pass's noise: its own stream of the row's seed
 
 
+def _hash63(*entropy: int) -> int:
+    ss = np.random.SeedSequence([int(v) for v in entropy])
+    return int(ss.generate_state(1, np.uint64)[0] & np.uint64((1 << 63) - 1))
+
+
 def row_seed(seed: int, index: int) -> int:
     """The seed of row ``index``: a 63-bit hash of (seed, index), stored in the dataset's ``seed`` column."""
-    ss = np.random.SeedSequence([int(seed), int(index)])
-    return int(ss.generate_state(1, np.uint64)[0] & np.uint64((1 << 63) - 1))
+    return _hash63(seed, index)
 
 
 SPARE_TAG = 0x5BD1E995  # the spare candidates of a filtered shard: a seed stream of their own
@@ -34,8 +38,7 @@ SPARE_TAG = 0x5BD1E995  # the spare candidates of a filtered shard: a seed strea
 def spare_seed(seed: int, shard: int, j: int) -> int:
     """The seed of spare candidate ``j`` of shard ``shard`` (``generate --keep-agreeing`` draws spares when some of
     the shard's own rows are rejected): a 63-bit hash of (seed, tag, shard, j), apart from every ``row_seed``."""
-    ss = np.random.SeedSequence([int(seed), SPARE_TAG, int(shard), int(j)])
-    return int(ss.generate_state(1, np.uint64)[0] & np.uint64((1 << 63) - 1))
+    return _hash63(seed, SPARE_TAG, shard, j)
 
 
 @dataclass
