@@ -42,6 +42,9 @@ def main() -> None:
     ap.add_argument("--seg-resolution", type=int, default=None,
                     help="resolution of the real-trained segmenters behind the agreement (default: the data's; "
                          "128 for 256^2 latent models on a CPU)")
+    ap.add_argument("--keep-agreeing", default=None,
+                    help="the label-agreement filter of generate (default: the model's own; 'none' judges the "
+                         "unfiltered pairs, the stricter test of the numerics: the filter only selects among them)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--record", action="store_true", help="store the verdict next to the gate's record")
     ap.add_argument("--ship", action="store_true",
@@ -68,7 +71,8 @@ def main() -> None:
     metrics, summaries = {}, {}
     for name, (backend, precision, seed) in runs.items():
         out = Path(args.out) / name
-        cfg = GenerateConfig(n=args.n, seed=seed, batch_size=args.batch_size, backend=backend, precision=precision)
+        cfg = GenerateConfig(n=args.n, seed=seed, batch_size=args.batch_size, backend=backend, precision=precision,
+                             keep_agreeing=args.keep_agreeing)
         summaries[name] = generate(cfg, out, model=args.model, progress=False)
         print(f"{name}: {summaries[name]['pairs']} pairs in {summaries[name]['seconds']} s", flush=True)
         ident = dataset_identity(read_manifest(out))
@@ -98,7 +102,8 @@ def main() -> None:
         from fastsynth.runtime.gates import record_data_level
 
         p = record_data_level(sha, net.config.resolution, args.backend,
-                              {**verdict, "n": args.n, "command": res["command"]}, args.precision)
+                              {**verdict, "n": args.n, "keep_agreeing": args.keep_agreeing or "model default",
+                               "command": res["command"]}, args.precision)
         print(f"data-level verdict recorded in {p}")
         if args.ship and args.precision == "bf16":
             from fastsynth.runtime.gates import ship_gate
