@@ -271,3 +271,20 @@ OMP_NUM_THREADS=1 fastsynth evaluate /tmp/judge/b64 --real runs/lat256-pool --me
 OMP_NUM_THREADS=1 fastsynth evaluate /tmp/k256/bf16 --real runs/lat256-pool --metrics masks --downstream \
   --protocols synthetic --seg-resolution 128 --seeds 3 --no-progress \
   --json benchmarks/results/judge256_bundled256_defaults_cpu.json
+# ---- 2026-12-07, evening (2-core AMD EPYC, AVX512_BF16, no AMX; fresh checkout) ----
+# 29. the fifth lever for real + synthetic: images for new polyp layouts (from-masks of the 64² model), against the
+#     model's default pairs, both added to the 900 real pairs (64², 600 steps; one thread each, side by side)
+fastsynth generate --n 900 --out /tmp/rs/b64 --no-progress
+python benchmarks/novel_layouts.py --split fastsynth/bundled/split.json --masks $DATA/masks --out /tmp/nm/masks --n 900
+fastsynth generate --mode from-masks --masks /tmp/nm/masks --n 900 --out /tmp/nm/fm64 --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/rs/b64 --real fastsynth/bundled --metrics masks --downstream \
+  --protocols real,real+synthetic --seg-steps 600 --seeds 3 --no-progress \
+  --json benchmarks/results/realsynth_b64_600steps_amd_cpu.json
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/nm/fm64 --real fastsynth/bundled --metrics masks --downstream \
+  --protocols real,real+synthetic --seg-steps 600 --seeds 3 --no-progress \
+  --json benchmarks/results/realsynth_b64_novel_layouts_600steps_amd_cpu.json
+# 30. the bf16 gate of bundled-256 at the data level (the output level runs on first use), on the unfiltered pairs
+#     (the filter only selects among them), recorded and shipped in fastsynth/bundled_256/gates/
+python benchmarks/precision_judge.py --model bundled-256 --precision bf16 --backend openvino --n 900 \
+  --seg-resolution 128 --keep-agreeing none --out /tmp/bf16j --json benchmarks/results/bf16_judge_bundled256_cpu.json \
+  --record --ship
