@@ -7,7 +7,7 @@ typo in a config file is an error, not a silently ignored setting.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Type, TypeVar
 
 from .errors import FastsynthError

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
-import shlex
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,12 +18,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import __version__
 from .conditioning import dilate_px_for
 from .config import DEFAULT_MIN_AGREEMENT, GenerateConfig, MODES, apply_model_defaults, network_batch_size, \
-    resolve_cascade, resolve_guidance, to_dict
+    resolve_cascade, resolve_guidance
 from .data.modality import Modality, modality_from_config
 from .dataset import DatasetWriter, Rows, render_card
 from .dataset.card import carry_evaluation

@@ -107,7 +107,8 @@ def test_warm_start_from_a_saved_model(pair_folder, tmp_path):
         assert torch.allclose(v, w, atol=1e-6), k
     # recorded by name, not by where it lies (issue 9, point 7)
     assert meta["training"]["init"]["from"] == "a" and meta["training"]["init"]["steps_done"] == 3
-    assert "Warm-started from" in (out / "model" / "README.md").read_text()
+    card = (out / "model" / "README.md").read_text()
+    assert "Warm-started from" in card and "Steps trained: 1 in this run, 4 in all with the warm starts below" in card
     bad = replace(_cfg(pair_folder, tmp_path / "c", 1), init_from=str(first), resolution=32)
     with pytest.raises(FastsynthError, match="--init-from"):
         train(bad, progress=False)

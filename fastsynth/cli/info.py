@@ -41,7 +41,8 @@ def run(args) -> int:
     from ..models import load_model, resolve_model_dir
     from ..models.denoiser import WEIGHTS_NAME
     from ..sampling import resolve_sampler
-    from ..utils import public_json, public_text
+    from ..models.card import steps_trained_total
+    from ..utils import public_json
 
     if args.list:
         rows = list_bundled()
@@ -75,12 +76,8 @@ def run(args) -> int:
                          f"{cfg.grid}x{cfg.grid} grid of {cfg.latent_channels} channels, mask as {cfg.mask_repr}")
     else:
         info["space"] = "pixels"
-    init, total = t.get("init"), t.get("steps_done")
-    if init and total is not None:  # warm starts: the steps of every earlier run too
-        while init:
-            total += init.get("steps_done") or 0
-            init = init.get("earlier")
-        info["steps_trained_total"] = total
+    if t.get("init") and t.get("steps_done") is not None:  # warm starts: the steps of every earlier run too
+        info["steps_trained_total"] = steps_trained_total(t)
         info["warm_started_from"] = t["init"].get("from")
     from ..config import MODES
 

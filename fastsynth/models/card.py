@@ -22,7 +22,7 @@ pairs, images from given {'masks' if m.binary else 'label maps'}, and new struct
 
 - Training data: {(meta.get('training_data') or {}).get('name') or 'unknown'} ({t['n_train']} training pairs; {t['n_test']} held out in split.json)
 - Images and labels: {m.describe()}
-- Steps trained: {t['steps_done']} at batch size {t['batch_size']} (preset `{t['preset']}`)
+- Steps trained: {_steps_line(t)} at batch size {t['batch_size']} (preset `{t['preset']}`)
 - Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}
 - Command: `{public_text(t['command'])}`{_init_line(t.get('init'))}
 - fastsynth {meta['fastsynth_version']}, torch {t['torch']}
@@ -52,6 +52,24 @@ def _space(meta: dict, m) -> str:
             f"{lat['autoencoder_sha256'][:12]}...), the {'mask' if m.binary else 'label map'} in the grid as "
             f"`{lat['mask_repr']}` (round trip IoU of the training labels {iou.get('mean', float('nan')):.3f}), "
             f"{_channels(m)} in the output")
+
+
+def steps_trained_total(training: dict) -> int | None:
+    """The optimiser steps of this run and of every run it was warm-started from (None: not recorded)."""
+    total, init = training.get("steps_done"), training.get("init")
+    if total is None:
+        return None
+    while init:
+        total += init.get("steps_done") or 0
+        init = init.get("earlier")
+    return total
+
+
+def _steps_line(t: dict) -> str:
+    total = steps_trained_total(t)
+    if not t.get("init") or total is None:
+        return f"{t['steps_done']}"
+    return f"{t['steps_done']} in this run, {total} in all with the warm starts below,"
 
 
 def _init_line(init: dict | None) -> str:
