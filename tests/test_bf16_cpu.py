@@ -181,3 +181,38 @@ def test_data_level_verdict_accepts_inside_the_fp32_seeds_prediction_interval_an
     assert not data_level_verdict(fp32, {"agreement": {"dice": 0.713}}, "bf16")["ok"]
     with pytest.raises(FastsynthError, match="at least 3 fp32 seeds"):
         data_level_verdict(fp32[:2], _metrics(0.713, 0.1205), "bf16")
+
+
+@pytest.mark.onnx
+@pytest.mark.skipif(not HAS_OV, reason="openvino/onnxruntime not installed")
+@pytest.mark.parametrize("name", ["bundled", "bundled-256"])
+def test_a_bundled_model_ships_a_complete_bf16_gate_that_auto_takes(name, monkeypatch):
+    """The shipped records match the shipped weights, were accepted at both levels, are package data (a pip install
+    carries them), and make --precision auto run bf16 on a bf16 CPU of a fresh machine."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    import fastsynth
+    import fastsynth.utils as utils
+    from fastsynth.models import resolve_model_dir
+    from fastsynth.models.denoiser import WEIGHTS_NAME
+    from fastsynth.runtime.gates import shipped_gate_path
+    from fastsynth.utils import file_sha256
+
+    mdir = resolve_model_dir(name)
+    path = shipped_gate_path(mdir, "openvino")
+    if not path.is_file():
+        pytest.skip(f"{name}: no gate shipped for this OpenVINO version ({path.name})")
+    rec, sha = json.loads(path.read_text()), file_sha256(mdir / WEIGHTS_NAME)
+    assert rec["gate"]["model_sha256"] == sha and rec["gate"]["precision"] == "bf16"
+    assert rec["data"]["ok"] and rec["data"]["checks"] == {"agreement": True, "kid": True}
+    pkg_root = Path(fastsynth.__file__).parent
+    pyproject = pkg_root.parent / "pyproject.toml"
+    if pyproject.is_file():  # a source checkout: the records are declared package data
+        patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["fastsynth"]
+        rel = path.relative_to(pkg_root).parts  # setuptools' globs: '*' stays inside one folder
+        assert any(len(p.split("/")) == len(rel) and all(map(fnmatch.fnmatch, rel, p.split("/"))) for p in patterns)
+    monkeypatch.setattr(utils, "cpu_has_bf16", lambda info=None: True)
+    res = json.loads((mdir / "config.json").read_text())["resolution"]
+    assert resolve_runtime("auto", "cpu", "auto", sha, res, model_dir=mdir) == ("openvino", "bf16")
