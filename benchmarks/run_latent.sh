@@ -288,3 +288,21 @@ OMP_NUM_THREADS=1 fastsynth evaluate /tmp/nm/fm64 --real fastsynth/bundled --met
 python benchmarks/precision_judge.py --model bundled-256 --precision bf16 --backend openvino --n 900 \
   --seg-resolution 128 --keep-agreeing none --out /tmp/bf16j --json benchmarks/results/bf16_judge_bundled256_cpu.json \
   --record --ship
+# 31. what no options cost at 256² here: the backends side by side, then bundled-256 with no options (bf16 now),
+#     nothing else running (the hc18 run of step 33 paused with kill -STOP)
+fastsynth bench --model bundled-256 --backends onnx,openvino,openvino:bf16 --batch-sizes 16 --repeats 3 --no-baselines \
+  --json benchmarks/results/bench_bundled256_amd_cpu.json
+/usr/bin/time -v fastsynth generate --model bundled-256 --n 1000 --out /tmp/k256/auto --no-progress \
+  > benchmarks/results/generate_1000_bundled256_noopts_amd_cpu.txt 2>&1
+# 32. its defaults measured: image statistics of the 1000 pairs, the masks against the real spread, the low-data judge
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/k256/auto --real bundled-256 --metrics fid,msssim,masks,memorization \
+  --fid-reference train --no-progress --json benchmarks/results/bundled256_defaults_stats_amd_cpu.json
+python benchmarks/mask_spread.py --real bundled-256 --synthetic /tmp/k256/auto \
+  --json benchmarks/results/mask_spread_bundled256_defaults_cpu.json
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/k256/auto --real bundled-256 --metrics masks --downstream --max-synthetic 900 \
+  --protocols low-data --seg-resolution 128 --seeds 3 --no-progress \
+  --json benchmarks/results/judge256_bundled256_lowdata_amd_cpu.json
+# 33. the same recipe on HC18 ultrasound begins (greyscale through TAEF2: replicated in, averaged out), one thread
+OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 fastsynth train --data ../shared/data/hc18-ultrasound --out runs/lat256-hc18 \
+  --latent taef2 --mask-repr pool --resolution 256 --steps 100000 --loss-weighting min-snr --mixed-precision bf16 \
+  --checkpoint-every 250 --time-limit 95 --no-progress --seed 0
