@@ -39,9 +39,9 @@ def run(args) -> int:
         resolve_cascade, resolve_guidance
     from ..data.modality import modality_from_config
     from ..models import load_model, resolve_model_dir
+    from ..models.card import steps_trained_total
     from ..models.denoiser import WEIGHTS_NAME
     from ..sampling import resolve_sampler
-    from ..models.card import steps_trained_total
     from ..utils import public_json
 
     if args.list:
