@@ -22,7 +22,7 @@ import numpy as np
 from . import __version__
 from .conditioning import dilate_px_for
 from .config import DEFAULT_MIN_AGREEMENT, GenerateConfig, MODES, apply_model_defaults, network_batch_size, \
-    resolve_cascade, resolve_guidance
+    optional_ref, resolve_cascade, resolve_guidance
 from .data.modality import Modality, modality_from_config
 from .dataset import DatasetWriter, Rows, render_card
 from .dataset.card import carry_evaluation
@@ -456,8 +456,6 @@ KEEP_MIN_RATE = 0.05  # ... when fewer than this fraction of them were kept
 def _keep_ref(ref: str | None, given: str | None, model_dir: Path) -> str:
     """The segmenter folder of ``--keep-agreeing`` ("" = off): as given, or the model's own (a path relative to the
     model's folder) when the user left it open."""
-    from .config import optional_ref
-
     ref = optional_ref(ref)
     return str(model_dir / ref) if ref and given is None and not Path(ref).is_absolute() else ref
 

@@ -76,8 +76,8 @@ def run(args) -> int:
                          f"{cfg.grid}x{cfg.grid} grid of {cfg.latent_channels} channels, mask as {cfg.mask_repr}")
     else:
         info["space"] = "pixels"
-    if t.get("init") and t.get("steps_done") is not None:  # warm starts: the steps of every earlier run too
-        info["steps_trained_total"] = steps_trained_total(t)
+    if t.get("init") and (total := steps_trained_total(t)) is not None:  # warm starts: earlier runs' steps too
+        info["steps_trained_total"] = total
         info["warm_started_from"] = t["init"].get("from")
     from ..config import MODES
 
