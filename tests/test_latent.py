@@ -191,6 +191,27 @@ def test_latent_training_reads_the_cache_not_the_autoencoder(latent_run, tmp_pat
     train(_latent_cfg(data, tmp_path / "again", steps=2), progress=False)
 
 
+def test_a_grey_latent_run_warm_starts_from_an_rgb_latent_model(latent_run, tmp_path):
+    """The same network on other data: grey ultrasound into the same latent grid as RGB polyps. The data's own
+    description (channels, latent statistics) differs; the weights carry over and the card says where from."""
+    from conftest import make_modality_folder
+    from fastsynth.models import load_model
+
+    _, rgb_run = latent_run
+    grey = make_modality_folder(tmp_path / "grey", n=8, size=(64, 64), kind="L")
+    src, _ = load_model(rgb_run)
+    out = train(_latent_cfg(grey, tmp_path / "g", steps=1, init_from=str(rgb_run), lr=1e-12), progress=False)
+    warm, meta = load_model(out)
+    assert warm.config.image_channels == 1 and src.config.image_channels == 3
+    assert warm.config.latent_mean != src.config.latent_mean
+    for (k, v), w in zip(src.unet.state_dict().items(), warm.unet.state_dict().values()):
+        assert torch.allclose(v, w, atol=1e-6), k
+    assert meta["training"]["init"]["data"] == "data"  # the start's data folder by name
+    assert "trained on `data`" in (out / "model" / "README.md").read_text()
+    with pytest.raises(FastsynthError, match="mask_repr pool there, s2d here"):
+        train(_latent_cfg(grey, tmp_path / "h", steps=1, init_from=str(rgb_run), mask_repr="s2d"), progress=False)
+
+
 def test_latent_batch_conditioning(latent_run):
     """make_batch on latents: from-masks knows exactly the mask grid, inpaint keeps the cells outside the region."""
     from fastsynth.models.autoencoder import load_autoencoder as load_ae

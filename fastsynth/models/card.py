@@ -76,7 +76,8 @@ def _init_line(init: dict | None) -> str:
     """The warm-start history of a model, one clause per earlier run (oldest last)."""
     parts = []
     while init:
-        parts.append(f"`{init['from']}` ({init.get('steps_done')} steps, {(init.get('wall_time_s') or 0) / 60:.0f} min)")
+        on = f", trained on `{init['data']}`" if init.get("data") else ""
+        parts.append(f"`{init['from']}` ({init.get('steps_done')} steps, {(init.get('wall_time_s') or 0) / 60:.0f} min{on})")
         init = init.get("earlier")
     return ("\n- Warm-started from " + ", itself warm-started from ".join(parts)) if parts else ""
 

@@ -133,14 +133,25 @@ def _warm_start(model: Denoiser, source: str) -> dict:
     from ..models import load_model
 
     init, meta = load_model(None if source == "bundled" else source)
-    if init.config != model.config:
-        raise FastsynthError(f"--init-from {source}: its network ({init.config.block_out_channels}, patch "
-                             f"{init.config.patch_size}, {init.config.resolution}px) differs from this run's "
-                             "--preset/--resolution")
+    differs = [f for f in _NETWORK_FIELDS if getattr(init.config, f) != getattr(model.config, f)]
+    if differs:
+        raise FastsynthError(f"--init-from {source}: its network differs from this run's (" + ", ".join(
+            f"{f} {getattr(init.config, f)} there, {getattr(model.config, f)} here" for f in differs) + ")")
     model.unet.load_state_dict(init.unet.state_dict())
     t = meta.get("training", {})
-    return {"from": public_model_name(source), "steps_done": t.get("steps_done"), "wall_time_s": t.get("wall_time_s"),
-            "earlier": t.get("init")}
+    info = {"from": public_model_name(source), "steps_done": t.get("steps_done"),
+            "wall_time_s": t.get("wall_time_s"), "earlier": t.get("init")}
+    if t.get("data"):  # by folder name only (never a local path): the card says what the start had seen
+        info["data"] = Path(str(t["data"])).name
+    return info
+
+
+# what builds the network: a warm start needs these equal; the data's description (grey or RGB into the same latent
+# grid, the latent statistics, the bit depth) may differ, so a polyp model can start an ultrasound one
+_NETWORK_FIELDS = ("resolution", "data_channels", "patch_size", "block_out_channels", "down_block_types",
+                   "up_block_types", "layers_per_block", "attention_head_dim", "norm_num_groups", "num_class_embeds",
+                   "num_train_timesteps", "beta_schedule", "prediction_type", "autoencoder", "autoencoder_sha256",
+                   "latent_channels", "mask_repr")
 
 
 INIT_RECORD = "init.json"
