@@ -220,6 +220,11 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         # the segmenter runs on the denoiser's backend where segmenters have it (not OpenVINO: then auto)
         seg_backend = cfg.backend if cfg.backend in SEGMENTER_BACKENDS else "auto"
         scorer = AgreementScorer(keep_ref, dev, seg_backend, batch_size=cfg.batch_size)
+        if scorer.latent:
+            scorer.check_space(net.config)
+            if cfg.base:
+                raise FastsynthError(f"--keep-agreeing {keep_ref}: a latent filter scores the latents of new pairs "
+                                     "before they are decoded, not a cascade's; give an image segmenter for --base")
     space = None
     if net.config.autoencoder:  # a latent model: diffusion on the autoencoder's grid, decoded at the end
         from .models.latent import model_space
@@ -262,7 +267,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
         **({"cascade": base.identity(cfg.strength), "base_model": public_model_info(cfg.base, base.meta),
             "base_runtime": f"{base.fn.backend}:{base.fn.precision}"} if base is not None else {}),
         **({"keep_agreeing": {"segmenter_sha256": scorer.sha256, "min_agreement": min_agreement,
-                              "scored_at": scorer.resolution},
+                              "scored_at": scorer.resolution, **({"scored_on": "latent"} if scorer.latent else {})},
             "keep_agreeing_run": {"segmenter": "the model's own" if keep_given is None else Path(keep_ref).name,
                                   "backend": scorer.backend}} if scorer is not None else {}),
         "source_fingerprint": cond_src.fingerprint, "source_dir": Path(masks or images).name if masks or images else "",
@@ -384,15 +389,27 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
                     im, mk, src = cascade_pairs(base, model_fn, scheduler, cfg, bi, bs, modality, space, res, opening,
                                                 dev)
                 else:
+                    picked = []  # a latent filter's choice, made before the decoder runs (only kept rows decode)
+
+                    def select(z, m, need=span - filled):
+                        a = scorer.score_latents(z, m)
+                        picked[:] = [np.flatnonzero(a >= min_agreement)[:need], a]
+                        return picked[0]
+
                     im, mk, src = sample_pairs(model_fn, scheduler, cfg, cond_src, bi, bs, res, dilate_px, opening,
-                                                dev, weak_fn=weak_fn)
+                                                dev, weak_fn=weak_fn,
+                                                select=select if scorer is not None and scorer.latent else None)
                 agree = None
                 if scorer is not None:  # the pairs whose mask agrees, in candidate order, as many as the shard needs
-                    agree = scorer(im, mk)
-                    keep = np.flatnonzero(agree >= min_agreement)[:span - filled]
+                    if scorer.latent:  # chosen inside sample_pairs: im, mk and src are the kept rows already
+                        keep, agree = picked
+                    else:
+                        agree = scorer(im, mk)
+                        keep = np.flatnonzero(agree >= min_agreement)[:span - filled]
+                        im, mk, src = im[keep], mk[keep], [src[i] for i in keep]
                     if len(keep):
                         last_kept = j + int(keep[-1])
-                    im, mk, bs, agree, src = im[keep], mk[keep], bs[keep], agree[keep], [src[i] for i in keep]
+                    bs, agree = bs[keep], agree[keep]
                 j, drawn = j + nb, drawn + nb
                 got = len(bs)
                 chunk.append((im, mk, np.arange(lo + filled, lo + filled + got), bs, src, agree))

@@ -19,6 +19,7 @@ from fastsynth.errors import FastsynthError
 from fastsynth.models.autoencoder import AUTOENCODERS, autoencoder_sha256, load_autoencoder
 from fastsynth.models.latent import MASK_REPRS, grid_to_logits, labels_to_grid
 from fastsynth.training import train
+from fastsynth.pipeline import generate
 from fastsynth.training.mask_codec import round_trip_iou
 
 from conftest import REAL_DATA, make_pair_folder
@@ -543,3 +544,80 @@ def test_cascade_bad_input_one_line_exit_2(latent_run, tiny_model_dir, tmp_path)
         r = _cli("generate", *args, "--n", "2", "--out", str(out), "--backend", "eager")
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
         assert not out.exists()
+
+
+def _table(path):
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(sorted((Path(path) / "data").glob("*.parquet"))).to_pydict()
+    order = np.argsort(t["index"])
+    return {k: [v[i] for i in order] for k, v in t.items()}
+
+
+def test_a_latent_filter_scores_candidates_before_the_decoder_runs(latent_run, tmp_path, monkeypatch):
+    """train-filter: a segmenter on the latent grid, trained on the model's own split. In generate it keeps the
+    agreeing candidates in order, as the image filter does, but the decoder runs only on the kept ones; at
+    threshold 0 the rows are the unfiltered rows, byte for byte, with the latent agreement as their column."""
+    from dataclasses import replace
+
+    from fastsynth.cli import main
+    from fastsynth.metrics.io import load_synthetic
+    from fastsynth.models.latent import LatentSpace
+
+    _, run = latent_run
+    seg = tmp_path / "lf"
+    assert main(["train-filter", "--model", str(run), "--out", str(seg), "--steps", "20", "--batch-size", "4",
+                 "--resolution", "32", "--no-progress"]) == 0
+    c = json.loads((seg / "config.json").read_text())
+    assert c["input"] == "latent" and c["autoencoder"] == "taef2" and c["resolution"] == 32
+    assert "held-out" in json.loads((seg / "fastsynth.json").read_text())["scores"]
+
+    decoded = []
+    orig = LatentSpace.decode_images
+
+    def counting(self, z):
+        decoded.append(len(z))
+        return orig(self, z)
+
+    monkeypatch.setattr(LatentSpace, "decode_images", counting)
+    base = GenerateConfig(n=8, steps=3, batch_size=4, shard_size=8, backend="eager")
+    generate(base, tmp_path / "all", model=str(run), progress=False)
+    generate(replace(base, keep_agreeing=str(seg), min_agreement=0.0), tmp_path / "zero", model=str(run),
+             progress=False)
+    a, z = _table(tmp_path / "all"), _table(tmp_path / "zero")
+    pa, pz = load_synthetic(tmp_path / "all"), load_synthetic(tmp_path / "zero")
+    assert z["seed"] == a["seed"] and np.array_equal(pz.images, pa.images) and np.array_equal(pz.masks, pa.masks)
+    agree = np.asarray(z["agreement"])
+    thr = float(np.sort(agree)[len(agree) // 2])
+    assert 0 < (agree >= thr).sum() < len(agree), agree
+    decoded.clear()
+    s = generate(replace(base, keep_agreeing=str(seg), min_agreement=thr), tmp_path / "keep", model=str(run),
+                 progress=False)
+    k, pk = _table(tmp_path / "keep"), load_synthetic(tmp_path / "keep")
+    assert s["candidates"] > 8 and sum(decoded) == 8  # every candidate scored, only the kept ones decoded
+    own = [i for i in range(8) if agree[i] >= thr]
+    assert k["seed"][:len(own)] == [a["seed"][i] for i in own]
+    # the same rows; decoded in a smaller batch, within one grey level (as in the batch test above)
+    assert np.abs(pk.images[:len(own)].astype(int) - pa.images[own]).max() <= 1
+    assert np.array_equal(pk.masks[:len(own)], pa.masks[own]) and min(k["agreement"]) >= thr
+    m = json.loads((tmp_path / "keep" / "fastsynth.json").read_text())
+    assert m["keep_agreeing"]["scored_on"] == "latent"
+    assert "from each pair's latent, before decoding" in (tmp_path / "keep" / "README.md").read_text()
+    with pytest.raises(FastsynthError, match="--mode pairs"):
+        generate(replace(base, mode="from-masks", keep_agreeing=str(seg)), tmp_path / "fm", model=str(run),
+                 masks=str(latent_run[0] / "masks"), progress=False)
+
+
+def test_a_latent_filter_refuses_a_pixel_model_and_train_filter_refuses_one(latent_run, tiny_model_dir, tmp_path):
+    from fastsynth.training.latent_filter import train_latent_filter
+
+    _, run = latent_run
+    seg = train_latent_filter(run, tmp_path / "lf", steps=2, batch_size=2, resolution=16, progress=False)
+    with pytest.raises(FastsynthError, match="pairs are pixels"):
+        generate(GenerateConfig(n=2, steps=2, batch_size=2, backend="eager", keep_agreeing=str(seg)),
+                 tmp_path / "px", model=str(tiny_model_dir), progress=False)
+    assert not (tmp_path / "px" / "data").exists()
+    r = subprocess.run([sys.executable, "-m", "fastsynth", "train-filter", "--model", str(tiny_model_dir), "--out",
+                        str(tmp_path / "no")], capture_output=True, text=True)
+    assert r.returncode == 2 and "a pixel model" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "no").exists()

@@ -8,7 +8,7 @@ import pytest
 
 from fastsynth.errors import FastsynthError
 
-COMMANDS = ("train", "distill", "generate", "info", "export", "bench", "evaluate", "filter", "publish")
+COMMANDS = ("train", "distill", "generate", "info", "export", "bench", "evaluate", "filter", "train-filter", "publish")
 
 
 def _help(cmd):

@@ -7,12 +7,12 @@ import sys
 
 from ..errors import FastsynthError
 
-COMMANDS = ("train", "distill", "generate", "info", "export", "bench", "evaluate", "filter", "publish")
+COMMANDS = ("train", "distill", "generate", "info", "export", "bench", "evaluate", "filter", "train-filter", "publish")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from . import bench, distill, evaluate, export, filter, generate, info, publish, train
+    from . import bench, distill, evaluate, export, filter, generate, info, publish, train, train_filter
     from .common import HelpFormatter
 
     p = argparse.ArgumentParser(
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"fastsynth {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for mod in (train, distill, generate, info, export, bench, evaluate, filter, publish):
+    for mod in (train, distill, generate, info, export, bench, evaluate, filter, train_filter, publish):
         mod.add_parser(sub)
     return p
 

@@ -127,11 +127,12 @@ def _keep_row(m: dict) -> str:
     if not k:
         return ""
     run = m.get("keep_agreeing_run") or {}
+    on = " from each pair's latent, before decoding" if k.get("scored_on") == "latent" else ""
     acc = (f"; {run['kept']} kept of {run['candidates']} candidates ({run['acceptance']:.0%})"
            if run.get("acceptance") else "")
     return (f"| label-agreement filter | kept the pairs whose mask agrees with a segmenter trained on real data "
             f"(`{run.get('segmenter', '?')}`, sha256 `{k['segmenter_sha256'][:16]}…`, scored at "
-            f"{k['scored_at']}x{k['scored_at']}) at Dice >= {k['min_agreement']:g}{acc}; column `agreement` |\n")
+            f"{k['scored_at']}x{k['scored_at']}{on}) at Dice >= {k['min_agreement']:g}{acc}; column `agreement` |\n")
 
 
 def _base_provenance(m: dict) -> str:

@@ -48,6 +48,12 @@ class SegConfig:
     # segmenter has K softmax outputs, is trained with cross-entropy + soft Dice over the foreground classes,
     # predicts the argmax, and is scored per class (Dice/IoU of each class >= 1) and by their mean
     class_names: tuple | None = None
+    # what the segmenter reads: "image" (ImageNet-normalised pixels [B, 3, H, W]) or "latent" (an autoencoder's
+    # latents at its own scale [B, 32, H/8, W/8]: it scores a latent model's pairs before the decoder runs, so only
+    # the kept ones are decoded; its logits are upsampled to ``resolution`` and scored there)
+    input: str = "image"
+    autoencoder: str | None = None
+    autoencoder_sha256: str | None = None
 
 
 def num_classes(cfg: SegConfig) -> int:
@@ -89,7 +95,12 @@ def _build_model(cfg: SegConfig):
     arch = cfg.arch.lower().replace("-", "").replace("_", "").replace("+", "plus")
     if arch not in ARCHS:
         raise FastsynthError(f"--seg-arch {cfg.arch!r}: unknown; choose one of {', '.join(ARCHS)}")
-    kw = dict(encoder_name=cfg.encoder, encoder_depth=cfg.encoder_depth, in_channels=3,
+    if cfg.input not in ("image", "latent"):
+        raise FastsynthError(f"segmenter input {cfg.input!r}: unknown (image or latent)")
+    if cfg.input == "latent":
+        from .autoencoder import LATENT_CHANNELS
+    kw = dict(encoder_name=cfg.encoder, encoder_depth=cfg.encoder_depth,
+              in_channels=LATENT_CHANNELS if cfg.input == "latent" else 3,
               classes=1 if num_classes(cfg) == 2 else num_classes(cfg))
     if cfg.decoder_channels is not None:
         kw["decoder_channels"] = list(cfg.decoder_channels) if arch != "fpn" else None
@@ -162,6 +173,22 @@ def predict(model, images_u8: np.ndarray, threshold: float = 0.5, batch_size: in
     return np.concatenate(out)
 
 
+def predict_latent(model, z, size: int, threshold: float = 0.5, batch_size: int = 64) -> np.ndarray:
+    """Binary predictions [N, size, size] of a latent-input segmenter (a module, run eagerly) for latents
+    [N, 32, h, w] at the autoencoder's own scale: logits upsampled bilinearly to ``size``, then thresholded."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(z), batch_size):
+            lg = F.interpolate(model(z[s:s + batch_size].float()), size=(size, size), mode="bilinear",
+                               align_corners=False)
+            out.append((torch.sigmoid(lg[:, 0]) > threshold).cpu().numpy())
+    return np.concatenate(out)
+
+
 # --- save / load -------------------------------------------------------------------------------------------
 def _cfg_dict(cfg: SegConfig) -> dict:
     from ..config import to_dict
@@ -169,6 +196,9 @@ def _cfg_dict(cfg: SegConfig) -> dict:
     d = to_dict(cfg)
     if d.get("class_names") is None:  # binary: the dict (and so the cache key) of before label maps existed
         d.pop("class_names", None)
+    if d.get("input") == "image":  # the same for segmenters of images (all of them before latent input existed)
+        for k in ("input", "autoencoder", "autoencoder_sha256"):
+            d.pop(k, None)
     return d
 
 
@@ -207,6 +237,9 @@ def _json_default(o):
 def _segmenter_card(cfg: SegConfig, meta: dict) -> str:
     rows = "\n".join(f"| {t} | {s['dice']:.4f} | {s['iou']:.4f} | {s['n']} |"
                      for t, s in meta.get("scores", {}).items())
+    reads = "" if cfg.input == "image" else (
+        f"\nIt reads `{cfg.autoencoder}` latents (the autoencoder's own scale, 1/8 of the resolution each way), not "
+        "pixels: a latent model's pairs are scored before the decoder runs, and only the kept ones are decoded.")
     return f"""---
 library_name: segmentation-models-pytorch
 tags:
@@ -217,7 +250,7 @@ tags:
 # Polyp segmenter ({cfg.arch}, {cfg.encoder}) trained by fastsynth
 
 Protocol: `{meta.get('protocol', '?')}`; {cfg.steps} steps, batch {cfg.batch_size}, lr {cfg.lr}, seed {cfg.seed},
-resolution {cfg.resolution}, encoder weights: {meta.get('training', {}).get('encoder_weights_used')}.
+resolution {cfg.resolution}, encoder weights: {meta.get('training', {}).get('encoder_weights_used')}.{reads}
 
 | test set | Dice | IoU | images |
 |---|---|---|---|

@@ -29,11 +29,42 @@ class AgreementScorer:
                                  "agreement filter scores binary masks for now")
         self.resolution, self.threshold, self.batch_size = int(cfg.resolution), float(cfg.threshold), batch_size
         self.sha256 = file_sha256(Path(segmenter) / WEIGHTS_NAME)
+        self.config, self.path = cfg, Path(segmenter)
+        self.latent = cfg.input == "latent"
+        if self.latent:  # a small network on the latent grid (about 1 ms a candidate): run eagerly, in fp32
+            self.backend, self.fn = "eager", model.float()
+            return
         self.backend = resolve_backend(backend, self.device, kind="segmenter")
         self.fn = make_segmenter_fn(model, cfg.resolution, self.backend, self.device, batch_size=batch_size,
                                     model_sha=self.sha256)
 
+    def check_space(self, model_config) -> None:
+        """A latent filter reads the latents of the autoencoder it was trained on, and nothing else."""
+        c = self.config
+        if not self.latent:
+            return
+        if c.autoencoder != model_config.autoencoder or c.autoencoder_sha256 != model_config.autoencoder_sha256:
+            raise FastsynthError(
+                f"{self.path}: a filter of {c.autoencoder} latents ({str(c.autoencoder_sha256)[:12]}); this model's "
+                f"pairs are {model_config.autoencoder or 'pixels'}"
+                + (f" ({str(model_config.autoencoder_sha256)[:12]})" if model_config.autoencoder else ""))
+
+    def score_latents(self, z, masks: np.ndarray) -> np.ndarray:
+        """Dice per pair of a latent filter: latents [N, 32, h, w] at the autoencoder's own scale, masks [N, H, W]
+        in {0, 255} at the model's resolution (area-resized to the filter's resolution, as it was trained)."""
+        import torch
+        import torch.nn.functional as F
+
+        from ..models.segmenter import dice_iou, predict_latent
+
+        pred = predict_latent(self.fn, z.to(self.device), self.resolution, self.threshold, self.batch_size)
+        m = torch.from_numpy(np.ascontiguousarray(masks))[:, None].float() / 255
+        tgt = F.interpolate(m, size=(self.resolution, self.resolution), mode="area")[:, 0] >= 0.5
+        return dice_iou(pred, tgt.numpy())[0].astype(np.float32)
+
     def __call__(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        if self.latent:
+            raise FastsynthError(f"{self.path}: a latent filter scores latents (score_latents), not images")
         from ..data.pairs import resize_pairs
         from ..models.segmenter import dice_iou, predict
 

@@ -108,8 +108,12 @@ def conditioning_from_arrays(mode: str, stems: list, arr: np.ndarray, modality: 
 
 @torch.inference_mode()
 def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditioning, indices, seeds, res: int,
-                  dilate_px: int, opening: int, device: torch.device, weak_fn=None):
-    """``weak_fn``: the weaker model of ``cfg.autoguide``, which guides the first pass of pairs."""
+                  dilate_px: int, opening: int, device: torch.device, weak_fn=None, select=None):
+    """``weak_fn``: the weaker model of ``cfg.autoguide``, which guides the first pass of pairs.
+
+    ``select``: pairs of a latent model only; ``select(z, masks) -> kept rows`` sees each candidate's latent (the
+    autoencoder's own scale) and cleaned mask before anything is decoded, and only the rows it keeps are redrawn
+    and decoded. Returns (images, masks, sources) of the kept rows then, in their order; else of every row."""
     cfg = resolve_guidance(cfg)
     known, indicator, src, region = cond_src.batch(indices, seeds, res, dilate_px)
     guided = guided_fn(model_fn, cfg, scheduler)
@@ -132,6 +136,13 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
         mask_u8 = finished_mask(_full_logits(x0[:, c:], space), cfg.mask_threshold, opening,
                                 cfg.max_components if cfg.mode == "pairs" else 0)
     rgb = x0[:, :c]
+    if select is not None:
+        if space is None or not getattr(space, "latent", False) or cfg.mode != "pairs":
+            raise ValueError("select: for new pairs of a latent model")
+        kept = torch.as_tensor(np.asarray(select(rgb.float().cpu() * space.std + space.mean, mask_u8.numpy()),
+                                          dtype=np.int64))
+        rgb, mask_u8 = rgb[kept.to(rgb.device)], mask_u8[kept]
+        seeds, src = [seeds[i] for i in kept.tolist()], [src[i] for i in kept.tolist()]
     if cfg.redraw:
         # second pass: a new image for each generated (cleaned) mask, mask-conditioned and guided; the mask is kept
         known, indicator = cond_from_masks(_label_grid(mask_u8, m, space), channels=x0.shape[1])

@@ -1,0 +1,38 @@
+"""fastsynth train-filter: the label-agreement filter of a latent model, a segmenter on its latent grid."""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    from .common import HelpFormatter
+
+    p = sub.add_parser("train-filter", formatter_class=HelpFormatter,
+                       help="train a latent model's agreement filter on its latent grid (scores before decoding)",
+                       description="Train a segmenter on a latent model's training latents (its training split, "
+                                   "encoded once and cached), to score candidate pairs before the decoder runs: "
+                                   "generate --keep-agreeing DIR then decodes only the kept pairs.")
+    p.add_argument("--model", required=True, help="a latent model: folder, run folder or bundled name")
+    p.add_argument("--out", required=True, help="the segmenter folder to write")
+    p.add_argument("--steps", type=int, default=1500, help="optimisation steps (batch --batch-size)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--resolution", type=int, default=128, help="where agreement is scored (logits upsampled)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fp16", action="store_true", help="store the weights in fp16 (to ship with a model)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..errors import FastsynthError
+
+    if args.steps < 1 or args.batch_size < 1 or args.resolution < 8:
+        raise FastsynthError("--steps and --batch-size must be at least 1, --resolution at least 8")
+    import torch
+
+    from ..training.latent_filter import train_latent_filter
+
+    out = train_latent_filter(args.model, args.out, steps=args.steps, batch_size=args.batch_size,
+                              resolution=args.resolution, seed=args.seed, progress=not args.no_progress,
+                              dtype=torch.float16 if args.fp16 else None)
+    print(f"latent filter written to {out}: generate --keep-agreeing {out} --min-agreement D")
+    return 0
