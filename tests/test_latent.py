@@ -607,6 +607,22 @@ def test_a_latent_filter_scores_candidates_before_the_decoder_runs(latent_run, t
         generate(replace(base, mode="from-masks", keep_agreeing=str(seg)), tmp_path / "fm", model=str(run),
                  masks=str(latent_run[0] / "masks"), progress=False)
 
+    # shipped with a model as its default filter (trained on its training split only, so it is accepted)
+    import shutil
+
+    from fastsynth.models.bundle import ship_filter
+
+    model = tmp_path / "model"
+    shutil.copytree(run / "model", model)
+    ship_filter(model, str(seg), thr)
+    pairs = json.loads((model / "fastsynth.json").read_text())["generate_defaults"]["pairs"]
+    assert pairs["keep_agreeing"] == "latent-filter" and pairs["min_agreement"] == thr
+    assert "real_train_stems" not in json.loads((model / "latent-filter" / "fastsynth.json").read_text())
+    generate(replace(base, n=2, shard_size=2), tmp_path / "own", model=str(model), progress=False)
+    m = json.loads((tmp_path / "own" / "fastsynth.json").read_text())
+    assert m["keep_agreeing_run"]["segmenter"] == "the model's own" and m["keep_agreeing"]["scored_on"] == "latent"
+    assert m["keep_agreeing"]["min_agreement"] == thr
+
 
 def test_a_latent_filter_refuses_a_pixel_model_and_train_filter_refuses_one(latent_run, tiny_model_dir, tmp_path):
     from fastsynth.training.latent_filter import train_latent_filter

@@ -90,6 +90,38 @@ def bundle(run_or_model: str, dest: Path = BUNDLED_MODEL_DIR, extra_card: str = 
 
 
 FILTER_SEGMENTER = "filter-segmenter"
+LATENT_FILTER = "latent-filter"
+
+
+def ship_filter(model_dir: Path, segmenter: str, min_agreement: float) -> Path:
+    """Ship ``segmenter`` (a real-only segmenter of the model's training split: an image one from `evaluate
+    --downstream`, or a latent one from `fastsynth train-filter`) in a shipped model's folder as its default filter
+    for new pairs at ``min_agreement``, in place: the weights and the card stay; the folder of the filter it replaces
+    is removed."""
+    from .segmenter import load_segmenter
+    from ..utils import write_json_atomic
+
+    _, cfg, _ = load_segmenter(segmenter)
+    name = LATENT_FILTER if cfg.input == "latent" else FILTER_SEGMENTER
+    if not 0 <= min_agreement <= 1:
+        raise SystemExit(f"--min-agreement {min_agreement}: a Dice between 0 and 1")
+    meta_path = model_dir / "fastsynth.json"
+    meta = json.loads(meta_path.read_text())
+    if cfg.input == "latent" and (cfg.autoencoder_sha256 != (meta.get("latent") or {}).get("autoencoder_sha256")):
+        raise SystemExit(f"{segmenter}: a latent filter of another autoencoder than {model_dir.name}'s")
+    tmp = model_dir / (name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _ship_segmenter(segmenter, tmp, model_dir)
+    old = ((meta.get("generate_defaults") or {}).get("pairs") or {}).get("keep_agreeing")
+    shutil.rmtree(model_dir / name, ignore_errors=True)
+    tmp.rename(model_dir / name)
+    pairs = {**((meta.get("generate_defaults") or {}).get("pairs") or {}), "keep_agreeing": name,
+             "min_agreement": float(min_agreement)}
+    meta["generate_defaults"] = {**(meta.get("generate_defaults") or {}), "pairs": pairs}
+    write_json_atomic(meta_path, meta)
+    if old and old != name:
+        shutil.rmtree(model_dir / old, ignore_errors=True)
+    return model_dir / name
 
 
 def _ship_segmenter(src: str, dest: Path, model_dir: Path) -> None:
@@ -134,6 +166,10 @@ def main() -> None:
                     help="a real-only segmenter trained on the model's training split (saved by fastsynth evaluate "
                          "--downstream), shipped as the default of generate --keep-agreeing (its threshold: "
                          "min_agreement in --generate-defaults)")
+    ap.add_argument("--ship-filter", default=None, metavar="DIR",
+                    help="only replace the shipped model's (--as) default filter with this segmenter (image or latent "
+                         "input), at --min-agreement; RUN is then ignored")
+    ap.add_argument("--min-agreement", type=float, default=None, help="the threshold of --ship-filter")
     ap.add_argument("--generate-defaults", default=None, metavar="JSON",
                     help='the model\'s measured generation defaults per mode, e.g. \'{"pairs": {"sampler": "unipc", '
                          '"steps": 12, "redraw": false}}\' (fastsynth.json generate_defaults)')
@@ -141,6 +177,12 @@ def main() -> None:
                     help="write the fp16 model folder here instead of replacing a shipped model (e.g. weights kept "
                          "for a warm restart: no optimizer state, no checkpoint)")
     a = ap.parse_args()
+    if a.ship_filter:
+        if a.min_agreement is None:
+            raise SystemExit("--ship-filter needs --min-agreement")
+        d = ship_filter(BUNDLED_MODELS[a.name], a.ship_filter, a.min_agreement)
+        print(f"shipped {a.ship_filter} -> {d} (default filter of {a.name} at Dice >= {a.min_agreement:g})")
+        return
     extra = Path(a.notes).read_text() if a.notes else ""
     d = bundle(a.run, dest=Path(a.dest) if a.dest else BUNDLED_MODELS[a.name], extra_card=extra, training_data_from=a.training_data_from,
                evaluation=json.loads(Path(a.evaluation).read_text()) if a.evaluation else None,

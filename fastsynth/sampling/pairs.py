@@ -143,6 +143,8 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
                                           dtype=np.int64))
         rgb, mask_u8 = rgb[kept.to(rgb.device)], mask_u8[kept]
         seeds, src = [seeds[i] for i in kept.tolist()], [src[i] for i in kept.tolist()]
+        if not len(kept):  # none kept: nothing to redraw or decode
+            return tensor_to_raw(torch.zeros(0, m.channels, res, res), m), mask_u8.numpy(), []
     if cfg.redraw:
         # second pass: a new image for each generated (cleaned) mask, mask-conditioned and guided; the mask is kept
         known, indicator = cond_from_masks(_label_grid(mask_u8, m, space), channels=x0.shape[1])
