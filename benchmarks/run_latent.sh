@@ -306,3 +306,27 @@ OMP_NUM_THREADS=1 fastsynth evaluate /tmp/k256/auto --real bundled-256 --metrics
 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 fastsynth train --data ../shared/data/hc18-ultrasound --out runs/lat256-hc18 \
   --latent taef2 --mask-repr pool --resolution 256 --steps 100000 --loss-weighting min-snr --mixed-precision bf16 \
   --checkpoint-every 250 --time-limit 95 --no-progress --seed 0
+# ---- 2026-12-07, late (2-core AMD EPYC, AVX512_BF16, no AMX; fresh checkout) ----
+# 34. a latent filter for bundled-256: a segmenter on its latent grid, trained on its training split (deterministic)
+OMP_NUM_THREADS=1 fastsynth train-filter --model bundled-256 --out /tmp/lf/seg2 --no-progress
+# 35. the same 1024 unfiltered candidates scored by the image filter and by the latent filter
+OMP_NUM_THREADS=1 python benchmarks/latent_scorer_probe.py --filter /tmp/lf/seg2 --work /tmp/ls --n 1024 \
+  --json benchmarks/results/latent_filter_probe_amd_cpu.json
+# 36. 900 pairs kept by each at equal acceptance, judged downstream (one thread each, side by side)
+OMP_NUM_THREADS=1 fastsynth generate --model bundled-256 --n 900 --out /tmp/j/img --no-progress
+OMP_NUM_THREADS=1 fastsynth generate --model bundled-256 --n 900 --out /tmp/j/lat --keep-agreeing /tmp/lf/seg2 \
+  --min-agreement 0.80 --no-progress
+for k in img lat; do
+  OMP_NUM_THREADS=1 fastsynth evaluate /tmp/j/$k --real bundled-256 --metrics masks --downstream --protocols synthetic \
+    --seg-resolution 128 --seeds 3 --no-progress --json benchmarks/results/judge256_filter_${k}_amd_cpu.json
+done
+# 37. speed and memory, both threads, nothing else running, alternating (image filter = the defaults, then latent)
+for r in 1 2; do
+  /usr/bin/time -v fastsynth generate --model bundled-256 --n 300 --out /tmp/sp/img$r --no-progress
+  /usr/bin/time -v fastsynth generate --model bundled-256 --n 300 --out /tmp/sp/lat$r --keep-agreeing /tmp/lf/seg2 \
+    --min-agreement 0.80 --no-progress
+done 2>&1 | grep -E "generated|Elapsed|Maximum res" > benchmarks/results/latent_filter_speed_amd_cpu.txt
+# 38. the HC18 recipe at 256², warm-started from the polyp latent model (one thread, niced, beside the above)
+OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 19 fastsynth train --data ../shared/data/hc18-ultrasound \
+  --out runs/lat256-hc18w --latent taef2 --mask-repr pool --resolution 256 --steps 100000 --loss-weighting min-snr \
+  --mixed-precision bf16 --checkpoint-every 250 --time-limit 110 --no-progress --seed 0 --init-from bundled-256

@@ -618,6 +618,9 @@ def test_a_latent_filter_scores_candidates_before_the_decoder_runs(latent_run, t
     pairs = json.loads((model / "fastsynth.json").read_text())["generate_defaults"]["pairs"]
     assert pairs["keep_agreeing"] == "latent-filter" and pairs["min_agreement"] == thr
     assert "real_train_stems" not in json.loads((model / "latent-filter" / "fastsynth.json").read_text())
+    r = subprocess.run([sys.executable, "-m", "fastsynth", "info", "--model", str(model)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "`latent-filter` at Dice >= " in r.stdout and "scored on the latent grid" in r.stdout
     generate(replace(base, n=2, shard_size=2), tmp_path / "own", model=str(model), progress=False)
     m = json.loads((tmp_path / "own" / "fastsynth.json").read_text())
     assert m["keep_agreeing_run"]["segmenter"] == "the model's own" and m["keep_agreeing"]["scored_on"] == "latent"

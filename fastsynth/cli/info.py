@@ -86,10 +86,12 @@ def run(args) -> int:
         sampler, steps, grid = resolve_sampler(g.sampler, g.steps, meta)
         info[f"defaults_{mode}"] = _describe_defaults(g, sampler, steps, grid, mode)
         if mode == "pairs" and optional_ref(g.keep_agreeing):
+            on_latent = _reads_latents(d / g.keep_agreeing)
             info["defaults_pairs"] += (f"; kept where the mask agrees with its real-data segmenter "
                                        f"`{g.keep_agreeing}` at Dice >= "
                                        f"{DEFAULT_MIN_AGREEMENT if g.min_agreement is None else g.min_agreement:g} "
-                                       "(more candidates drawn)")
+                                       + ("(scored on the latent grid: more candidates drawn, only the kept ones "
+                                          "decoded)" if on_latent else "(more candidates drawn)"))
     if meta.get("distillation"):
         dist = meta["distillation"]
         info["distilled"] = (f"{dist['rounds_done']} round(s) of progressive distillation, DDIM "
@@ -153,3 +155,13 @@ def _describe_defaults(g, sampler: str, steps: int, grid, mode: str) -> str:
     except Exception:  # a sampler this line cannot lay out: the settings alone
         pass
     return ", ".join(parts)
+
+
+def _reads_latents(segmenter_dir) -> bool:
+    """Whether a model's filter segmenter scores latents (``fastsynth train-filter``) rather than decoded images."""
+    import json
+
+    try:
+        return json.loads((segmenter_dir / "config.json").read_text()).get("input") == "latent"
+    except (OSError, ValueError):
+        return False
