@@ -389,16 +389,15 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
                     im, mk, src = cascade_pairs(base, model_fn, scheduler, cfg, bi, bs, modality, space, res, opening,
                                                 dev)
                 else:
-                    picked = []  # a latent filter's choice, made before the decoder runs (only kept rows decode)
-
-                    def select(z, m, need=span - filled):
-                        a = scorer.score_latents(z, m)
-                        picked[:] = [np.flatnonzero(a >= min_agreement)[:need], a]
-                        return picked[0]
+                    picked, select = [], None  # a latent filter chooses before the decoder runs (kept rows decode)
+                    if scorer is not None and scorer.latent:
+                        def select(z, m, need=span - filled):
+                            a = scorer.score_latents(z, m)
+                            picked[:] = [np.flatnonzero(a >= min_agreement)[:need], a]
+                            return picked[0]
 
                     im, mk, src = sample_pairs(model_fn, scheduler, cfg, cond_src, bi, bs, res, dilate_px, opening,
-                                                dev, weak_fn=weak_fn,
-                                                select=select if scorer is not None and scorer.latent else None)
+                                                dev, weak_fn=weak_fn, select=select)
                 agree = None
                 if scorer is not None:  # the pairs whose mask agrees, in candidate order, as many as the shard needs
                     if scorer.latent:  # chosen inside sample_pairs: im, mk and src are the kept rows already
