@@ -36,7 +36,8 @@ import numpy as np
 from ..errors import FastsynthError
 # the segmenter itself (config, smp model, save / load, inference) lives with the models, below the pipeline
 from ..models.segmenter import (ARCHS, CONFIG_NAME, IMAGENET_MEAN, IMAGENET_STD, WEIGHTS_NAME,  # noqa: F401
-                                SegConfig, _cfg_dict, _to_input, build_model, dice_iou, load_segmenter, num_classes,
+                                SegConfig, _cfg_dict, _to_input, binary_loss, build_model, dice_iou, load_segmenter,
+                                num_classes,
                                 predict, save_segmenter, seg_config_from_dict, unused_stages)
 
 # synthetic-then-real: the synthetic-only segmenter (the "synthetic" run of the same seed) fine-tuned on the real
@@ -190,7 +191,6 @@ def train_segmenter(cfg: SegConfig, real: np.ndarray | None, synth: np.ndarray |
     """Train one segmenter on uint8 [N, 4, H, W] arrays; returns (model, info). ``init_state``: start from these
     weights (a fine-tune) instead of the recipe's initialisation."""
     import torch
-    import torch.nn.functional as F
 
     if real is None and synth is None:
         raise FastsynthError("nothing to train the segmenter on")
@@ -222,10 +222,7 @@ def train_segmenter(cfg: SegConfig, real: np.ndarray | None, synth: np.ndarray |
         if y.dtype == torch.int64:
             loss = multiclass_loss(logits, y)
         else:
-            prob = torch.sigmoid(logits)
-            inter = (prob * y).sum((1, 2, 3))
-            soft_dice = 1 - (2 * inter + 1) / (prob.sum((1, 2, 3)) + y.sum((1, 2, 3)) + 1)
-            loss = F.binary_cross_entropy_with_logits(logits, y) + soft_dice.mean()
+            loss = binary_loss(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -164,8 +164,12 @@ class LatentSpace:
         """images [N, C, H, W] in [-1, 1] -> normalised latents [N, 32, H/8, W/8]."""
         return (self.encode_fn(images.float()) - self.mean) / self.std
 
+    def to_autoencoder_scale(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised latents (the diffusion's) -> the autoencoder's own scale (what it decodes, a latent filter reads)."""
+        return z.float().cpu() * self.std + self.mean
+
     def decode_images(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decode_fn(z.float().cpu() * self.std + self.mean)
+        return self.decode_fn(self.to_autoencoder_scale(z))
 
     def labels_to_grid(self, label_channels: torch.Tensor) -> torch.Tensor:
         return labels_to_grid(label_channels, self.mask_repr, self.scale, self.codec)

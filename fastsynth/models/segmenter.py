@@ -173,6 +173,28 @@ def predict(model, images_u8: np.ndarray, threshold: float = 0.5, batch_size: in
     return np.concatenate(out)
 
 
+def binary_loss(logits, y):
+    """BCE + soft Dice (per image, then the mean) of one-channel logits against {0, 1} targets [B, 1, H, W]: how
+    binary segmenters train (the judge's and the latent filter)."""
+    import torch
+    import torch.nn.functional as F
+
+    prob = torch.sigmoid(logits)
+    inter = (prob * y).sum((1, 2, 3))
+    soft_dice = 1 - (2 * inter + 1) / (prob.sum((1, 2, 3)) + y.sum((1, 2, 3)) + 1)
+    return F.binary_cross_entropy_with_logits(logits, y) + soft_dice.mean()
+
+
+def mask_at(masks_u8, size: int):
+    """uint8 masks [N, H, W] {0, 255} (array or tensor) -> bool tensor [N, 1, size, size]: area-resized, >= half. How
+    a latent filter's targets are made in training and in scoring."""
+    import torch
+    import torch.nn.functional as F
+
+    m = torch.as_tensor(np.ascontiguousarray(masks_u8))[:, None].float() / 255
+    return F.interpolate(m, size=(size, size), mode="area") >= 0.5
+
+
 def predict_latent(model, z, size: int, threshold: float = 0.5, batch_size: int = 64) -> np.ndarray:
     """Binary predictions [N, size, size] of a latent-input segmenter (a module, run eagerly) for latents
     [N, 32, h, w] at the autoencoder's own scale: logits upsampled bilinearly to ``size``, then thresholded."""

@@ -52,15 +52,10 @@ class AgreementScorer:
     def score_latents(self, z, masks: np.ndarray) -> np.ndarray:
         """Dice per pair of a latent filter: latents [N, 32, h, w] at the autoencoder's own scale, masks [N, H, W]
         in {0, 255} at the model's resolution (area-resized to the filter's resolution, as it was trained)."""
-        import torch
-        import torch.nn.functional as F
-
-        from ..models.segmenter import dice_iou, predict_latent
+        from ..models.segmenter import dice_iou, mask_at, predict_latent
 
         pred = predict_latent(self.fn, z.to(self.device), self.resolution, self.threshold, self.batch_size)
-        m = torch.from_numpy(np.ascontiguousarray(masks))[:, None].float() / 255
-        tgt = F.interpolate(m, size=(self.resolution, self.resolution), mode="area")[:, 0] >= 0.5
-        return dice_iou(pred, tgt.numpy())[0].astype(np.float32)
+        return dice_iou(pred, mask_at(masks, self.resolution)[:, 0].numpy())[0].astype(np.float32)
 
     def __call__(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
         if self.latent:

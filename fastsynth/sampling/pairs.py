@@ -139,7 +139,7 @@ def sample_pairs(model_fn, scheduler, cfg: GenerateConfig, cond_src: Conditionin
     if select is not None:
         if space is None or not getattr(space, "latent", False) or cfg.mode != "pairs":
             raise ValueError("select: for new pairs of a latent model")
-        kept = torch.as_tensor(np.asarray(select(rgb.float().cpu() * space.std + space.mean, mask_u8.numpy()),
+        kept = torch.as_tensor(np.asarray(select(space.to_autoencoder_scale(rgb), mask_u8.numpy()),
                                           dtype=np.int64))
         rgb, mask_u8 = rgb[kept.to(rgb.device)], mask_u8[kept]
         seeds, src = [seeds[i] for i in kept.tolist()], [src[i] for i in kept.tolist()]

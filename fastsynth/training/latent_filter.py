@@ -25,17 +25,6 @@ from ..errors import FastsynthError
 LATENT_SEG = dict(arch="unet", encoder="resnet18", encoder_weights=None, encoder_depth=3, decoder_channels=(64, 32, 16))
 
 
-def _soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    p = torch.sigmoid(logits)
-    inter = (p * target).sum((1, 2, 3))
-    return (1 - (2 * inter + 1) / (p.sum((1, 2, 3)) + target.sum((1, 2, 3)) + 1)).mean()
-
-
-def _mask_at(masks_u8: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 masks [N, H, W] {0, 255} -> float {0, 1} [N, 1, size, size] (area-resized, >= half)."""
-    return (F.interpolate(masks_u8[:, None].float() / 255, size=(size, size), mode="area") >= 0.5).float()
-
-
 def _encode(arr: np.ndarray, modality, ae, batch_size: int = 16) -> torch.Tensor:
     from ..data.codec import images_to_tensor
 
@@ -55,7 +44,8 @@ def train_latent_filter(model: str | os.PathLike, out: str | os.PathLike, steps:
     from ..metrics.io import load_real, resolve_real
     from ..models import load_model, resolve_model_dir
     from ..models.autoencoder import load_autoencoder
-    from ..models.segmenter import SegConfig, build_model, dice_iou, predict_latent, save_segmenter
+    from ..models.segmenter import (SegConfig, binary_loss, build_model, dice_iou, mask_at, predict_latent,
+                                    save_segmenter)
     from ..utils import public_model_name
     from .latent_cache import build_latent_cache
 
@@ -75,7 +65,7 @@ def train_latent_filter(model: str | os.PathLike, out: str | os.PathLike, steps:
     t0 = time.perf_counter()
     cache = build_latent_cache(train_arr, modality, ae, hflip=True, vflip=False, progress=progress)
     z = cache["z"].flatten(0, 1)  # [N * V, 32, h, w]
-    target = _mask_at(cache["labels"].flatten(0, 1), resolution)
+    target = mask_at(cache["labels"].flatten(0, 1), resolution).float()
     z_test = _encode(test_arr, modality, ae)
     encode_s = time.perf_counter() - t0
 
@@ -98,7 +88,7 @@ def train_latent_filter(model: str | os.PathLike, out: str | os.PathLike, steps:
         if torch.rand(1, generator=g).item() < 0.5:  # vertical flips on the grid; the horizontal ones were encoded
             zb, tb = zb.flip(-2), tb.flip(-2)
         logits = F.interpolate(seg(zb), size=(resolution, resolution), mode="bilinear", align_corners=False)
-        loss = F.binary_cross_entropy_with_logits(logits, tb) + _soft_dice_loss(logits, tb)
+        loss = binary_loss(logits, tb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -107,8 +97,7 @@ def train_latent_filter(model: str | os.PathLike, out: str | os.PathLike, steps:
     bar.close()
     seg.eval()
     pred = predict_latent(seg, z_test, resolution, cfg.threshold)
-    dice, iou = dice_iou(pred, _mask_at(torch.from_numpy(test_arr[:, modality.channels].copy()),
-                                        resolution)[:, 0].numpy() > 0)
+    dice, iou = dice_iou(pred, mask_at(test_arr[:, modality.channels], resolution)[:, 0].numpy())
     # "real": trained on real pairs only, the model's training split (its stems recorded, so shipping it with the
     # model can check that none of the held-out pairs were seen), like the judge's real segmenters
     meta = {"protocol": "real", "filter_of": public_model_name(model), "real_train_stems": list(rset.train_stems),
