@@ -4,6 +4,8 @@ and images from `benchmarks/latent_scorer_probe.py --work /tmp/ls`) into a laten
 the real-trained latent filter with the image filter on the other 256 candidates. Prints one JSON.
 
     python benchmarks/latent_filter_distill_probe.py > benchmarks/results/latent_filter_distill_probe_amd_cpu.json
+
+The built version of this: `fastsynth train-filter --model bundled-256 --distill N` (NOTES, 2026-12-07, evening).
 """
 import numpy as np, torch, torch.nn.functional as F, json
 from safetensors.torch import load_file
@@ -11,7 +13,8 @@ from scipy.stats import spearmanr
 from fastsynth.runtime.agreement import AgreementScorer
 from fastsynth.metrics.io import load_synthetic
 from fastsynth.models.segmenter import SegConfig, build_model, predict, dice_iou
-from fastsynth.training.latent_filter import LATENT_SEG, _soft_dice_loss
+from fastsynth.training.latent_filter import LATENT_SEG
+from fastsynth.models.segmenter import binary_loss
 from fastsynth.data.pairs import resize_pairs
 torch.manual_seed(0)
 d=np.load('/tmp/ls/scores.npz'); a=d['image']
@@ -29,7 +32,7 @@ for k in range(steps):
     i=torch.randint(0,len(zt),(32,),generator=g); zb,tb=zt[i],tt[i]
     if torch.rand(1,generator=g).item()<0.5: zb,tb=zb.flip(-1),tb.flip(-1)
     lg=F.interpolate(seg(zb),size=(128,128),mode='bilinear',align_corners=False)
-    loss=F.binary_cross_entropy_with_logits(lg,tb)+_soft_dice_loss(lg,tb); opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+    loss=binary_loss(lg,tb); opt.zero_grad(); loss.backward(); opt.step(); sched.step()
 seg.eval()
 from fastsynth.models.segmenter import predict_latent
 p=predict_latent(seg, z[te], 128)

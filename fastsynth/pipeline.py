@@ -110,9 +110,12 @@ def _dist_info() -> tuple[int, int]:
 
 def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = None,
              masks: str | None = None, images: str | None = None, device: str = "auto",
-             progress: bool = True, command: str | None = None, allow_mixed_precision: bool = False) -> dict:
+             progress: bool = True, command: str | None = None, allow_mixed_precision: bool = False,
+             latent_sink=None) -> dict:
     """Generate (or resume, or extend) the dataset in ``out``. Returns a summary dict. ``allow_mixed_precision``:
-    resume a dataset started in another runtime precision (recorded per shard) instead of refusing."""
+    resume a dataset started in another runtime precision (recorded per shard) instead of refusing.
+    ``latent_sink(rows, z)``: new pairs of a latent model, unfiltered, only: called with each batch's row indices
+    and latents (the autoencoder's own scale) before they are decoded (``fastsynth train-filter --distill``)."""
     from tqdm.auto import tqdm
 
     from .models import load_model, resolve_model_dir
@@ -238,6 +241,8 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
     weights_sha = file_sha256(model_dir / WEIGHTS_NAME)
     weak = _load_weak_model(cfg.autoguide, net, weights_sha) if cfg.autoguide else None
     base = _load_base_model(cfg, net, dev) if cfg.base else None
+    if latent_sink is not None and (space is None or scorer is not None or base is not None or cfg.mode != "pairs"):
+        raise ValueError("latent_sink: for unfiltered new pairs of a latent model")
     # what auto means here (CPU: the backend measured fastest on this machine; int8 / bf16 only behind their gates)
     backend, runtime_precision = resolve_runtime(cfg.backend, dev, cfg.precision, weights_sha, res,
                                                  model_dir=model_dir)
@@ -395,6 +400,10 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, model: str | None = No
                             a = scorer.score_latents(z, m)
                             picked[:] = [np.flatnonzero(a >= min_agreement)[:need], a]
                             return picked[0]
+                    elif latent_sink is not None:
+                        def select(z, m, rows=bi):
+                            latent_sink(rows, z)
+                            return np.arange(len(z))
 
                     im, mk, src = sample_pairs(model_fn, scheduler, cfg, cond_src, bi, bs, res, dilate_px, opening,
                                                 dev, weak_fn=weak_fn, select=select)

@@ -640,3 +640,86 @@ def test_a_latent_filter_refuses_a_pixel_model_and_train_filter_refuses_one(late
                         str(tmp_path / "no")], capture_output=True, text=True)
     assert r.returncode == 2 and "a pixel model" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "no").exists()
+
+
+def test_train_filter_distils_an_image_filter_on_the_models_own_candidates(latent_run, tmp_path, monkeypatch,
+                                                                          capsys):
+    """--distill N: the latent filter learns the image filter's masks of N decoded candidates, from the latents the
+    decoder was given (caught before decoding), rows 0..N-1 of the seed as an unfiltered run draws them."""
+    import torch
+
+    from fastsynth.cli import main
+    from fastsynth.models.latent import LatentSpace
+    from fastsynth.models.segmenter import SegConfig, build_model, save_segmenter
+    from fastsynth.runtime.agreement import AgreementScorer
+    from fastsynth.training.latent_filter import distill_candidates
+
+    _, run = latent_run
+    cfg = SegConfig(arch="unet", encoder="resnet18", encoder_weights=None, encoder_depth=3,
+                    decoder_channels=(16, 8, 4), resolution=16)
+    torch.manual_seed(0)
+    teacher = save_segmenter(build_model(cfg)[0], cfg, tmp_path / "teacher", {"protocol": "real"})
+    decoded = []
+    orig = LatentSpace.decode_images
+
+    def catching(self, z):
+        decoded.append(self.to_autoencoder_scale(z).detach().float().cpu())
+        return orig(self, z)
+
+    import shutil
+
+    one_pass = tmp_path / "one-pass"  # without a redraw the latent scored is the latent decoded
+    shutil.copytree(run / "model", one_pass)
+    meta = json.loads((one_pass / "fastsynth.json").read_text())
+    (one_pass / "fastsynth.json").write_text(json.dumps({**meta, "generate_defaults": {"pairs": {"redraw": False}}}))
+    monkeypatch.setattr(LatentSpace, "decode_images", catching)
+    scorer = AgreementScorer(teacher, "cpu", "eager")
+    z, masks, teach = distill_candidates(one_pass, 6, scorer, tmp_path / "work", seed=3, batch_size=4,
+                                         progress=False, backend="eager")
+    assert z.dtype == torch.float16 and z.shape[0] == 6 and teach.shape == (6, 16, 16) and teach.dtype == bool
+    assert torch.allclose(z.float(), torch.cat(decoded), atol=1e-2, rtol=1e-3)  # what the decoder got, in row order
+    # interrupted (the shard not written, the latents of all batches but the first lost): run again, the same
+    shutil.rmtree(tmp_path / "work" / "pairs" / "data")
+    for f in sorted((tmp_path / "work" / "latents").glob("*"))[1:]:
+        f.unlink()
+    decoded.clear()
+    z2, masks2, teach2 = distill_candidates(one_pass, 6, scorer, tmp_path / "work", seed=3, batch_size=4,
+                                            progress=False, backend="eager")
+    assert torch.equal(z, z2) and np.array_equal(masks, masks2) and np.array_equal(teach, teach2)
+    monkeypatch.setattr(LatentSpace, "decode_images", orig)
+    generate(GenerateConfig(n=6, seed=3, batch_size=4, keep_agreeing="none", backend="eager"), tmp_path / "same",
+             model=str(one_pass), progress=False)
+    from fastsynth.metrics.io import load_synthetic
+
+    same = load_synthetic(tmp_path / "same")
+    assert np.array_equal(masks, same.masks) and np.array_equal(teach, scorer.predict_masks(same.images))
+
+    out = tmp_path / "lf"
+    assert main(["train-filter", "--model", str(run), "--out", str(out), "--distill", "10", "--teacher",
+                 str(teacher), "--steps", "3", "--batch-size", "2", "--backend", "eager", "--no-progress"]) == 0
+    c, m = json.loads((out / "config.json").read_text()), json.loads((out / "fastsynth.json").read_text())
+    assert c["input"] == "latent" and c["resolution"] == 16  # scored where the teacher scores
+    assert not (tmp_path / "lf.candidates").exists()  # the candidates' folder goes once the filter is written
+    assert m["protocol"] == "distilled" and m["distilled"]["candidates"] == 10
+    assert m["distilled"]["teacher"] == "teacher"
+    assert m["distilled"]["held_back_candidates"]["n"] == 1 and m["real_train_stems"]
+    assert "held-out" in m["scores"]
+    from fastsynth.models.bundle import ship_filter
+
+    model = tmp_path / "model"
+    shutil.copytree(run / "model", model)
+    ship_filter(model, str(out), 0.5)  # its real data is the model's training split: accepted
+    shipped = json.loads((model / "latent-filter" / "fastsynth.json").read_text())
+    assert shipped["protocol"] == "distilled" and shipped["distilled"]["teacher_sha256"] == scorer.sha256
+    # the model now ships a latent filter: --distill without --teacher has no image filter to learn from
+    for args, msg in [(["--model", str(model)], "--teacher"),
+                      (["--model", str(run), "--teacher", str(teacher)], "--teacher is the image filter of"),
+                      (["--model", str(run)], "ships no filter"),
+                      (["--model", str(run), "--teacher", str(model / "latent-filter")], "a latent filter"),
+                      (["--model", str(run), "--teacher", str(tmp_path)], "not a segmenter folder")]:
+        extra = [] if "--teacher is" in msg else ["--distill", "4"]
+        capsys.readouterr()
+        assert main(["train-filter", *args, "--out", str(tmp_path / "no"), *extra]) == 2, args
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, (args, err)
+        assert not (tmp_path / "no").exists()

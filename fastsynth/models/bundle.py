@@ -132,13 +132,16 @@ def _ship_segmenter(src: str, dest: Path, model_dir: Path) -> None:
 
     model, cfg, meta = load_segmenter(src)
     stems = meta.get("real_train_stems")
-    if meta.get("protocol") != "real" or not stems:
+    # "distilled": a latent filter taught by an image filter on the model's own candidates (train-filter --distill);
+    # the real data behind it is the model's training split, recorded as for a real-only one
+    ok = ("real", "distilled") if cfg.input == "latent" else ("real",)
+    if meta.get("protocol") not in ok or not stems:
         raise SystemExit(f"--filter-segmenter {src}: not a real-only segmenter with its training stems recorded "
                          "(save one with `fastsynth evaluate --downstream --protocols real`)")
     held = set(model_split(model_dir) or ())
     if held & set(stems):
         raise SystemExit(f"--filter-segmenter {src}: trained on {len(held & set(stems))} pairs the model holds out")
-    keep = {k: meta[k] for k in ("protocol", "scores", "training") if k in meta}
+    keep = {k: meta[k] for k in ("protocol", "scores", "training", "distilled") if k in meta}
     save_segmenter(model, cfg, dest, {**keep, "real_train": f"{len(stems)} pairs of the model's training split "
                                                             "(split.json), none of its held-out pairs"},
                    dtype=torch.float16)

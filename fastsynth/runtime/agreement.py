@@ -57,14 +57,27 @@ class AgreementScorer:
         pred = predict_latent(self.fn, z.to(self.device), self.resolution, self.threshold, self.batch_size)
         return dice_iou(pred, mask_at(masks, self.resolution)[:, 0].numpy())[0].astype(np.float32)
 
-    def __call__(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    def _pairs(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
         if self.latent:
             raise FastsynthError(f"{self.path}: a latent filter scores latents (score_latents), not images")
         from ..data.pairs import resize_pairs
-        from ..models.segmenter import dice_iou, predict
 
         pairs = np.concatenate([images.transpose(0, 3, 1, 2), masks[:, None]], 1)
         if pairs.shape[-1] != self.resolution:  # judged where the segmenter was trained, as evaluate does
             pairs = resize_pairs(pairs, self.resolution)
+        return pairs
+
+    def predict_masks(self, images: np.ndarray) -> np.ndarray:
+        """The image segmenter's own masks [N, r, r] (bool) at its resolution ``r``, for uint8 images [N, H, W, 3]
+        resized as ``__call__`` resizes them (what ``train-filter --distill`` teaches a latent filter)."""
+        from ..models.segmenter import predict
+
+        pairs = self._pairs(images, np.zeros(images.shape[:3], np.uint8))
+        return predict(self.fn, pairs[:, :3], self.threshold, self.batch_size, self.device).astype(bool)
+
+    def __call__(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        from ..models.segmenter import dice_iou, predict
+
+        pairs = self._pairs(images, masks)
         pred = predict(self.fn, pairs[:, :3], self.threshold, self.batch_size, self.device)
         return dice_iou(pred, pairs[:, 3] >= 128)[0].astype(np.float32)

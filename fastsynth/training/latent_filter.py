@@ -2,9 +2,18 @@
 ``generate --keep-agreeing`` scores a candidate pair from its latent and its mask before the decoder runs, so the
 decoder (about half of a 256² candidate's cost on a CPU) runs only on the kept pairs.
 
-The latents are the training images encoded by the model's autoencoder (both horizontal flips, through the latent
-cache that training uses), at the autoencoder's own scale; the target is the mask at ``resolution``. The held-out
-split of the model scores the segmenter, as the judge scores its real segmenters."""
+Two ways to teach it:
+
+- real pairs (the default): the model's training images encoded by its autoencoder (both horizontal flips, through
+  the latent cache that training uses), at the autoencoder's own scale; the target is the real mask at
+  ``resolution``;
+- distilled (``distill=N``): N unfiltered candidates of the model itself, their latents caught before decoding; the
+  target is what an image filter (the model's own, by default) segments in the decoded image, so the latent filter
+  learns to agree with the image filter, not with the real masks. It scores the candidates generation actually
+  draws, from the latent generation actually has.
+
+The held-out split of the model scores the segmenter either way, as the judge scores its real segmenters; a
+distilled filter also reports how well it ranks held-back candidates as its teacher does."""
 
 from __future__ import annotations
 
@@ -33,61 +42,32 @@ def _encode(arr: np.ndarray, modality, ae, batch_size: int = 16) -> torch.Tensor
                       for i in range(0, len(arr), batch_size)]).float()
 
 
-def train_latent_filter(model: str | os.PathLike, out: str | os.PathLike, steps: int = 1500, batch_size: int = 32,
-                        lr: float = 1e-3, resolution: int = 128, seed: int = 0, progress: bool = True,
-                        dtype: torch.dtype | None = None) -> Path:
-    """Train the latent-grid segmenter of a latent ``model`` on its training split and save it to ``out`` (a
-    segmenter folder, ``input: latent``). Returns ``out``. ``dtype``: store the weights in it (float16 to ship)."""
+def _fit(z: torch.Tensor, target: torch.Tensor, cfg, progress: bool, hflip: bool) -> torch.nn.Module:
+    """Train the latent-grid segmenter of ``cfg`` on latents [N, 32, h, w] and masks [N, 1, r, r] (float 0/1). Flips
+    on the grid, each with probability 1/2: vertical always, horizontal with ``hflip`` (the real path encodes the
+    horizontal flips instead). Deterministic per ``cfg.seed``."""
     from tqdm.auto import tqdm
 
-    from ..data.modality import modality_from_config
-    from ..metrics.io import load_real, resolve_real
-    from ..models import load_model, resolve_model_dir
-    from ..models.autoencoder import load_autoencoder
-    from ..models.segmenter import (SegConfig, binary_loss, build_model, dice_iou, mask_at, predict_latent,
-                                    save_segmenter)
-    from ..utils import public_model_name
-    from .latent_cache import build_latent_cache
+    from ..models.segmenter import binary_loss, build_model
 
-    mdir = resolve_model_dir(model)
-    net, _ = load_model(mdir)
-    c = net.config
-    if not c.autoencoder:
-        raise FastsynthError(f"{model}: a pixel model; the latent filter is for latent models (its pixel pairs "
-                             "are scored by an image segmenter: `evaluate --downstream` saves one)")
-    if c.class_names:
-        raise FastsynthError(f"{model}: a model of label maps; the agreement filter scores binary masks for now")
-    modality = modality_from_config(c)
-    src, rset = resolve_real(mdir)  # the model's own split and training data (its provenance, or FASTSYNTH_DATA)
-    _, train_arr = load_real(src, c.resolution, rset.train_stems, modality)
-    _, test_arr = load_real(src, c.resolution, rset.test_stems, modality)
-    ae = load_autoencoder(c.autoencoder, c.autoencoder_sha256, channels=c.image_channels)
-    t0 = time.perf_counter()
-    cache = build_latent_cache(train_arr, modality, ae, hflip=True, vflip=False, progress=progress)
-    z = cache["z"].flatten(0, 1)  # [N * V, 32, h, w]
-    target = mask_at(cache["labels"].flatten(0, 1), resolution).float()
-    z_test = _encode(test_arr, modality, ae)
-    encode_s = time.perf_counter() - t0
-
-    cfg = SegConfig(**LATENT_SEG, resolution=resolution, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                    hflip=True, vflip=True, input="latent", autoencoder=c.autoencoder,
-                    autoencoder_sha256=c.autoencoder_sha256)
-    torch.manual_seed(seed)
+    torch.manual_seed(cfg.seed)
     seg, _ = build_model(cfg)
-    opt = torch.optim.AdamW(seg.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(seg.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps, r = cfg.steps, cfg.resolution
     warm = max(1, steps // 20)  # a short linear warm-up, then cosine down to 0 at the last step
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: (k + 1) / warm if k < warm else
                                               0.5 * (1 + math.cos(math.pi * (k - warm) / max(1, steps - warm))))
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(cfg.seed)
     seg.train()
-    t1 = time.perf_counter()
     bar = tqdm(range(steps), desc="training the latent filter", unit="step", disable=not progress)
     for _ in bar:
-        idx = torch.randint(0, len(z), (batch_size,), generator=g)
-        zb, tb = z[idx], target[idx]
-        if torch.rand(1, generator=g).item() < 0.5:  # vertical flips on the grid; the horizontal ones were encoded
+        idx = torch.randint(0, len(z), (cfg.batch_size,), generator=g)
+        zb, tb = z[idx].float(), target[idx].float()
+        if torch.rand(1, generator=g).item() < 0.5:
             zb, tb = zb.flip(-2), tb.flip(-2)
-        logits = F.interpolate(seg(zb), size=(resolution, resolution), mode="bilinear", align_corners=False)
+        if hflip and torch.rand(1, generator=g).item() < 0.5:
+            zb, tb = zb.flip(-1), tb.flip(-1)
+        logits = F.interpolate(seg(zb), size=(r, r), mode="bilinear", align_corners=False)
         loss = binary_loss(logits, tb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -95,15 +75,154 @@ def train_latent_filter(model: str | os.PathLike, out: str | os.PathLike, steps:
         sched.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
-    seg.eval()
+    return seg.eval()
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def distill_candidates(model_dir: Path, n: int, teacher, work: Path, seed: int = 0, batch_size: int = 16,
+                       progress: bool = True, backend: str = "auto") -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """``n`` unfiltered new pairs of a latent model (its own generation defaults, its filter off; rows ``0..n-1`` of
+    ``seed``): their latents [n, 32, h, w] (fp16, the autoencoder's scale) as generation sees them before decoding,
+    their masks [n, H, W] {0, 255}, and the image filter ``teacher``'s masks of the decoded images [n, r, r]
+    (bool). With a redraw the latent is the first pass's (what a latent filter is given) and the teacher sees the
+    redrawn image: the filter learns to predict whether the finished pair will agree.
+
+    The candidates go to ``work`` (a generate dataset, plus each batch's latents in ``work/latents``), so an
+    interrupted run resumes where generation stopped (a shard not finished is drawn again, the same rows)."""
+    from safetensors.torch import load_file, save
+
+    from ..config import GenerateConfig
+    from ..metrics.io import load_synthetic
+    from ..pipeline import generate
+    from ..utils import write_atomic
+
+    zdir = Path(work) / "latents"
+    zdir.mkdir(parents=True, exist_ok=True)
+
+    def sink(rows, z):
+        rows = np.asarray(rows, dtype=np.int64)
+        write_atomic(zdir / f"rows-{int(rows[0]):08d}.safetensors",
+                     save({"rows": torch.from_numpy(rows), "z": z.detach().cpu().to(torch.float16).contiguous()}))
+
+    cfg = GenerateConfig(n=n, keep_agreeing="none", seed=seed, batch_size=batch_size, backend=backend)
+    generate(cfg, Path(work) / "pairs", model=str(model_dir), progress=progress, latent_sink=sink)
+    syn = load_synthetic(Path(work) / "pairs")
+    caught: dict[int, torch.Tensor] = {}
+    for f in sorted(zdir.glob("rows-*.safetensors")):
+        d = load_file(str(f))
+        caught.update(zip(d["rows"].tolist(), d["z"]))
+    if any(int(i) not in caught for i in syn.index):
+        raise FastsynthError(f"{work}: latents missing for some candidates; remove the folder and run again")
+    z = torch.stack([caught[int(i)] for i in syn.index])
+    teach = np.concatenate([teacher.predict_masks(syn.images[i:i + 256]) for i in range(0, len(z), 256)])
+    return z, syn.masks, teach
+
+
+def train_latent_filter(model: str | os.PathLike, out: str | os.PathLike, steps: int = 1500, batch_size: int = 32,
+                        lr: float = 1e-3, resolution: int = 128, seed: int = 0, progress: bool = True,
+                        dtype: torch.dtype | None = None, distill: int = 0,
+                        teacher: str | os.PathLike | None = None, backend: str = "auto") -> Path:
+    """Train the latent-grid segmenter of a latent ``model`` and save it to ``out`` (a segmenter folder, ``input:
+    latent``). Returns ``out``. ``dtype``: store the weights in it (float16 to ship). ``distill``: teach it on this
+    many of the model's own candidates, labelled by the image filter ``teacher`` (default: the model's shipped
+    filter), at the teacher's resolution, generated on ``backend``; else on the real training pairs at
+    ``resolution``."""
+    from ..data.modality import modality_from_config
+    from ..metrics.io import load_real, resolve_real
+    from ..models import load_model, resolve_model_dir
+    from ..models.autoencoder import load_autoencoder
+    from ..models.segmenter import SegConfig, dice_iou, mask_at, predict_latent, save_segmenter
+    from ..utils import public_model_name
+    from .latent_cache import build_latent_cache
+
+    mdir = resolve_model_dir(model)
+    net, meta = load_model(mdir)
+    c = net.config
+    if not c.autoencoder:
+        raise FastsynthError(f"{model}: a pixel model; the latent filter is for latent models (its pixel pairs "
+                             "are scored by an image segmenter: `evaluate --downstream` saves one)")
+    if c.class_names:
+        raise FastsynthError(f"{model}: a model of label maps; the agreement filter scores binary masks for now")
+    modality = modality_from_config(c)
+    scorer = None
+    if distill:
+        from ..runtime.agreement import AgreementScorer
+
+        if teacher is None:
+            own = ((meta.get("generate_defaults") or {}).get("pairs") or {}).get("keep_agreeing")
+            if not own:
+                raise FastsynthError(f"{model}: ships no filter to distil; give --teacher SEGMENTER (an image "
+                                     "segmenter, e.g. one `evaluate --downstream --protocols real` saved)")
+            teacher = mdir / own
+        if not (Path(teacher) / "config.json").is_file():
+            raise FastsynthError(f"--teacher {teacher}: not a segmenter folder (no config.json)")
+        scorer = AgreementScorer(teacher, "cpu")
+        if scorer.latent:
+            raise FastsynthError(f"--teacher {teacher}: a latent filter; the teacher is an image segmenter")
+        if modality.channels != 3:
+            raise FastsynthError(f"{model}: {modality.image_mode} images; the image filters score RGB images for now")
+        resolution = scorer.resolution
+    src, rset = resolve_real(mdir)  # the model's own split and training data (its provenance, or FASTSYNTH_DATA)
+    _, test_arr = load_real(src, c.resolution, rset.test_stems, modality)
+    ae = load_autoencoder(c.autoencoder, c.autoencoder_sha256, channels=c.image_channels)
+    cfg = SegConfig(**LATENT_SEG, resolution=resolution, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                    hflip=True, vflip=True, input="latent", autoencoder=c.autoencoder,
+                    autoencoder_sha256=c.autoencoder_sha256)
+    t0 = time.perf_counter()
+    if distill:
+        work = Path(out).with_name(Path(out).name + ".candidates")  # kept until the filter is written: resumable
+        z_all, masks, teach = distill_candidates(mdir, distill, scorer, work, seed=seed, progress=progress,
+                                                 backend=backend)
+        # the last tenth of the candidates is held back: how well does the filter rank them as its teacher does?
+        n_fit = max(1, distill - max(1, distill // 10)) if distill > 1 else 1
+        z, target = z_all[:n_fit], torch.from_numpy(teach[:n_fit, None])
+    else:
+        _, train_arr = load_real(src, c.resolution, rset.train_stems, modality)
+        cache = build_latent_cache(train_arr, modality, ae, hflip=True, vflip=False, progress=progress)
+        z = cache["z"].flatten(0, 1)  # [N * V, 32, h, w]
+        target = mask_at(cache["labels"].flatten(0, 1), resolution)
+    z_test = _encode(test_arr, modality, ae)
+    prep_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    seg = _fit(z, target, cfg, progress, hflip=bool(distill))
+    train_s = time.perf_counter() - t1
     pred = predict_latent(seg, z_test, resolution, cfg.threshold)
     dice, iou = dice_iou(pred, mask_at(test_arr[:, modality.channels], resolution)[:, 0].numpy())
-    # "real": trained on real pairs only, the model's training split (its stems recorded, so shipping it with the
-    # model can check that none of the held-out pairs were seen), like the judge's real segmenters
-    meta = {"protocol": "real", "filter_of": public_model_name(model), "real_train_stems": list(rset.train_stems),
-            "scores": {"held-out": {"dice": float(dice.mean()), "iou": float(iou.mean()), "n": len(dice)}},
-            "training": {"images": len(train_arr), "latents": len(z), "encode_s": round(encode_s, 1),
-                         "train_s": round(time.perf_counter() - t1, 1), "encoder_weights_used": None}}
-    print(f"latent filter: held-out Dice {dice.mean():.3f} (IoU {iou.mean():.3f}, {len(dice)} images) -> {out}",
-          file=sys.stderr)
-    return save_segmenter(seg, cfg, out, meta, dtype=dtype)
+    scores = {"held-out": {"dice": float(dice.mean()), "iou": float(iou.mean()), "n": len(dice)}}
+    if distill:
+        # "distilled": taught by an image filter (itself trained on real pairs of the model's training split) on
+        # the model's own candidates; the model's training stems are recorded, as for a real-only filter
+        held = slice(n_fit, None)
+        m_at = mask_at(masks[held], resolution)[:, 0].numpy()
+        a_teacher = dice_iou(teach[held], m_at)[0]
+        a_self = dice_iou(predict_latent(seg, z_all[held].float(), resolution, cfg.threshold), m_at)[0]
+        keep_t = a_teacher >= np.quantile(a_teacher, 0.5)
+        keep_s = a_self >= np.quantile(a_self, 0.5)
+        held_back = {"n": int(len(a_self)), "spearman_with_teacher": _spearman(a_self, a_teacher),
+                     "jaccard_of_kept_halves": float((keep_t & keep_s).sum() / max(1, (keep_t | keep_s).sum()))}
+        own_teacher = Path(teacher).resolve().parent == mdir.resolve()
+        tmeta = {"teacher": f"{public_model_name(model)}'s own filter" if own_teacher else Path(teacher).name,
+                 "teacher_sha256": scorer.sha256,
+                 "candidates": int(distill), "candidates_fit": int(n_fit), "candidate_seed": seed,
+                 "held_back_candidates": held_back}
+        protocol, training = "distilled", {"candidates": int(distill), "latents": len(z)}
+    else:
+        tmeta, protocol, training = {}, "real", {"images": len(train_arr), "latents": len(z)}
+    meta_out = {"protocol": protocol, "filter_of": public_model_name(model), "real_train_stems": list(rset.train_stems),
+                "scores": scores, **({"distilled": tmeta} if distill else {}),
+                "training": {**training, "prepare_s": round(prep_s, 1), "train_s": round(train_s, 1),
+                             "encoder_weights_used": None}}
+    extra = (f"; {held_back['n']} held-back candidates ranked as the teacher ranks them: Spearman "
+             f"{held_back['spearman_with_teacher']:.2f}") if distill else ""
+    print(f"latent filter: held-out Dice {dice.mean():.3f} (IoU {iou.mean():.3f}, {len(dice)} images){extra} -> "
+          f"{out}", file=sys.stderr)
+    saved = save_segmenter(seg, cfg, out, meta_out, dtype=dtype)
+    if distill:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    return saved
