@@ -330,3 +330,16 @@ done 2>&1 | grep -E "generated|Elapsed|Maximum res" > benchmarks/results/latent_
 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 19 fastsynth train --data ../shared/data/hc18-ultrasound \
   --out runs/lat256-hc18w --latent taef2 --mask-repr pool --resolution 256 --steps 100000 --loss-weighting min-snr \
   --mixed-precision bf16 --checkpoint-every 250 --time-limit 110 --no-progress --seed 0 --init-from bundled-256
+# 39. the image filter distilled onto the latent grid: its masks of 3,072 of the model's own unfiltered candidates
+#     (rows 0..3071 of seed 0; the last 307 held back to check the ranking), latents caught before decoding
+/usr/bin/time -v fastsynth train-filter --model bundled-256 --out /tmp/dl/seg --distill 3072 --no-progress
+python benchmarks/latent_filter_threshold.py --filter /tmp/dl/seg --work /tmp/ls  # 0.717 (rows seen in training)
+# 40. 900 pairs each at seed 1 (candidates the distilled filter never saw), both threads, one after the other; then
+#     judged with three segmenter seeds at 128² (one thread each, side by side)
+/usr/bin/time -v fastsynth generate --model bundled-256 --n 900 --seed 1 --out /tmp/j1/dist --keep-agreeing /tmp/dl/seg \
+  --min-agreement 0.72 --no-progress
+/usr/bin/time -v fastsynth generate --model bundled-256 --n 900 --seed 1 --out /tmp/j1/img --no-progress
+for k in dist img; do
+  OMP_NUM_THREADS=1 fastsynth evaluate /tmp/j1/$k --real bundled-256 --metrics masks --downstream --protocols synthetic \
+    --seg-resolution 128 --seeds 3 --no-progress --json benchmarks/results/judge256_filter_${k}_seed1_amd_cpu.json &
+done; wait

@@ -711,6 +711,9 @@ def test_train_filter_distils_an_image_filter_on_the_models_own_candidates(laten
     ship_filter(model, str(out), 0.5)  # its real data is the model's training split: accepted
     shipped = json.loads((model / "latent-filter" / "fastsynth.json").read_text())
     assert shipped["protocol"] == "distilled" and shipped["distilled"]["teacher_sha256"] == scorer.sha256
+    capsys.readouterr()
+    assert main(["info", "--model", str(model)]) == 0
+    assert "distilled from its real-data image filter `latent-filter`" in capsys.readouterr().out
     # the model now ships a latent filter: --distill without --teacher has no image filter to learn from
     for args, msg in [(["--model", str(model)], "--teacher"),
                       (["--model", str(run), "--teacher", str(teacher)], "--teacher is the image filter of"),

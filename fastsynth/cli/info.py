@@ -86,8 +86,9 @@ def run(args) -> int:
         sampler, steps, grid = resolve_sampler(g.sampler, g.steps, meta)
         info[f"defaults_{mode}"] = _describe_defaults(g, sampler, steps, grid, mode)
         if mode == "pairs" and optional_ref(g.keep_agreeing):
-            on_latent = _reads_latents(d / g.keep_agreeing)
-            info["defaults_pairs"] += (f"; kept where the mask agrees with its real-data segmenter "
+            on_latent, distilled = _filter_kind(d / g.keep_agreeing)
+            who = "a segmenter distilled from its real-data image filter" if distilled else "its real-data segmenter"
+            info["defaults_pairs"] += (f"; kept where the mask agrees with {who} "
                                        f"`{g.keep_agreeing}` at Dice >= "
                                        f"{DEFAULT_MIN_AGREEMENT if g.min_agreement is None else g.min_agreement:g} "
                                        + ("(scored on the latent grid: more candidates drawn, only the kept ones "
@@ -157,11 +158,13 @@ def _describe_defaults(g, sampler: str, steps: int, grid, mode: str) -> str:
     return ", ".join(parts)
 
 
-def _reads_latents(segmenter_dir) -> bool:
-    """Whether a model's filter segmenter scores latents (``fastsynth train-filter``) rather than decoded images."""
+def _filter_kind(segmenter_dir) -> tuple[bool, bool]:
+    """Whether a model's filter segmenter scores latents (``fastsynth train-filter``) rather than decoded images,
+    and whether it was distilled from an image filter (``train-filter --distill``)."""
     import json
 
     try:
-        return json.loads((segmenter_dir / "config.json").read_text()).get("input") == "latent"
+        latent = json.loads((segmenter_dir / "config.json").read_text()).get("input") == "latent"
+        return latent, json.loads((segmenter_dir / "fastsynth.json").read_text()).get("protocol") == "distilled"
     except (OSError, ValueError):
-        return False
+        return False, False
