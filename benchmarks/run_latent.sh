@@ -343,3 +343,10 @@ for k in dist img; do
   OMP_NUM_THREADS=1 fastsynth evaluate /tmp/j1/$k --real bundled-256 --metrics masks --downstream --protocols synthetic \
     --seg-resolution 128 --seeds 3 --no-progress --json benchmarks/results/judge256_filter_${k}_seed1_amd_cpu.json &
 done; wait
+# 41. the HC18 run at step 1,750 (its checkpoint), judged: 727 pairs with the global defaults (both threads), then
+#     real-only and synthetic-only segmenters at 128², two seeds (one thread each, side by side)
+/usr/bin/time -v fastsynth generate --model runs/lat256-hc18w/model --n 727 --out /tmp/h727 --no-progress
+for p in real synthetic; do
+  OMP_NUM_THREADS=1 fastsynth evaluate /tmp/h727 --real runs/lat256-hc18w/model --metrics masks --downstream \
+    --protocols $p --seg-resolution 128 --seeds 2 --no-progress --json benchmarks/results/judge256_hc18w_${p}_amd_cpu.json &
+done; wait
