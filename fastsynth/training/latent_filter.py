@@ -78,11 +78,6 @@ def _fit(z: torch.Tensor, target: torch.Tensor, cfg, progress: bool, hflip: bool
     return seg.eval()
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def distill_candidates(model_dir: Path, n: int, teacher, work: Path, seed: int = 0, batch_size: int = 16,
                        progress: bool = True, backend: str = "auto") -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """``n`` unfiltered new pairs of a latent model (its own generation defaults, its filter off; rows ``0..n-1`` of
@@ -202,7 +197,11 @@ def train_latent_filter(model: str | os.PathLike, out: str | os.PathLike, steps:
         a_self = dice_iou(predict_latent(seg, z_all[held].float(), resolution, cfg.threshold), m_at)[0]
         keep_t = a_teacher >= np.quantile(a_teacher, 0.5)
         keep_s = a_self >= np.quantile(a_self, 0.5)
-        held_back = {"n": int(len(a_self)), "spearman_with_teacher": _spearman(a_self, a_teacher),
+        from scipy.stats import spearmanr  # with segmentation_models_pytorch in the eval extra
+
+        rho = float(spearmanr(a_self, a_teacher)[0]) if len(a_self) > 2 else None  # too few to rank
+        rho = None if rho is not None and not np.isfinite(rho) else rho  # a constant score ranks nothing
+        held_back = {"n": int(len(a_self)), "spearman_with_teacher": rho,
                      "jaccard_of_kept_halves": float((keep_t & keep_s).sum() / max(1, (keep_t | keep_s).sum()))}
         own_teacher = Path(teacher).resolve().parent == mdir.resolve()
         tmeta = {"teacher": f"{public_model_name(model)}'s own filter" if own_teacher else Path(teacher).name,
@@ -217,7 +216,7 @@ def train_latent_filter(model: str | os.PathLike, out: str | os.PathLike, steps:
                 "training": {**training, "prepare_s": round(prep_s, 1), "train_s": round(train_s, 1),
                              "encoder_weights_used": None}}
     extra = (f"; {held_back['n']} held-back candidates ranked as the teacher ranks them: Spearman "
-             f"{held_back['spearman_with_teacher']:.2f}") if distill else ""
+             f"{held_back['spearman_with_teacher']:.2f}") if distill and rho is not None else ""
     print(f"latent filter: held-out Dice {dice.mean():.3f} (IoU {iou.mean():.3f}, {len(dice)} images){extra} -> "
           f"{out}", file=sys.stderr)
     saved = save_segmenter(seg, cfg, out, meta_out, dtype=dtype)
