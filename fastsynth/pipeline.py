@@ -586,3 +586,65 @@ def _wait_for_manifest(writer: DatasetWriter, timeout_s: float = 600.0) -> dict 
 
 def default_out_dir(mode: str) -> Path:
     return Path(f"fastsynth-out/{mode}")
+
+
+def distill_candidates(model: str | os.PathLike, n: int, work: str | os.PathLike, teacher: str | None = None,
+                       seed: int = 0, batch_size: int = 16, progress: bool = True, backend: str = "auto") -> dict:
+    """What ``fastsynth train-filter --distill N`` teaches a latent filter: ``n`` unfiltered new pairs of a latent
+    ``model`` (its own generation defaults, its filter off; rows ``0..n-1`` of ``seed``) and the image filter
+    ``teacher``'s masks of them (default: the model's shipped filter). Returns ``z`` [n, 32, h, w] (fp16, the
+    autoencoder's scale: the latents as a latent filter is given them, caught before decoding), ``masks`` [n, H, W]
+    {0, 255}, ``teach`` [n, r, r] (bool, the teacher's masks at its resolution ``resolution``) and ``record`` (what
+    the filter's card says of its teacher). With a redraw the latent is the first pass's and the teacher sees the
+    redrawn image: the filter learns whether the finished pair will agree.
+
+    The candidates go to ``work`` (a generate dataset, plus each batch's latents in ``work/latents``), so an
+    interrupted run goes on where generation stopped (a shard not finished is drawn again, the same rows)."""
+    import torch
+    from safetensors.torch import load_file, save
+
+    from .metrics.io import load_synthetic
+    from .models import load_model, resolve_model_dir
+    from .runtime.agreement import AgreementScorer
+    from .utils import public_model_name, write_atomic
+
+    mdir = resolve_model_dir(model)
+    net, meta = load_model(mdir)
+    if not net.config.autoencoder:
+        raise FastsynthError(f"{model}: a pixel model; the latent filter is for latent models")
+    if teacher is None:
+        own = ((meta.get("generate_defaults") or {}).get("pairs") or {}).get("keep_agreeing")
+        if not own:
+            raise FastsynthError(f"{model}: ships no filter to distil; give --teacher SEGMENTER (an image segmenter, "
+                                 "e.g. one `evaluate --downstream --protocols real` saved)")
+        teacher = str(mdir / own)
+    if not (Path(teacher) / "config.json").is_file():
+        raise FastsynthError(f"--teacher {teacher}: not a segmenter folder (no config.json)")
+    scorer = AgreementScorer(teacher, "cpu")
+    if scorer.latent:
+        raise FastsynthError(f"--teacher {teacher}: a latent filter; the teacher is an image segmenter")
+    if modality_from_config(net.config).channels != 3:
+        raise FastsynthError(f"{model}: grey images; the image filters score RGB images for now")
+    zdir = Path(work) / "latents"
+    zdir.mkdir(parents=True, exist_ok=True)
+
+    def sink(rows, z):
+        rows = np.asarray(rows, dtype=np.int64)
+        write_atomic(zdir / f"rows-{int(rows[0]):08d}.safetensors",
+                     save({"rows": torch.from_numpy(rows), "z": z.detach().cpu().to(torch.float16).contiguous()}))
+
+    cfg = GenerateConfig(n=n, keep_agreeing="none", seed=seed, batch_size=batch_size, backend=backend)
+    generate(cfg, Path(work) / "pairs", model=str(mdir), progress=progress, latent_sink=sink)
+    syn = load_synthetic(Path(work) / "pairs")
+    caught: dict[int, torch.Tensor] = {}
+    for f in sorted(zdir.glob("rows-*.safetensors")):
+        d = load_file(str(f))
+        caught.update(zip(d["rows"].tolist(), d["z"]))
+    if any(int(i) not in caught for i in syn.index):
+        raise FastsynthError(f"{work}: latents missing for some candidates; remove the folder and run again")
+    z = torch.stack([caught[int(i)] for i in syn.index])
+    teach = np.concatenate([scorer.predict_masks(syn.images[i:i + 256]) for i in range(0, len(z), 256)])
+    own_teacher = Path(teacher).resolve().parent == mdir.resolve()
+    record = {"teacher": f"{public_model_name(model)}'s own filter" if own_teacher else Path(teacher).name,
+              "teacher_sha256": scorer.sha256, "candidates": int(n), "candidate_seed": int(seed)}
+    return {"z": z, "masks": syn.masks, "teach": teach, "resolution": scorer.resolution, "record": record}

@@ -652,7 +652,7 @@ def test_train_filter_distils_an_image_filter_on_the_models_own_candidates(laten
     from fastsynth.models.latent import LatentSpace
     from fastsynth.models.segmenter import SegConfig, build_model, save_segmenter
     from fastsynth.runtime.agreement import AgreementScorer
-    from fastsynth.training.latent_filter import distill_candidates
+    from fastsynth.pipeline import distill_candidates
 
     _, run = latent_run
     cfg = SegConfig(arch="unet", encoder="resnet18", encoder_weights=None, encoder_depth=3,
@@ -674,8 +674,10 @@ def test_train_filter_distils_an_image_filter_on_the_models_own_candidates(laten
     (one_pass / "fastsynth.json").write_text(json.dumps({**meta, "generate_defaults": {"pairs": {"redraw": False}}}))
     monkeypatch.setattr(LatentSpace, "decode_images", catching)
     scorer = AgreementScorer(teacher, "cpu", "eager")
-    z, masks, teach = distill_candidates(one_pass, 6, scorer, tmp_path / "work", seed=3, batch_size=4,
-                                         progress=False, backend="eager")
+    d = distill_candidates(one_pass, 6, tmp_path / "work", teacher=str(teacher), seed=3, batch_size=4,
+                           progress=False, backend="eager")
+    z, masks, teach = d["z"], d["masks"], d["teach"]
+    assert d["resolution"] == 16 and d["record"]["teacher_sha256"] == scorer.sha256
     assert z.dtype == torch.float16 and z.shape[0] == 6 and teach.shape == (6, 16, 16) and teach.dtype == bool
     assert torch.allclose(z.float(), torch.cat(decoded), atol=1e-2, rtol=1e-3)  # what the decoder got, in row order
     # interrupted (the shard not written, the latents of all batches but the first lost): run again, the same
@@ -683,8 +685,9 @@ def test_train_filter_distils_an_image_filter_on_the_models_own_candidates(laten
     for f in sorted((tmp_path / "work" / "latents").glob("*"))[1:]:
         f.unlink()
     decoded.clear()
-    z2, masks2, teach2 = distill_candidates(one_pass, 6, scorer, tmp_path / "work", seed=3, batch_size=4,
-                                            progress=False, backend="eager")
+    d2 = distill_candidates(one_pass, 6, tmp_path / "work", teacher=str(teacher), seed=3, batch_size=4,
+                            progress=False, backend="eager")
+    z2, masks2, teach2 = d2["z"], d2["masks"], d2["teach"]
     assert torch.equal(z, z2) and np.array_equal(masks, masks2) and np.array_equal(teach, teach2)
     monkeypatch.setattr(LatentSpace, "decode_images", orig)
     generate(GenerateConfig(n=6, seed=3, batch_size=4, keep_agreeing="none", backend="eager"), tmp_path / "same",

@@ -47,9 +47,21 @@ def run(args) -> int:
 
     from ..training.latent_filter import train_latent_filter
 
+    distilled = work = None
+    if args.distill:  # the model's own candidates, labelled by its image filter (kept in OUT.candidates till done)
+        from pathlib import Path
+
+        from ..pipeline import distill_candidates
+
+        work = Path(args.out).with_name(Path(args.out).name + ".candidates")
+        distilled = distill_candidates(args.model, args.distill, work, teacher=args.teacher, seed=args.seed,
+                                       progress=not args.no_progress, backend=args.backend)
     out = train_latent_filter(args.model, args.out, steps=args.steps, batch_size=args.batch_size,
                               resolution=args.resolution, seed=args.seed, progress=not args.no_progress,
-                              dtype=torch.float16 if args.fp16 else None, distill=args.distill,
-                              teacher=args.teacher, backend=args.backend)
+                              dtype=torch.float16 if args.fp16 else None, distilled=distilled)
+    if work is not None:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
     print(f"latent filter written to {out}: generate --keep-agreeing {out} --min-agreement D")
     return 0

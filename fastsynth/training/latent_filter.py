@@ -7,10 +7,10 @@ Two ways to teach it:
 - real pairs (the default): the model's training images encoded by its autoencoder (both horizontal flips, through
   the latent cache that training uses), at the autoencoder's own scale; the target is the real mask at
   ``resolution``;
-- distilled (``distill=N``): N unfiltered candidates of the model itself, their latents caught before decoding; the
-  target is what an image filter (the model's own, by default) segments in the decoded image, so the latent filter
-  learns to agree with the image filter, not with the real masks. It scores the candidates generation actually
-  draws, from the latent generation actually has.
+- distilled (``distilled=``, from ``pipeline.distill_candidates``): the model's own unfiltered candidates, their
+  latents caught before decoding; the target is what an image filter (the model's own, by default) segments in the
+  decoded image, so the latent filter learns to agree with the image filter, not with the real masks. It scores the
+  candidates generation actually draws, from the latent generation actually has.
 
 The held-out split of the model scores the segmenter either way, as the judge scores its real segmenters; a
 distilled filter also reports how well it ranks held-back candidates as its teacher does."""
@@ -78,54 +78,14 @@ def _fit(z: torch.Tensor, target: torch.Tensor, cfg, progress: bool, hflip: bool
     return seg.eval()
 
 
-def distill_candidates(model_dir: Path, n: int, teacher, work: Path, seed: int = 0, batch_size: int = 16,
-                       progress: bool = True, backend: str = "auto") -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """``n`` unfiltered new pairs of a latent model (its own generation defaults, its filter off; rows ``0..n-1`` of
-    ``seed``): their latents [n, 32, h, w] (fp16, the autoencoder's scale) as generation sees them before decoding,
-    their masks [n, H, W] {0, 255}, and the image filter ``teacher``'s masks of the decoded images [n, r, r]
-    (bool). With a redraw the latent is the first pass's (what a latent filter is given) and the teacher sees the
-    redrawn image: the filter learns to predict whether the finished pair will agree.
-
-    The candidates go to ``work`` (a generate dataset, plus each batch's latents in ``work/latents``), so an
-    interrupted run resumes where generation stopped (a shard not finished is drawn again, the same rows)."""
-    from safetensors.torch import load_file, save
-
-    from ..config import GenerateConfig
-    from ..metrics.io import load_synthetic
-    from ..pipeline import generate
-    from ..utils import write_atomic
-
-    zdir = Path(work) / "latents"
-    zdir.mkdir(parents=True, exist_ok=True)
-
-    def sink(rows, z):
-        rows = np.asarray(rows, dtype=np.int64)
-        write_atomic(zdir / f"rows-{int(rows[0]):08d}.safetensors",
-                     save({"rows": torch.from_numpy(rows), "z": z.detach().cpu().to(torch.float16).contiguous()}))
-
-    cfg = GenerateConfig(n=n, keep_agreeing="none", seed=seed, batch_size=batch_size, backend=backend)
-    generate(cfg, Path(work) / "pairs", model=str(model_dir), progress=progress, latent_sink=sink)
-    syn = load_synthetic(Path(work) / "pairs")
-    caught: dict[int, torch.Tensor] = {}
-    for f in sorted(zdir.glob("rows-*.safetensors")):
-        d = load_file(str(f))
-        caught.update(zip(d["rows"].tolist(), d["z"]))
-    if any(int(i) not in caught for i in syn.index):
-        raise FastsynthError(f"{work}: latents missing for some candidates; remove the folder and run again")
-    z = torch.stack([caught[int(i)] for i in syn.index])
-    teach = np.concatenate([teacher.predict_masks(syn.images[i:i + 256]) for i in range(0, len(z), 256)])
-    return z, syn.masks, teach
-
-
 def train_latent_filter(model: str | os.PathLike, out: str | os.PathLike, steps: int = 1500, batch_size: int = 32,
                         lr: float = 1e-3, resolution: int = 128, seed: int = 0, progress: bool = True,
-                        dtype: torch.dtype | None = None, distill: int = 0,
-                        teacher: str | os.PathLike | None = None, backend: str = "auto") -> Path:
+                        dtype: torch.dtype | None = None, distilled: dict | None = None) -> Path:
     """Train the latent-grid segmenter of a latent ``model`` and save it to ``out`` (a segmenter folder, ``input:
-    latent``). Returns ``out``. ``dtype``: store the weights in it (float16 to ship). ``distill``: teach it on this
-    many of the model's own candidates, labelled by the image filter ``teacher`` (default: the model's shipped
-    filter), at the teacher's resolution, generated on ``backend``; else on the real training pairs at
-    ``resolution``."""
+    latent``). Returns ``out``. ``dtype``: store the weights in it (float16 to ship). ``distilled``: teach it on the
+    model's own candidates labelled by an image filter (``pipeline.distill_candidates``: latents ``z``, ``masks``,
+    the teacher's masks ``teach``, its ``resolution`` and record), at the teacher's resolution; else on the real
+    training pairs at ``resolution``."""
     from ..data.modality import modality_from_config
     from ..metrics.io import load_real, resolve_real
     from ..models import load_model, resolve_model_dir
@@ -135,7 +95,7 @@ def train_latent_filter(model: str | os.PathLike, out: str | os.PathLike, steps:
     from .latent_cache import build_latent_cache
 
     mdir = resolve_model_dir(model)
-    net, meta = load_model(mdir)
+    net, _ = load_model(mdir)
     c = net.config
     if not c.autoencoder:
         raise FastsynthError(f"{model}: a pixel model; the latent filter is for latent models (its pixel pairs "
@@ -143,24 +103,9 @@ def train_latent_filter(model: str | os.PathLike, out: str | os.PathLike, steps:
     if c.class_names:
         raise FastsynthError(f"{model}: a model of label maps; the agreement filter scores binary masks for now")
     modality = modality_from_config(c)
-    scorer = None
-    if distill:
-        from ..runtime.agreement import AgreementScorer
-
-        if teacher is None:
-            own = ((meta.get("generate_defaults") or {}).get("pairs") or {}).get("keep_agreeing")
-            if not own:
-                raise FastsynthError(f"{model}: ships no filter to distil; give --teacher SEGMENTER (an image "
-                                     "segmenter, e.g. one `evaluate --downstream --protocols real` saved)")
-            teacher = mdir / own
-        if not (Path(teacher) / "config.json").is_file():
-            raise FastsynthError(f"--teacher {teacher}: not a segmenter folder (no config.json)")
-        scorer = AgreementScorer(teacher, "cpu")
-        if scorer.latent:
-            raise FastsynthError(f"--teacher {teacher}: a latent filter; the teacher is an image segmenter")
-        if modality.channels != 3:
-            raise FastsynthError(f"{model}: {modality.image_mode} images; the image filters score RGB images for now")
-        resolution = scorer.resolution
+    distill = len(distilled["z"]) if distilled else 0
+    if distilled:
+        resolution = int(distilled["resolution"])
     src, rset = resolve_real(mdir)  # the model's own split and training data (its provenance, or FASTSYNTH_DATA)
     _, test_arr = load_real(src, c.resolution, rset.test_stems, modality)
     ae = load_autoencoder(c.autoencoder, c.autoencoder_sha256, channels=c.image_channels)
@@ -169,9 +114,7 @@ def train_latent_filter(model: str | os.PathLike, out: str | os.PathLike, steps:
                     autoencoder_sha256=c.autoencoder_sha256)
     t0 = time.perf_counter()
     if distill:
-        work = Path(out).with_name(Path(out).name + ".candidates")  # kept until the filter is written: resumable
-        z_all, masks, teach = distill_candidates(mdir, distill, scorer, work, seed=seed, progress=progress,
-                                                 backend=backend)
+        z_all, masks, teach = distilled["z"], distilled["masks"], distilled["teach"]
         # the last tenth of the candidates is held back: how well does the filter rank them as its teacher does?
         n_fit = max(1, distill - max(1, distill // 10)) if distill > 1 else 1
         z, target = z_all[:n_fit], torch.from_numpy(teach[:n_fit, None])
@@ -203,11 +146,7 @@ def train_latent_filter(model: str | os.PathLike, out: str | os.PathLike, steps:
         rho = None if rho is not None and not np.isfinite(rho) else rho  # a constant score ranks nothing
         held_back = {"n": int(len(a_self)), "spearman_with_teacher": rho,
                      "jaccard_of_kept_halves": float((keep_t & keep_s).sum() / max(1, (keep_t | keep_s).sum()))}
-        own_teacher = Path(teacher).resolve().parent == mdir.resolve()
-        tmeta = {"teacher": f"{public_model_name(model)}'s own filter" if own_teacher else Path(teacher).name,
-                 "teacher_sha256": scorer.sha256,
-                 "candidates": int(distill), "candidates_fit": int(n_fit), "candidate_seed": seed,
-                 "held_back_candidates": held_back}
+        tmeta = {**distilled["record"], "candidates_fit": int(n_fit), "held_back_candidates": held_back}
         protocol, training = "distilled", {"candidates": int(distill), "latents": len(z)}
     else:
         tmeta, protocol, training = {}, "real", {"images": len(train_arr), "latents": len(z)}
@@ -219,9 +158,4 @@ def train_latent_filter(model: str | os.PathLike, out: str | os.PathLike, steps:
              f"{held_back['spearman_with_teacher']:.2f}") if distill and rho is not None else ""
     print(f"latent filter: held-out Dice {dice.mean():.3f} (IoU {iou.mean():.3f}, {len(dice)} images){extra} -> "
           f"{out}", file=sys.stderr)
-    saved = save_segmenter(seg, cfg, out, meta_out, dtype=dtype)
-    if distill:
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
-    return saved
+    return save_segmenter(seg, cfg, out, meta_out, dtype=dtype)
