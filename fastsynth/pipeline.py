@@ -612,12 +612,11 @@ def distill_candidates(model: str | os.PathLike, n: int, work: str | os.PathLike
     net, meta = load_model(mdir)
     if not net.config.autoencoder:
         raise FastsynthError(f"{model}: a pixel model; the latent filter is for latent models")
-    if teacher is None:
-        own = ((meta.get("generate_defaults") or {}).get("pairs") or {}).get("keep_agreeing")
-        if not own:
+    if teacher is None:  # the model's own filter, found as generate finds it
+        teacher = _keep_ref(apply_model_defaults(GenerateConfig(), meta).keep_agreeing, None, mdir)
+        if not teacher:
             raise FastsynthError(f"{model}: ships no filter to distil; give --teacher SEGMENTER (an image segmenter, "
                                  "e.g. one `evaluate --downstream --protocols real` saved)")
-        teacher = str(mdir / own)
     if not (Path(teacher) / "config.json").is_file():
         raise FastsynthError(f"--teacher {teacher}: not a segmenter folder (no config.json)")
     scorer = AgreementScorer(teacher, "cpu")

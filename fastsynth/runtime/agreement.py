@@ -67,17 +67,18 @@ class AgreementScorer:
             pairs = resize_pairs(pairs, self.resolution)
         return pairs
 
+    def _predict(self, pairs: np.ndarray) -> np.ndarray:
+        from ..models.segmenter import predict
+
+        return predict(self.fn, pairs[:, :3], self.threshold, self.batch_size, self.device)
+
     def predict_masks(self, images: np.ndarray) -> np.ndarray:
         """The image segmenter's own masks [N, r, r] (bool) at its resolution ``r``, for uint8 images [N, H, W, 3]
         resized as ``__call__`` resizes them (what ``train-filter --distill`` teaches a latent filter)."""
-        from ..models.segmenter import predict
-
-        pairs = self._pairs(images, np.zeros(images.shape[:3], np.uint8))
-        return predict(self.fn, pairs[:, :3], self.threshold, self.batch_size, self.device).astype(bool)
+        return self._predict(self._pairs(images, np.zeros(images.shape[:3], np.uint8))).astype(bool)
 
     def __call__(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        from ..models.segmenter import dice_iou, predict
+        from ..models.segmenter import dice_iou
 
         pairs = self._pairs(images, masks)
-        pred = predict(self.fn, pairs[:, :3], self.threshold, self.batch_size, self.device)
-        return dice_iou(pred, pairs[:, 3] >= 128)[0].astype(np.float32)
+        return dice_iou(self._predict(pairs), pairs[:, 3] >= 128)[0].astype(np.float32)
