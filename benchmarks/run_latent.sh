@@ -350,3 +350,11 @@ for p in real synthetic; do
   OMP_NUM_THREADS=1 fastsynth evaluate /tmp/h727 --real runs/lat256-hc18w/model --metrics masks --downstream \
     --protocols $p --seg-resolution 128 --seeds 2 --no-progress --json benchmarks/results/judge256_hc18w_${p}_amd_cpu.json &
 done; wait
+# 42. HC18 mask area: 64 pairs of the run (the global defaults, then one pass ×12 and ×30), and the real training masks
+#     as the model sees them (centre-cropped 256², from its latent cache: 0.444)
+for a in "" "--steps 12 --no-redraw" "--steps 30 --no-redraw"; do
+  OMP_NUM_THREADS=1 fastsynth generate --model runs/lat256-hc18w/model --n 64 --out /tmp/h64_$RANDOM --no-progress $a
+done
+python -c "from safetensors.torch import load_file; import glob
+for f in glob.glob('$HOME/.cache/fastsynth/latents/67d06d7e*.safetensors'):
+    l = load_file(f)['labels'][:, 0] >= 128; print(f, float(l.float().mean((1, 2)).mean()))"
