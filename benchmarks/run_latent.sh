@@ -358,3 +358,17 @@ done
 python -c "from safetensors.torch import load_file; import glob
 for f in glob.glob('$HOME/.cache/fastsynth/latents/67d06d7e*.safetensors'):
     l = load_file(f)['labels'][:, 0] >= 128; print(f, float(l.float().mean((1, 2)).mean()))"
+# ---- 2026-12-07, night (2-core AMD EPYC, AVX512_BF16, no AMX; runs/ and the caches survived) ----
+# 43. where bundled-256's mask area and region count part from the real ones: 1,800 candidates of seed 1 (rows 0-1799,
+#     the defaults' sampler, every candidate kept and scored by the model's filter), broken down by the real areas'
+#     quantiles; the mask representation's round trip per bin (pool: unbiased); the same 256 rows at UniPC ×30 and ×6
+OMP_NUM_THREADS=1 /usr/bin/time -v fastsynth generate --model bundled-256 --n 1800 --seed 1 \
+  --keep-agreeing fastsynth/bundled_256/filter-segmenter --min-agreement 0 --out /tmp/s/unf --no-progress
+python benchmarks/mask_spread.py --real bundled-256 --synthetic /tmp/s/unf --threshold 0.69 \
+  --json benchmarks/results/mask_spread_bundled256_unfiltered_seed1_amd_cpu.json
+for s in 30 6; do
+  OMP_NUM_THREADS=1 fastsynth generate --model bundled-256 --n 256 --seed 1 --steps $s \
+    --keep-agreeing fastsynth/bundled_256/filter-segmenter --min-agreement 0 --out /tmp/s/st$s --no-progress
+done
+# 44. the FID floor TAEF2 puts under a latent model: the 900 training images through its round trip (one thread)
+OMP_NUM_THREADS=1 python benchmarks/ae_fid_floor.py --real bundled-256 --json benchmarks/results/ae_fid_floor_kvasir256_amd_cpu.json
