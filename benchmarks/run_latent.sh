@@ -372,3 +372,14 @@ for s in 30 6; do
 done
 # 44. the FID floor TAEF2 puts under a latent model: the 900 training images through its round trip (one thread)
 OMP_NUM_THREADS=1 python benchmarks/ae_fid_floor.py --real bundled-256 --json benchmarks/results/ae_fid_floor_kvasir256_amd_cpu.json
+#     KID of the 256 rows at each step count (unbiased at n = 256; ×12: 256 random rows of the 1,800)
+for s in 30 6; do
+  OMP_NUM_THREADS=1 fastsynth evaluate /tmp/s/st$s --real bundled-256 --metrics fid --fid-reference train --json /tmp/s/kid_st$s.json
+done
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/s/unf --real bundled-256 --metrics fid --fid-reference train --max-synthetic 256 \
+  --json /tmp/s/kid_st12.json
+# 45. where the synthetic-only segmenters lose: per-image Dice on the 100 held-out images by real-area bin (the five
+#     segmenters of step 40's image-filter and distilled sets; the shipped filter = a real-only seed-0 segmenter)
+python benchmarks/dice_by_area.py --real bundled-256 --group "real-seed0=fastsynth/bundled_256/filter-segmenter" \
+  --group "image-filter=/tmp/j1/img/eval/segmenters/synthetic-seed*" --group "distilled=/tmp/j1/dist/eval/segmenters/synthetic-seed*" \
+  --json benchmarks/results/dice_by_area_bundled256_seed1_amd_cpu.json

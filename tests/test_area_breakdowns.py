@@ -1,4 +1,5 @@
-"""benchmarks/mask_spread.py: the area-bin breakdown says where generated masks part from the real ones."""
+"""benchmarks/mask_spread.py and dice_by_area.py: the area-bin breakdowns say where generated masks part from the
+real ones, and where segmenters trained on them lose."""
 
 import importlib.util
 from pathlib import Path
@@ -8,8 +9,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("mask_spread", ROOT / "benchmarks" / "mask_spread.py")
+def _module(name="mask_spread"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -39,3 +40,15 @@ def test_area_bins_count_each_set_in_the_real_quantile_bins():
     in_bin = (synth["area_fraction"] >= lo) & (synth["area_fraction"] < hi)
     assert in_bin[:10].all() and 0 < rows[3]["synthetic_multi_region"] < 1  # the ten smallest have two regions
     assert abs(rows[3]["synthetic_multi_region"] - 10 / in_bin.sum()) < 1e-12
+
+
+def test_dice_by_area_averages_each_group_per_bin_with_the_spread_of_its_segmenters():
+    da = _module("dice_by_area")
+    area = np.array([0.01, 0.02, 0.2, 0.3])
+    edges = np.array([0.0, 0.1, 1.0])
+    dice = {"a": np.array([[0.1, 0.3, 0.8, 0.9], [0.3, 0.5, 0.6, 0.7]]), "b": np.array([[0.5, 0.5, 0.5, 0.5]])}
+    rows = da.bin_table(area, edges, dice)
+    assert [r["n"] for r in rows] == [2, 2]
+    assert abs(rows[0]["a"]["dice"] - 0.3) < 1e-12 and abs(rows[1]["a"]["dice"] - 0.75) < 1e-12
+    assert abs(rows[0]["a"]["seed_std"] - np.std([0.2, 0.4], ddof=1)) < 1e-12  # per-segmenter means 0.2 and 0.4
+    assert rows[1]["b"] == {"dice": 0.5, "seed_std": 0.0}
