@@ -383,3 +383,27 @@ OMP_NUM_THREADS=1 fastsynth evaluate /tmp/s/unf --real bundled-256 --metrics fid
 python benchmarks/dice_by_area.py --real bundled-256 --group "real-seed0=fastsynth/bundled_256/filter-segmenter" \
   --group "image-filter=/tmp/j1/img/eval/segmenters/synthetic-seed*" --group "distilled=/tmp/j1/dist/eval/segmenters/synthetic-seed*" \
   --json benchmarks/results/dice_by_area_bundled256_seed1_amd_cpu.json
+# 46. small polyps from the model's own masks: 300 from-masks pairs (masks: its kept single-region masks of step 43,
+#     rescaled to real areas below the median; control: their own areas) replace rows 600-899 of step 40's image-filter
+#     set; judged with three seeds (one thread each, side by side), then broken down by area
+for a in small same; do
+  python benchmarks/own_mask_layouts.py masks --source /tmp/s/unf --real bundled-256 --areas $a --n 300 --out /tmp/s/$a/masks
+  OMP_NUM_THREADS=1 fastsynth generate --model bundled-256 --mode from-masks --masks /tmp/s/$a/masks --n 300 --seed 1 \
+    --out /tmp/s/$a/fm --no-progress
+  python benchmarks/own_mask_layouts.py mix --base /tmp/j1/img --first 600 --extra /tmp/s/$a/fm --out /tmp/s/mix_$a
+done
+for a in small same; do
+  OMP_NUM_THREADS=1 fastsynth evaluate /tmp/s/mix_$a --real bundled-256 --metrics masks --downstream --protocols synthetic \
+    --seg-resolution 128 --seeds 3 --no-progress --json benchmarks/results/judge256_own_layouts_${a}_amd_cpu.json &
+done; wait
+python benchmarks/dice_by_area.py --real bundled-256 --group "image-filter(0-2)=/tmp/j1/img/eval/segmenters/synthetic-seed[012]" \
+  --group "600+300small=/tmp/s/mix_small/eval/segmenters/synthetic-seed*" --group "600+300same=/tmp/s/mix_same/eval/segmenters/synthetic-seed*" \
+  --json benchmarks/results/dice_by_area_small_layouts_amd_cpu.json
+# 47. the HC18 run at step 4,509: 727 pairs (global defaults, one thread beside two judges), judged at 128² with three
+#     seeds: real and synthetic only, and 64 real images alone and with the synthetic pairs (one thread each)
+OMP_NUM_THREADS=1 /usr/bin/time -v fastsynth generate --model runs/lat256-hc18w/model --n 727 --out /tmp/s/h4509 --no-progress
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/s/h4509 --real runs/lat256-hc18w/model --metrics masks --downstream \
+  --protocols real,synthetic --seg-resolution 128 --seeds 3 --no-progress --json benchmarks/results/judge256_hc18w4509_synthetic_amd_cpu.json &
+OMP_NUM_THREADS=1 fastsynth evaluate /tmp/s/h4509 --real runs/lat256-hc18w/model --metrics masks --downstream \
+  --protocols low-data --low-data-n 64 --seg-resolution 128 --seeds 3 --no-progress --json benchmarks/results/judge256_hc18w4509_lowdata_amd_cpu.json &
+wait
