@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import os
 import sys
 
 import numpy as np
@@ -39,16 +40,19 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from mask_spread import area_edges
+
     from fastsynth.metrics.io import load_real, resolve_real
+    from fastsynth.metrics.masks import mask_stats
     from fastsynth.runtime.agreement import AgreementScorer
 
     src, rset = resolve_real(args.real)
     _, test = load_real(src, 256, rset.test_stems)
     _, train = load_real(src, 256, rset.train_stems)
     images, masks = test[:, :3].transpose(0, 2, 3, 1), test[:, 3]
-    area = (masks > 127).reshape(len(masks), -1).mean(1)
-    train_area = (train[:, 3] > 127).reshape(len(train), -1).mean(1)
-    edges = np.concatenate([[0.0], np.quantile(train_area, [0.1, 0.25, 0.5, 0.75, 0.9]), [1.0 + 1e-9]])
+    area = mask_stats(masks)["area_fraction"]
+    edges = area_edges(mask_stats(train[:, 3])["area_fraction"])
     dice, members = {}, {}
     for g in args.group:
         name, _, pattern = g.partition("=")

@@ -74,10 +74,18 @@ def _agreement(root, index):
     return np.array([by_index[int(i)] for i in index], dtype=float)
 
 
-def area_bins(rs, ss, agreement=None, threshold=None, q=(0.1, 0.25, 0.5, 0.75, 0.9)):
+AREA_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def area_edges(real_area: np.ndarray) -> np.ndarray:
+    """Bin edges at the real areas' deciles and quartiles, from 0 to just above 1 (every area falls in a bin)."""
+    return np.concatenate([[0.0], np.quantile(real_area, AREA_QUANTILES), [1.0 + 1e-9]])
+
+
+def area_bins(rs, ss, agreement=None, threshold=None):
     """Shares of real and synthetic masks per bin of the real areas' quantiles (their deciles and quartiles)."""
     ra, sa = rs["area_fraction"], ss["area_fraction"]
-    edges = np.concatenate([[0.0], np.quantile(ra, q), [1.0 + 1e-9]])
+    edges = area_edges(ra)
     rows = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         r, s = (ra >= lo) & (ra < hi), (sa >= lo) & (sa < hi)

@@ -35,11 +35,12 @@ def masks(args) -> None:
     from novel_layouts import place
 
     from fastsynth.metrics.io import load_real, resolve_real
+    from fastsynth.metrics.masks import mask_stats
 
     rng = np.random.default_rng(args.seed)
     src, rset = resolve_real(args.real)
     _, train = load_real(src, args.size, rset.train_stems)
-    real_area = (train[:, 3] > 127).reshape(len(train), -1).mean(1)
+    real_area = mask_stats(train[:, 3])["area_fraction"]
     small = real_area[real_area < np.median(real_area)]
     sources = []
     for f in sorted(glob.glob(os.path.join(args.source, "data", "*.parquet"))):
