@@ -35,6 +35,9 @@ def add_parser(sub) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule,
                    help="after the warm-up: constant, or cosine down to 0 at --steps (a cool-down)")
+    p.add_argument("--oversample-small", type=float, default=d.oversample_small, metavar="F",
+                   help="draw the pairs whose mask area is in the smallest quarter of the training masks F times as "
+                        "often (1: uniform; for a model that under-draws small structures)")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="EMA decay of the saved model")
     p.add_argument("--test-fraction", type=float, default=d.test_fraction, help="held-out fraction (by stem)")
     p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the train/test split")
@@ -78,7 +81,8 @@ def run(args) -> int:
                       skip_bad=args.skip_bad, loss_weighting=args.loss_weighting, lr_schedule=args.lr_schedule,
                       min_snr_gamma=args.min_snr_gamma, init_from=args.init_from,
                       classes=parse_classes(args.classes) or (), group_by=args.group_by,
-                      slice_axis=args.slice_axis, empty_fraction=args.empty_fraction)
+                      slice_axis=args.slice_axis, empty_fraction=args.empty_fraction,
+                      oversample_small=args.oversample_small)
     command = invoked_command("train")
     train(cfg, resume=args.resume, time_limit_min=args.time_limit, command=command,
           progress=not args.no_progress)

@@ -49,22 +49,48 @@ def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(ss.generate_state(1, np.uint64)[0] & ((1 << 63) - 1)))
 
 
+def small_area_weights(areas: np.ndarray, factor: float) -> torch.Tensor | None:
+    """Sampling weight per training pair: ``factor`` for the pairs whose foreground area lies in the smallest quarter
+    of the non-empty masks' areas, 1 for the rest (empty masks too); None when ``factor`` is 1 (uniform draws)."""
+    if factor == 1.0:
+        return None
+    areas = np.asarray(areas, dtype=np.float64)
+    w = np.ones(len(areas))
+    nonempty = areas[areas > 0]
+    if len(nonempty):
+        w[(areas > 0) & (areas <= np.quantile(nonempty, 0.25))] = factor
+    return torch.from_numpy(w)
+
+
+def foreground_areas(arr: np.ndarray, modality) -> np.ndarray:
+    """Foreground fraction of each loaded pair [N, C + 1, H, W] (any class but background; a binary mask at >= 128)."""
+    lab = arr[:, modality.channels]
+    fg = lab >= 128 if modality.binary else lab > 0
+    return fg.reshape(len(arr), -1).mean(1)
+
+
+def _draw_indices(n: int, batch_size: int, g: torch.Generator, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return torch.randint(0, n, (batch_size,), generator=g)
+    return torch.multinomial(weights, batch_size, replacement=True, generator=g)
+
+
 def make_batch(data_u8, cfg: TrainConfig, g: torch.Generator, batch_size: int, dilate_px: int,
-               modality=None, space=None):
+               modality=None, space=None, weights: torch.Tensor | None = None):
     """One training batch: (x0, known, indicator) with the conditioning mode drawn per example.
+    ``weights``: sampling weight per pair (``small_area_weights``; None: uniform).
 
     ``data_u8``: loaded pairs [N, C + 1, H, W]; ``modality`` (None: 8-bit RGB + binary mask) says how to encode them.
     A latent model (``space`` a LatentSpace) draws from ``data_u8`` = its :class:`LatentData` instead: an image and
     one of its cached flips; the inpainting regions are drawn at full resolution and cover the latent cells they
     touch."""
     if space is not None and space.latent:
-        idx = torch.randint(0, data_u8.n, (batch_size,), generator=g)
+        idx = _draw_indices(data_u8.n, batch_size, g, weights)
         var = torch.randint(0, data_u8.v, (batch_size,), generator=g)
         x0, labels_full = data_u8.batch(idx, var)
         return _draw_conditioning(x0, x0.shape[1] - space.grid_channels, labels_full, cfg, g, dilate_px,
                                   space.region_to_grid)
-    n_data = data_u8.shape[0]
-    idx = torch.randint(0, n_data, (batch_size,), generator=g)
+    idx = _draw_indices(data_u8.shape[0], batch_size, g, weights)
     u8 = data_u8[idx]
     if modality is None:
         x0 = torch.cat([u8[:, :3].float().div(127.5).sub(1.0), torch.where(u8[:, 3:] >= 128, 1.0, -1.0)], dim=1)
@@ -232,7 +258,8 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
     for name, ok, rule in (("--steps", cfg.steps >= 1, ">= 1"), ("--batch-size", cfg.batch_size >= 1, ">= 1"),
                            ("--lr", cfg.lr > 0, "> 0"), ("--checkpoint-every", cfg.checkpoint_every >= 1, ">= 1"),
                            ("--test-fraction", 0 <= cfg.test_fraction < 1, "in [0, 1)"),
-                           ("--ema-decay", 0 <= cfg.ema_decay < 1, "in [0, 1)")):
+                           ("--ema-decay", 0 <= cfg.ema_decay < 1, "in [0, 1)"),
+                           ("--oversample-small", 0 < cfg.oversample_small <= 100, "in (0, 100]")):
         if not ok:
             raise FastsynthError(f"{name} {getattr(cfg, name[2:].replace('-', '_'))}: must be {rule}")
 
@@ -275,6 +302,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
         if len(src.skipped) > bad_before:
             split = {**split, "test": [t for t in split["test"] if t in set(kept_test) or t not in src.items]}
     modality = with_window(modality, arr[:, :modality.channels])  # 16-bit: the training split's window
+    weights = small_area_weights(foreground_areas(arr, modality), cfg.oversample_small)
     model_cfg = replace(model_cfg, **modality.model_fields())
     space, latent_record = None, None
     if cfg.latent:  # encode the training split once (cached), then train on the latents
@@ -377,6 +405,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
                 "hardware": _hardware(accelerator), "torch": torch.__version__, "mixed_precision": mp,
                 "loss_weighting": cfg.loss_weighting, "min_snr_gamma": cfg.min_snr_gamma, "init": init_info,
                 "lr_schedule": cfg.lr_schedule,
+                **({"oversample_small": cfg.oversample_small} if cfg.oversample_small != 1.0 else {}),
                 **({"volumes": {"slice_axis": cfg.slice_axis, "empty_fraction": cfg.empty_fraction,
                                 "n_volumes": len(volumes["volumes"]), "source": volumes["source"],
                                 "pixel_spacing": model_pixel_spacing(volumes, cfg.resolution)}} if volumes else {}),
@@ -394,7 +423,7 @@ def train(cfg: TrainConfig, resume: bool = False, time_limit_min: float | None =
             g = _step_generator(cfg.seed, step, rank)
             # global RNGs (dropout) re-seeded per step too, so a resumed run repeats the uninterrupted one
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
-            x0, known, indicator = make_batch(data_u8, cfg, g, per_proc, dilate_px, modality, space)
+            x0, known, indicator = make_batch(data_u8, cfg, g, per_proc, dilate_px, modality, space, weights)
             noise = torch.randn(x0.shape, generator=g)
             t = torch.randint(0, model_cfg.num_train_timesteps, (per_proc,), generator=g)
             x0, known, indicator, noise, t = (v.to(device) for v in (x0, known, indicator, noise, t))
