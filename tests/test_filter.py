@@ -320,3 +320,17 @@ def test_generate_keep_agreeing_on_openvino_scores_on_a_segmenter_backend(tiny_m
     m = json.loads((tmp_path / "ov" / "fastsynth.json").read_text())
     assert m["backend"] == "openvino" and m["keep_agreeing_run"]["backend"] in ("onnx", "eager")
     assert m["n"] == 4 and m["complete"]
+
+
+def test_generate_says_how_many_candidates_it_drew(tiny_model_dir, tmp_path, capsys):
+    """Candidates come in whole batches: the line printed counts every one drawn (3 pairs at batch size 4: 4), the
+    card the ones up to the last kept pair (3 of 3 at --min-agreement 0), so neither claims a rejection that was not."""
+    from fastsynth.cli import main
+
+    seg = _tiny_segmenter(tmp_path / "seg", seed=0)
+    assert main(["generate", "--model", str(tiny_model_dir), "--n", "3", "--steps", "3", "--batch-size", "4",
+                 "--backend", "eager", "--keep-agreeing", str(seg), "--min-agreement", "0", "--out",
+                 str(tmp_path / "g"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "generated 3 pairs (filtered: 4 candidates drawn in batches)" in out
+    assert "3 kept of 3 candidates (100%)" in (tmp_path / "g" / "README.md").read_text()

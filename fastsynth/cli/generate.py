@@ -143,7 +143,9 @@ def run(args) -> int:
                  allow_mixed_precision=args.allow_mixed_precision)
     rate = f"{s['pairs_per_s']:.1f} pairs/s" if s["pairs_per_s"] else "nothing left to generate"
     state = "complete" if s["complete"] else "incomplete (other processes still writing)"
-    kept = f" (kept {s['pairs']} of {s['candidates']} candidates)" if s.get("candidates") else ""
+    # drawn in whole batches: the last batch's candidates past the shard's last kept pair are drawn, never needed
+    # (the card's acceptance counts candidates up to each shard's last kept pair)
+    kept = f" (filtered: {s['candidates']} candidates drawn in batches)" if s.get("candidates") else ""
     print(f"generated {s['pairs']} pairs{kept} in {s['seconds']:.1f} s ({rate}) on {s['device']} ({s['backend']}); "
           f"dataset {state}: {s['total']} pairs in {s['out']}")
     return 0
