@@ -78,12 +78,11 @@ def _draw_indices(n: int, batch_size: int, g: torch.Generator, weights: torch.Te
 def make_batch(data_u8, cfg: TrainConfig, g: torch.Generator, batch_size: int, dilate_px: int,
                modality=None, space=None, weights: torch.Tensor | None = None):
     """One training batch: (x0, known, indicator) with the conditioning mode drawn per example.
-    ``weights``: sampling weight per pair (``small_area_weights``; None: uniform).
 
     ``data_u8``: loaded pairs [N, C + 1, H, W]; ``modality`` (None: 8-bit RGB + binary mask) says how to encode them.
     A latent model (``space`` a LatentSpace) draws from ``data_u8`` = its :class:`LatentData` instead: an image and
     one of its cached flips; the inpainting regions are drawn at full resolution and cover the latent cells they
-    touch."""
+    touch. ``weights``: a sampling weight per pair (``small_area_weights``; None: uniform draws)."""
     if space is not None and space.latent:
         idx = _draw_indices(data_u8.n, batch_size, g, weights)
         var = torch.randint(0, data_u8.v, (batch_size,), generator=g)
