@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import io
 import json
 import os
 import sys
@@ -27,14 +26,13 @@ import numpy as np
 
 
 def masks(args) -> None:
-    import pyarrow.parquet as pq
     from PIL import Image
-    from scipy import ndimage
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from mask_spread import _agreement
     from novel_layouts import place
 
-    from fastsynth.metrics.io import load_real, resolve_real
+    from fastsynth.metrics.io import load_real, load_synthetic, resolve_real
     from fastsynth.metrics.masks import mask_stats
 
     rng = np.random.default_rng(args.seed)
@@ -42,14 +40,14 @@ def masks(args) -> None:
     _, train = load_real(src, args.size, rset.train_stems)
     real_area = mask_stats(train[:, 3])["area_fraction"]
     small = real_area[real_area < np.median(real_area)]
-    sources = []
-    for f in sorted(glob.glob(os.path.join(args.source, "data", "*.parquet"))):
-        t = pq.read_table(f, columns=["mask", "agreement"]).to_pydict()
-        for m, a in zip(t["mask"], t["agreement"]):
-            if a >= args.min_agreement:
-                arr = np.array(Image.open(io.BytesIO(m["bytes"])).convert("L").resize((args.size, args.size))) > 127
-                if ndimage.label(arr)[1] == 1:
-                    sources.append(arr)
+    syn = load_synthetic(args.source)
+    agreement = _agreement(args.source, syn.index)
+    if agreement is None:
+        sys.exit(f"{args.source}: no agreement column (generate it with --keep-agreeing ... --min-agreement 0)")
+    own = syn.masks[agreement >= args.min_agreement]
+    if own.shape[-1] != args.size:
+        own = np.stack([np.array(Image.fromarray(m).resize((args.size, args.size))) for m in own])
+    sources = [m >= 128 for m, k in zip(own, mask_stats(own)["components"]) if k == 1]
     if not sources:
         sys.exit(f"{args.source}: no single-region mask at agreement >= {args.min_agreement}")
     os.makedirs(args.out, exist_ok=True)

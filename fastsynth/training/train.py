@@ -62,11 +62,14 @@ def small_area_weights(areas: np.ndarray, factor: float) -> torch.Tensor | None:
     return torch.from_numpy(w)
 
 
-def foreground_areas(arr: np.ndarray, modality) -> np.ndarray:
-    """Foreground fraction of each loaded pair [N, C + 1, H, W] (any class but background; a binary mask at >= 128)."""
+def foreground_areas(arr: np.ndarray, modality, chunk: int = 256) -> np.ndarray:
+    """Foreground fraction of each loaded pair [N, C + 1, H, W]: any class but background, as the codec reads labels
+    (in chunks, so the float label channels of a large training split are never all in memory at once)."""
+    from ..data.codec import foreground_channel, labels_to_channels
+
     lab = arr[:, modality.channels]
-    fg = lab >= 128 if modality.binary else lab > 0
-    return fg.reshape(len(arr), -1).mean(1)
+    return np.concatenate([(foreground_channel(labels_to_channels(lab[i:i + chunk].astype(np.uint8), modality)) > 0)
+                           .flatten(1).float().mean(1).numpy() for i in range(0, len(lab), chunk)])
 
 
 def _draw_indices(n: int, batch_size: int, g: torch.Generator, weights: torch.Tensor | None) -> torch.Tensor:
