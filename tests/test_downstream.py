@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -120,6 +121,7 @@ def test_benchmark_learns_on_easy_data(tmp_path):
     assert r["runs"]["real"]["test"]["held"]["dice"] > 0.5  # bright squares are easy
     assert r["summary"]["held"]["synthetic_over_real_dice"] is not None
     assert (tmp_path / "real_plus_synthetic" / "model.safetensors").is_file()
+    assert not any(p.name.endswith("-seed0") for p in tmp_path.iterdir())  # the lone default seed: bare names
     # one seed: nothing can be called a win or a loss
     assert {c["verdict"] for c in r["comparisons"]} == {"not distinguishable (1 seed)"}
     # label agreement: real-trained segmenters find the synthetic squares as well as the real ones
@@ -165,6 +167,19 @@ def test_seeds_are_aggregated_and_real_runs_cached(tmp_path, monkeypatch):
     assert r3["runs"]["real"]["test"] == r1["runs"]["real"]["test"]
     with pytest.raises(FastsynthError, match="--seeds"):
         ds.run_benchmark(*args, seeds=0)
+
+
+def test_single_seed_runs_of_other_seeds_save_apart(tmp_path, monkeypatch):
+    """Judges of one dataset run side by side, one seed each (--seed S --seeds 1), keep every segmenter."""
+    monkeypatch.setenv("FASTSYNTH_CACHE", str(tmp_path / "cache"))
+    real, syn, test = _pairs(12, 0), _pairs(12, 1), _pairs(4, 2)
+    for seed in (0, 1, 2):
+        ds.run_benchmark(dataclasses.replace(TINY, seed=seed), real, [f"r{i}" for i in range(12)], syn, [""] * 12,
+                         {"held": test}, ("real",), save_dir=tmp_path / "segs", seeds=1)
+    saved = sorted(p.name for p in (tmp_path / "segs").iterdir())
+    assert saved == ["real", "real-seed1", "real-seed2"]
+    seeds = [json.loads((tmp_path / "segs" / n / "config.json").read_text())["seed"] for n in saved]
+    assert seeds == [0, 1, 2]
 
 
 def test_compare_runs_calls_small_differences_not_distinguishable():

@@ -323,7 +323,9 @@ def run_benchmark(cfg: SegConfig, real_train: np.ndarray, real_stems: list[str],
             if run["name"] == "real":
                 real_models.append(fn)
             if save_dir is not None:
-                folder = run["name"].replace("+", "_plus_") + (f"-seed{scfg.seed}" if seeds > 1 else "")
+                # the seed in the name unless it is the lone default one, so processes judging other seeds of the
+                # same data side by side (--seed S --seeds 1) do not overwrite each other's segmenters
+                folder = run["name"].replace("+", "_plus_") + (f"-seed{scfg.seed}" if seeds > 1 or scfg.seed else "")
                 save_segmenter(model, scfg, Path(save_dir) / folder,
                                {"protocol": run["name"], "training": info, "scores": scores,
                                 "real_train_stems": [real_stems[i] for i in run["real"]] if run["real"] is not None
