@@ -429,3 +429,27 @@ for s in 0 1 2; do
   OMP_NUM_THREADS=1 fastsynth evaluate /tmp/s/h4509 --real runs/lat256-hc18w/model --metrics masks --downstream \
     --protocols low-data --low-data-n 16 --seg-resolution 128 --seed $s --seeds 1 --no-progress --json /tmp/k/hc16_s$s.json &
 done; wait
+# 50. the HC18 run goes on: --resume on both threads, nothing beside it (80 min: 4,515 -> 8,672); warm-restart weights
+#     kept (python -m fastsynth.models.bundle runs/lat256-hc18w --training-data-from bundled-ultrasound
+#     --notes benchmarks/latent_hc18_notes.md --dest benchmarks/weights/lat256-hc18); its 727 pairs (global defaults,
+#     both threads) judged at 128², one process per seed: real and synthetic only, 16 real alone and with the pairs
+fastsynth train --data ../shared/data/hc18-ultrasound --out runs/lat256-hc18w --latent taef2 --mask-repr pool --resolution 256 \
+  --steps 100000 --loss-weighting min-snr --mixed-precision bf16 --checkpoint-every 250 --time-limit 80 --no-progress --seed 0 \
+  --init-from bundled-256 --resume
+/usr/bin/time -v fastsynth generate --model runs/lat256-hc18w/model --n 727 --out /tmp/s/h8k --no-progress
+for s in 0 1 2; do
+  OMP_NUM_THREADS=1 fastsynth evaluate /tmp/s/h8k --real runs/lat256-hc18w/model --metrics masks --downstream \
+    --protocols real,synthetic,low-data --low-data-n 16 --seg-resolution 128 --seed $s --seeds 1 --no-progress \
+    --json benchmarks/results/judge256_hc18w8672_s${s}_amd_cpu.json &
+done
+# 51. an area-aware filter: from step 43's 1,800 scored candidates of seed 1 (/tmp/s/unf), 900 chosen by the global
+#     threshold (what generate keeps) and 900 with each area bin of the real masks filled to its real share by its
+#     best-agreeing candidates (agreement >= 0.3; slots a bin cannot fill go to the best left), judged side by side
+#     with step 50's HC18 judges (one thread each); a picture of small candidates by agreement
+for r in threshold real-shaped; do
+  python benchmarks/area_select.py --source /tmp/s/unf --real bundled-256 --rule $r --floor 0.3 --out /tmp/s/sel_$r
+  OMP_NUM_THREADS=1 fastsynth evaluate /tmp/s/sel_$r --real bundled-256 --metrics masks --downstream --protocols synthetic \
+    --seg-resolution 128 --seeds 3 --no-progress --json benchmarks/results/judge256_areaselect_${r}_amd_cpu.json &
+done; wait
+python benchmarks/area_select.py --source /tmp/s/unf --real bundled-256 --rule per-bin \
+  --grid benchmarks/results/small_candidates_by_agreement_bundled256.jpg
